@@ -1,0 +1,64 @@
+"""Refusals the core raises, each with a machine code and a human sentence.
+
+The inbox shows ``detail`` as a message, the API answers ``{"error": code,
+"detail": detail}`` with ``http_status``, the admin shows ``detail`` as a form error
+or a message. Pure Python: no Django import, so every layer can use them.
+"""
+
+
+class ParleyError(Exception):
+    """Base of every refusal: nothing was changed when one is raised."""
+
+    code = "error"
+    http_status = 409
+    default_detail = "The request was refused."
+
+    def __init__(self, detail: str | None = None, *, code: str | None = None):
+        self.detail = detail or self.default_detail
+        if code:
+            self.code = code
+        super().__init__(self.detail)
+
+    def as_dict(self) -> dict[str, str]:
+        return {"error": self.code, "detail": self.detail}
+
+
+class IllegalTransition(ParleyError):
+    code = "illegal_transition"
+    default_detail = "That change of status is not allowed."
+
+
+class ConversationOngoing(IllegalTransition):
+    code = "conversation_ongoing"
+    default_detail = "The conversation is ongoing; start the flow with priority to interrupt it."
+
+
+class ConversationClosed(IllegalTransition):
+    code = "conversation_closed"
+    default_detail = "The conversation is closed; closed conversations are read-only."
+
+
+class NotArchivable(IllegalTransition):
+    code = "not_archivable"
+    default_detail = "Only closed conversations can be archived."
+
+
+class NotArchived(IllegalTransition):
+    code = "not_archived"
+    default_detail = "The conversation is not archived."
+
+
+class TagsLocked(ParleyError):
+    code = "tags_locked"
+    default_detail = "Tags are locked: the conversation is closed."
+
+
+class ContactExists(ParleyError):
+    code = "contact_exists"
+    default_detail = "A contact with this channel and external id already exists."
+
+
+class InvalidInput(ParleyError):
+    code = "invalid_input"
+    http_status = 422
+    default_detail = "The input is not valid."

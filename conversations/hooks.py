@@ -1,0 +1,21 @@
+"""Signals the core sends so that apps above it (flows, channels) can react
+without the core importing them.
+
+They are sent synchronously *inside* the service's transaction: a receiver's
+writes commit or roll back with the change that caused them. A receiver that talks
+to the outside world must defer that work with ``transaction.on_commit`` or a task.
+"""
+
+from django.dispatch import Signal
+
+# A conversation's status changed (also sent for archive/unarchive).
+# kwargs: conversation, change (StatusChange), rule (transitions.Rule)
+status_changed = Signal()
+
+# A contact's message was stored and the inbound transition applied.
+# kwargs: message, conversation
+message_received = Signal()
+
+# An outbound message (agent, flow or broadcast) was stored.
+# kwargs: message, conversation
+message_sent = Signal()

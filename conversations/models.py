@@ -1,0 +1,308 @@
+"""The core: contacts, their conversations, messages, tags and the status history.
+
+Fields, constraints, indexes and intent-named querysets only. Every write goes
+through ``services.py``; ``signals.py`` guards ``save()`` and the tag links; the
+database (constraints here, triggers in the migrations) refuses what signals
+cannot see.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+
+from .transitions import EVENT_CHOICES, ONGOING, OPEN, STATUS_CHOICES, Status
+
+MESSAGE_MAX_LENGTH = 10_000
+PREVIEW_LENGTH = 160
+
+
+class Contact(models.Model):
+    channel = models.SlugField(max_length=32)
+    external_id = models.CharField(max_length=255)
+    name = models.CharField(max_length=200, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "external_id"],
+                name="contact_unique_channel_external_id",
+                violation_error_message="A contact with this channel and external id already exists.",
+            ),
+        ]
+        indexes = [models.Index(Lower("name"), name="contact_name_lower")]
+
+    def __str__(self) -> str:
+        return self.name or f"{self.channel}:{self.external_id}"
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.external_id
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=50)
+    colour = models.CharField(
+        max_length=7,
+        default="#64748b",
+        help_text="A hex colour such as #2563eb.",
+    )
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                Lower("name"),
+                name="tag_unique_name_ci",
+                violation_error_message="A tag with this name already exists.",
+            ),
+            models.CheckConstraint(
+                condition=Q(colour__regex=r"^#[0-9A-Fa-f]{6}$"),
+                name="tag_colour_hex",
+                violation_error_message="The colour must be a hex colour such as #2563eb.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ConversationQuerySet(models.QuerySet):
+    def open(self):
+        return self.filter(status__in=OPEN)
+
+    def ongoing(self):
+        return self.filter(status__in=ONGOING)
+
+    def closed(self):
+        return self.filter(status=Status.CLOSED)
+
+    def archived(self):
+        return self.filter(archived_at__isnull=False)
+
+    def not_archived(self):
+        return self.filter(archived_at__isnull=True)
+
+    def by_activity(self):
+        """Most recently active first; ``id`` breaks ties so keyset pages are stable."""
+        return self.order_by("-last_activity_at", "-id")
+
+    def for_inbox(self):
+        return self.select_related("contact", "assignee").prefetch_related("tags")
+
+
+class Conversation(models.Model):
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="conversations")
+    status = models.CharField(max_length=20, choices=STATUS_CHOICES, default=Status.NOT_CONTACTED)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="assigned_conversations",
+    )
+    tags = models.ManyToManyField(
+        Tag, through="ConversationTag", related_name="conversations", blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_activity_at = models.DateTimeField()
+    # Set when the contact writes and no agent has answered since: "longest waiting".
+    waiting_since = models.DateTimeField(null=True, blank=True)
+    last_message_preview = models.CharField(max_length=PREVIEW_LENGTH, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ConversationQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=[value for value, _ in STATUS_CHOICES]),
+                name="conversation_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(archived_at__isnull=True) | Q(status=Status.CLOSED),
+                name="conversation_archived_only_when_closed",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(status=Status.CLOSED, closed_at__isnull=False)
+                    | (~Q(status=Status.CLOSED) & Q(closed_at__isnull=True))
+                ),
+                name="conversation_closed_at_iff_closed",
+            ),
+            models.UniqueConstraint(
+                fields=["contact"],
+                condition=~Q(status=Status.CLOSED),
+                name="conversation_one_open_per_contact",
+                violation_error_message="This contact already has an open conversation.",
+            ),
+        ]
+        indexes = [
+            # The default inbox view and every status tab, newest activity first.
+            models.Index(
+                fields=["-last_activity_at", "-id"],
+                condition=Q(archived_at__isnull=True),
+                name="conv_inbox_activity",
+            ),
+            models.Index(
+                fields=["status", "-last_activity_at", "-id"],
+                condition=Q(archived_at__isnull=True),
+                name="conv_inbox_status_activity",
+            ),
+            models.Index(
+                fields=["-last_activity_at", "-id"],
+                condition=Q(archived_at__isnull=False),
+                name="conv_archived_activity",
+            ),
+            models.Index(
+                fields=["assignee", "-last_activity_at", "-id"],
+                condition=Q(archived_at__isnull=True),
+                name="conv_assignee_activity",
+            ),
+            models.Index(
+                fields=["waiting_since", "id"],
+                condition=Q(waiting_since__isnull=False),
+                name="conv_waiting",
+            ),
+            models.Index(fields=["contact", "-created_at"], name="conv_contact_history"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.contact} ({self.get_status_display()})"
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        # The pre_save guard compares the new status with the one loaded.
+        if "status" in field_names:
+            instance._loaded_status = values[field_names.index("status")]
+        return instance
+
+    @property
+    def is_closed(self) -> bool:
+        return self.status == Status.CLOSED
+
+    @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
+
+    @property
+    def is_ongoing(self) -> bool:
+        return self.status in ONGOING
+
+
+class ConversationTag(models.Model):
+    """The conversation–tag link. On PostgreSQL a trigger refuses to insert, change or
+    delete a link of a closed conversation (see migration 0002)."""
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="tag_links"
+    )
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="conversation_links")
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "tag"], name="conversationtag_unique"),
+        ]
+        indexes = [models.Index(fields=["tag", "conversation"], name="conversationtag_by_tag")]
+
+    def __str__(self) -> str:
+        return f"{self.tag} on #{self.conversation_id}"
+
+
+class Direction(models.TextChoices):
+    INBOUND = "inbound", "Inbound"
+    OUTBOUND = "outbound", "Outbound"
+
+
+class SenderKind(models.TextChoices):
+    CONTACT = "contact", "Contact"
+    AGENT = "agent", "Agent"
+    FLOW = "flow", "Flow"
+    BROADCAST = "broadcast", "Broadcast"
+
+
+class Message(models.Model):
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    direction = models.CharField(max_length=10, choices=Direction.choices)
+    sender_kind = models.CharField(max_length=10, choices=SenderKind.choices)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="messages",
+    )
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(direction=Direction.INBOUND, sender_kind=SenderKind.CONTACT)
+                    | (Q(direction=Direction.OUTBOUND) & ~Q(sender_kind=SenderKind.CONTACT))
+                ),
+                name="message_direction_matches_sender",
+            ),
+        ]
+        indexes = [models.Index(fields=["conversation", "created_at", "id"], name="message_thread")]
+
+    def __str__(self) -> str:
+        return f"{self.get_direction_display()} on #{self.conversation_id}: {self.text[:40]}"
+
+
+class Source(models.TextChoices):
+    """Who or what caused a change."""
+
+    CONTACT = "contact", "Contact"
+    AGENT = "agent", "Agent"
+    FLOW = "flow", "Flow"
+    BROADCAST = "broadcast", "Broadcast"
+    ADMIN = "admin", "Admin"
+    API = "api", "API"
+    SYSTEM = "system", "System"
+
+
+class StatusChange(models.Model):
+    """One line of a conversation's history: every status change, archive and
+    unarchive, with when, what and who."""
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="status_changes"
+    )
+    from_status = models.CharField(max_length=20, choices=STATUS_CHOICES, blank=True)
+    to_status = models.CharField(max_length=20, choices=STATUS_CHOICES)
+    event = models.CharField(max_length=30, choices=EVENT_CHOICES)
+    source = models.CharField(max_length=10, choices=Source.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    note = models.CharField(max_length=200, blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["conversation", "at", "id"], name="statuschange_timeline")]
+
+    def __str__(self) -> str:
+        return f"#{self.conversation_id}: {self.from_status or '—'} → {self.to_status}"

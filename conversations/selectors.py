@@ -1,0 +1,61 @@
+"""Reads. Each selector returns what a page needs in a fixed number of queries."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import chain
+
+from django.db.models import Count, Q
+
+from .models import Contact, Conversation, Message, StatusChange
+from .transitions import Status
+
+# The inbox's tabs, in the order they are shown.
+TABS: tuple[tuple[str, str], ...] = (
+    (Status.NEW, "New"),
+    (Status.IN_PROGRESS, "In progress"),
+    (Status.IN_FLOW, "In a flow"),
+    (Status.NOT_CONTACTED, "Not contacted"),
+    (Status.CLOSED, "Closed"),
+    ("archived", "Archived"),
+)
+
+
+def status_counts() -> dict[str, int]:
+    """Every tab badge in one aggregate query. Status tabs count non-archived
+    conversations; ``archived`` counts the archive; ``all`` the default view."""
+    live = Q(archived_at__isnull=True)
+    aggregates = {str(status): Count("pk", filter=live & Q(status=status)) for status in Status}
+    aggregates["archived"] = Count("pk", filter=Q(archived_at__isnull=False))
+    counts = Conversation.objects.aggregate(**aggregates)
+    counts["all"] = sum(counts[str(status)] for status in Status)
+    return counts
+
+
+def contact_history(*, contact: Contact):
+    """A contact's conversations, newest first (§5)."""
+    return (
+        Conversation.objects.filter(contact=contact)
+        .select_related("assignee")
+        .prefetch_related("tags")
+        .order_by("-created_at", "-id")
+    )
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    kind: str  # "message" or "status"
+    item: Message | StatusChange
+
+
+def conversation_timeline(*, conversation: Conversation) -> list[TimelineEntry]:
+    """Messages and status changes of one conversation in one timeline, oldest
+    first: two queries whatever the length."""
+    messages = conversation.messages.select_related("author").order_by("created_at", "id")
+    changes = conversation.status_changes.select_related("actor").order_by("at", "id")
+    entries = chain(
+        (TimelineEntry(m.created_at, "message", m) for m in messages),
+        (TimelineEntry(c.at, "status", c) for c in changes),
+    )
+    # A status change made by a message (e.g. a reply) sorts before that message.
+    return sorted(entries, key=lambda e: (e.at, 0 if e.kind == "status" else 1))

@@ -1,0 +1,483 @@
+"""The only code that writes conversations.
+
+Every service is keyword-only, runs inside ``transaction.atomic``, re-reads the row
+with ``select_for_update()``, asks the transition table (``transitions.resolve``),
+saves with ``update_fields``, writes the StatusChange, and raises a typed refusal
+(``exceptions``) before changing anything. Rows are always locked in the same
+order, contact before conversation, so concurrent services never deadlock.
+"""
+
+import re
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from . import hooks
+from .exceptions import (
+    ContactExists,
+    ConversationClosed,
+    InvalidInput,
+    TagsLocked,
+)
+from .models import (
+    MESSAGE_MAX_LENGTH,
+    PREVIEW_LENGTH,
+    Contact,
+    Conversation,
+    ConversationTag,
+    Direction,
+    Message,
+    SenderKind,
+    Source,
+    StatusChange,
+    Tag,
+)
+from .transitions import Event, Move, Status, resolve
+
+CHANNEL_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+TAG_COLOUR_DEFAULT = "#64748b"
+
+
+# --- input cleaning ---------------------------------------------------------------
+
+
+def clean_text(value, *, field: str, max_length: int, required: bool = True) -> str:
+    """Strip and check a user-supplied string; refuse instead of truncating."""
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be text.")
+    value = value.strip()
+    if "\x00" in value:
+        raise InvalidInput(f"{field} must not contain NUL characters.")
+    if required and not value:
+        raise InvalidInput(f"{field} must not be empty.")
+    if len(value) > max_length:
+        raise InvalidInput(f"{field} is too long ({len(value)} characters; at most {max_length}).")
+    return value
+
+
+def clean_channel(value) -> str:
+    channel = clean_text(value, field="Channel", max_length=32).lower()
+    if not CHANNEL_RE.match(channel):
+        raise InvalidInput(
+            "Channel must be a short slug: lowercase letters, digits, '-' or '_' "
+            "(for example 'web' or 'whatsapp')."
+        )
+    return channel
+
+
+def _preview(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= PREVIEW_LENGTH else flat[: PREVIEW_LENGTH - 1] + "…"
+
+
+# --- internals --------------------------------------------------------------------
+
+
+def _lock_conversation(conversation: Conversation | int) -> Conversation:
+    pk = conversation.pk if isinstance(conversation, Conversation) else conversation
+    return Conversation.objects.select_for_update().get(pk=pk)
+
+
+def _lock_contact(contact: Contact | int) -> Contact:
+    pk = contact.pk if isinstance(contact, Contact) else contact
+    return Contact.objects.select_for_update().get(pk=pk)
+
+
+def _open_conversation_of(contact: Contact) -> Conversation | None:
+    """The contact's open conversation, locked (the contact must be locked first)."""
+    return (
+        Conversation.objects.select_for_update()
+        .filter(contact=contact)
+        .open()
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def _record(
+    conversation: Conversation,
+    *,
+    from_status: str,
+    move: Move,
+    source: str,
+    actor,
+    note: str = "",
+    at=None,
+) -> StatusChange:
+    change = StatusChange.objects.create(
+        conversation=conversation,
+        from_status=from_status,
+        to_status=move.target,
+        event=move.rule.event,
+        source=source,
+        actor=actor,
+        note=note[:200],
+    )
+    hooks.status_changed.send(
+        sender=Conversation, conversation=conversation, change=change, rule=move.rule
+    )
+    return change
+
+
+def _start_conversation(
+    contact: Contact, move: Move, *, source: str, actor, note: str = "", now=None
+) -> Conversation:
+    now = now or timezone.now()
+    conversation = Conversation.objects.create(
+        contact=contact, status=move.target, last_activity_at=now
+    )
+    _record(conversation, from_status="", move=move, source=source, actor=actor, note=note)
+    return conversation
+
+
+def _change_status(
+    conversation: Conversation, move: Move, *, source: str, actor, note: str = "", now=None
+) -> None:
+    """Apply ``move`` to a locked conversation and record it."""
+    before = conversation.status
+    fields = ["status", "updated_at"]
+    conversation.status = move.target
+    if move.target == Status.CLOSED:
+        conversation.closed_at = now or timezone.now()
+        conversation.closed_by = actor
+        conversation.waiting_since = None
+        fields += ["closed_at", "closed_by", "waiting_since"]
+    conversation.save(update_fields=fields)
+    _record(conversation, from_status=before, move=move, source=source, actor=actor, note=note)
+
+
+def _touch(conversation: Conversation, message: Message, *, waiting: bool | None) -> None:
+    """Keep the inbox's denormalised columns in step with the newest message."""
+    conversation.last_activity_at = message.created_at
+    conversation.last_message_preview = _preview(message.text)
+    fields = ["last_activity_at", "last_message_preview", "updated_at"]
+    if waiting is True and conversation.waiting_since is None:
+        conversation.waiting_since = message.created_at
+        fields.append("waiting_since")
+    elif waiting is False and conversation.waiting_since is not None:
+        conversation.waiting_since = None
+        fields.append("waiting_since")
+    conversation.save(update_fields=fields)
+
+
+# --- contacts ---------------------------------------------------------------------
+
+
+@transaction.atomic
+def contact_create(
+    *,
+    channel: str,
+    external_id: str,
+    name: str = "",
+    attributes: dict | None = None,
+    source: str = Source.ADMIN,
+    actor=None,
+) -> Contact:
+    """Create a contact and its first conversation, Not contacted (§3 row 1)."""
+    channel = clean_channel(channel)
+    external_id = clean_text(external_id, field="External id", max_length=255)
+    name = clean_text(name, field="Name", max_length=200, required=False)
+    if attributes is not None and not isinstance(attributes, dict):
+        raise InvalidInput("Attributes must be an object.")
+    if Contact.objects.filter(channel=channel, external_id=external_id).exists():
+        raise ContactExists()
+    try:
+        with transaction.atomic():
+            contact = Contact.objects.create(
+                channel=channel, external_id=external_id, name=name, attributes=attributes or {}
+            )
+    except IntegrityError as exc:  # created by someone else a moment ago
+        raise ContactExists() from exc
+    move = resolve(Event.CONTACT_CREATED, None)
+    _start_conversation(contact, move, source=source, actor=actor)
+    return contact
+
+
+def _contact_for_inbound(channel: str, external_id: str, name: str) -> tuple[Contact, bool]:
+    """Get and lock the contact, creating it if unknown (race-safe)."""
+    try:
+        contact = Contact.objects.select_for_update().get(channel=channel, external_id=external_id)
+        created = False
+    except Contact.DoesNotExist:
+        try:
+            with transaction.atomic():
+                contact = Contact.objects.create(
+                    channel=channel, external_id=external_id, name=name
+                )
+            created = True
+        except IntegrityError:  # another request created it first
+            contact = Contact.objects.select_for_update().get(
+                channel=channel, external_id=external_id
+            )
+            created = False
+    if name and contact.name != name and not created:
+        contact.name = name
+        contact.save(update_fields=["name"])
+    return contact, created
+
+
+# --- messages ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inbound:
+    message: Message
+    conversation: Conversation
+    contact_created: bool
+
+
+@transaction.atomic
+def message_receive(
+    *,
+    channel: str,
+    external_id: str,
+    text: str,
+    name: str | None = None,
+    source: str = Source.CONTACT,
+) -> Inbound:
+    """A contact writes. Creates the contact if unknown; opens a new conversation
+    when none is open (the closed one stays in history untouched)."""
+    channel = clean_channel(channel)
+    external_id = clean_text(external_id, field="External id", max_length=255)
+    text = clean_text(text, field="Message", max_length=MESSAGE_MAX_LENGTH)
+    name = clean_text(name, field="Name", max_length=200, required=False)
+
+    contact, created = _contact_for_inbound(channel, external_id, name)
+    conversation = _open_conversation_of(contact)
+    move = resolve(Event.CONTACT_WRITES, conversation.status if conversation else None)
+    if move.opens_new:
+        conversation = _start_conversation(contact, move, source=source, actor=None)
+    elif move.changes_status:
+        _change_status(conversation, move, source=source, actor=None)
+
+    message = Message.objects.create(
+        conversation=conversation,
+        direction=Direction.INBOUND,
+        sender_kind=SenderKind.CONTACT,
+        text=text,
+    )
+    # An agent is awaited in New and In progress; in a flow, the flow answers.
+    _touch(conversation, message, waiting=True if conversation.status != Status.IN_FLOW else None)
+    hooks.message_received.send(sender=Message, message=message, conversation=conversation)
+    return Inbound(message=message, conversation=conversation, contact_created=created)
+
+
+@transaction.atomic
+def conversation_reply(
+    *, conversation: Conversation | int, agent, text: str, source: str = Source.AGENT
+) -> Message:
+    """An agent answers. Takes over from a running flow; assigns the conversation
+    to the agent when nobody has it; refused on a closed conversation."""
+    text = clean_text(text, field="Reply", max_length=MESSAGE_MAX_LENGTH)
+    conversation = _lock_conversation(conversation)
+    move = resolve(Event.AGENT_REPLY, conversation.status, conversation.is_archived)
+    if move.changes_status:
+        _change_status(conversation, move, source=source, actor=agent)
+    message = Message.objects.create(
+        conversation=conversation,
+        direction=Direction.OUTBOUND,
+        sender_kind=SenderKind.AGENT,
+        author=agent,
+        text=text,
+    )
+    if conversation.assignee_id is None:
+        conversation.assignee = agent
+        conversation.save(update_fields=["assignee", "updated_at"])
+    _touch(conversation, message, waiting=False)
+    hooks.message_sent.send(sender=Message, message=message, conversation=conversation)
+    return message
+
+
+@transaction.atomic
+def message_send_automated(
+    *,
+    conversation: Conversation | int,
+    text: str,
+    sender_kind: str = SenderKind.FLOW,
+    author=None,
+) -> Message:
+    """A flow or a broadcast sends a message. No status change; refused when the
+    conversation is closed."""
+    if sender_kind not in (SenderKind.FLOW, SenderKind.BROADCAST):
+        raise InvalidInput("Automated messages are sent by a flow or a broadcast.")
+    text = clean_text(text, field="Message", max_length=MESSAGE_MAX_LENGTH)
+    conversation = _lock_conversation(conversation)
+    if conversation.is_closed:
+        raise ConversationClosed()
+    message = Message.objects.create(
+        conversation=conversation,
+        direction=Direction.OUTBOUND,
+        sender_kind=sender_kind,
+        author=author,
+        text=text,
+    )
+    _touch(conversation, message, waiting=None)
+    hooks.message_sent.send(sender=Message, message=message, conversation=conversation)
+    return message
+
+
+# --- status events ----------------------------------------------------------------
+
+
+@transaction.atomic
+def conversation_apply_event(
+    *,
+    event: Event,
+    source: str,
+    conversation: Conversation | int | None = None,
+    contact: Contact | int | None = None,
+    actor=None,
+    note: str = "",
+    status_before_flow: str | None = None,
+) -> Conversation:
+    """Apply a status event from the table to a contact's conversation.
+
+    Used for the flow events (start, priority start, keyword, mark in progress,
+    hand off, close, complete). Give ``conversation`` or ``contact``; when the
+    conversation is closed (or the contact has none open) and the rule opens a new
+    conversation, the new one is returned. Refusals raise before any change.
+    """
+    event = Event(event)
+    if conversation is None and contact is None:
+        raise InvalidInput("A conversation or a contact is needed.")
+    if conversation is not None:
+        contact_id = (
+            conversation.contact_id
+            if isinstance(conversation, Conversation)
+            else Conversation.objects.values_list("contact_id", flat=True).get(pk=conversation)
+        )
+    else:
+        contact_id = contact.pk if isinstance(contact, Contact) else contact
+    locked_contact = _lock_contact(contact_id)
+    # The event applies to the contact's current (open) conversation; a closed one
+    # is history, so with none open the rule decides whether a new one starts.
+    target = _open_conversation_of(locked_contact)
+    move = resolve(
+        event,
+        target.status if target else None,
+        status_before_flow=status_before_flow,
+    )
+    if move.opens_new:
+        return _start_conversation(locked_contact, move, source=source, actor=actor, note=note)
+    if move.changes_status:
+        _change_status(target, move, source=source, actor=actor, note=note)
+    return target
+
+
+@transaction.atomic
+def conversation_close(
+    *, conversation: Conversation | int, actor=None, source: str = Source.AGENT, note: str = ""
+) -> Conversation:
+    """Close (agent, admin, API): history from now on; tags lock; a running flow
+    run is cancelled (the flows app listens to ``hooks.status_changed``)."""
+    conversation = _lock_conversation(conversation)
+    move = resolve(Event.CLOSE, conversation.status, conversation.is_archived)
+    _change_status(conversation, move, source=source, actor=actor, note=note)
+    return conversation
+
+
+@transaction.atomic
+def conversation_archive(
+    *, conversation: Conversation | int, actor=None, source: str = Source.AGENT
+) -> Conversation:
+    conversation = _lock_conversation(conversation)
+    move = resolve(Event.ARCHIVE, conversation.status, conversation.is_archived)
+    conversation.archived_at = timezone.now()
+    conversation.save(update_fields=["archived_at", "updated_at"])
+    _record(conversation, from_status=Status.CLOSED, move=move, source=source, actor=actor)
+    return conversation
+
+
+@transaction.atomic
+def conversation_unarchive(
+    *, conversation: Conversation | int, actor=None, source: str = Source.AGENT
+) -> Conversation:
+    conversation = _lock_conversation(conversation)
+    move = resolve(Event.UNARCHIVE, conversation.status, conversation.is_archived)
+    conversation.archived_at = None
+    conversation.save(update_fields=["archived_at", "updated_at"])
+    _record(conversation, from_status=Status.CLOSED, move=move, source=source, actor=actor)
+    return conversation
+
+
+@transaction.atomic
+def conversation_assign(
+    *, conversation: Conversation | int, assignee, actor=None, source: str = Source.AGENT
+) -> Conversation:
+    """Give the conversation to an agent (or to nobody with ``assignee=None``)."""
+    conversation = _lock_conversation(conversation)
+    if conversation.is_closed:
+        raise ConversationClosed(
+            "Cannot assign: the conversation is closed, and closed conversations are read-only."
+        )
+    if assignee is not None and not assignee.is_active:
+        raise InvalidInput("Conversations can only be assigned to active agents.")
+    if conversation.assignee_id != (assignee.pk if assignee else None):
+        conversation.assignee = assignee
+        conversation.save(update_fields=["assignee", "updated_at"])
+    return conversation
+
+
+# --- tags -------------------------------------------------------------------------
+
+
+def tag_get_or_create(*, name: str, colour: str | None = None) -> Tag:
+    name = clean_text(name, field="Tag name", max_length=50)
+    tag = Tag.objects.filter(name__iexact=name).first()
+    if tag is not None:
+        return tag
+    try:
+        with transaction.atomic():
+            return Tag.objects.create(name=name, colour=colour or TAG_COLOUR_DEFAULT)
+    except IntegrityError:
+        return Tag.objects.get(name__iexact=name)
+
+
+def _locked_open_conversation(conversation: Conversation | int) -> Conversation:
+    conversation = _lock_conversation(conversation)
+    if conversation.is_closed:
+        raise TagsLocked(
+            "Tags are locked: the conversation is closed, so its tags can no longer change."
+        )
+    return conversation
+
+
+@transaction.atomic
+def conversation_tag_add(
+    *,
+    conversation: Conversation | int,
+    tag: Tag | str,
+    actor=None,
+    source: str = Source.AGENT,
+) -> Tag:
+    """Add a tag (created on first use when given by name) to an open conversation."""
+    conversation = _locked_open_conversation(conversation)
+    if not isinstance(tag, Tag):
+        tag = tag_get_or_create(name=tag)
+    ConversationTag.objects.get_or_create(conversation=conversation, tag=tag)
+    return tag
+
+
+@transaction.atomic
+def conversation_tag_remove(
+    *,
+    conversation: Conversation | int,
+    tag: Tag | str,
+    actor=None,
+    source: str = Source.AGENT,
+) -> bool:
+    """Remove a tag from an open conversation; returns whether it carried it."""
+    conversation = _locked_open_conversation(conversation)
+    if not isinstance(tag, Tag):
+        name = clean_text(tag, field="Tag name", max_length=50)
+        tag = Tag.objects.filter(name__iexact=name).first()
+        if tag is None:
+            return False
+    link = ConversationTag.objects.filter(conversation=conversation, tag=tag).first()
+    if link is None:
+        return False
+    link.delete()
+    return True
