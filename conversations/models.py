@@ -29,7 +29,9 @@ class Contact(models.Model):
             models.UniqueConstraint(
                 fields=["channel", "external_id"],
                 name="contact_unique_channel_external_id",
-                violation_error_message="A contact with this channel and external id already exists.",
+                violation_error_message=(
+                    "A contact with this channel and external id already exists."
+                ),
             ),
         ]
         indexes = [models.Index(Lower("name"), name="contact_name_lower")]

@@ -1,0 +1,63 @@
+import pytest
+from django.db import connection
+
+from tests.factories import StaffFactory, UserFactory
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _postgresql_only(django_db_setup, django_db_blocker):
+    """The tests trust PostgreSQL only (its constraints and triggers are part of
+    what they prove). Run them through bin/test, or set DATABASE_URL."""
+    with django_db_blocker.unblock():
+        if connection.vendor != "postgresql":
+            pytest.exit(
+                "The test suite runs on PostgreSQL: use bin/test, or set DATABASE_URL "
+                "to a PostgreSQL database.",
+                returncode=2,
+            )
+
+
+@pytest.fixture
+def agent(db):
+    return UserFactory(username="alice", first_name="Alice")
+
+
+@pytest.fixture
+def other_agent(db):
+    return UserFactory(username="bob", first_name="Bob")
+
+
+@pytest.fixture
+def staff(db):
+    return StaffFactory(username="root")
+
+
+@pytest.fixture
+def agent_client(client, agent):
+    client.force_login(agent)
+    return client
+
+
+@pytest.fixture
+def staff_client(client, staff):
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """Playwright drives Debian's Chromium (playwright's own download is not
+    available here)."""
+    return {
+        **browser_type_launch_args,
+        "executable_path": "/usr/lib/chromium/chromium",
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }
