@@ -1,0 +1,34 @@
+"""Flows' side of the core's hooks (``conversations.hooks``).
+
+Both receivers run inside the core service's transaction, so what they write
+commits or rolls back with the change that caused it.
+"""
+
+from django.dispatch import receiver
+
+from conversations import hooks
+from conversations.transitions import FLOW_EVENTS, Event
+
+from . import services
+
+CANCEL_OUTCOMES = {
+    Event.AGENT_REPLY: (services.Outcome.TAKEOVER, "An agent replied: human takeover."),
+    Event.CLOSE: (services.Outcome.CONVERSATION_CLOSED, "The conversation was closed."),
+}
+
+
+@receiver(hooks.message_received, dispatch_uid="flows.message_received")
+def on_message_received(sender, message, conversation, **kwargs) -> None:
+    services.handle_inbound(message=message, conversation=conversation)
+
+
+@receiver(hooks.status_changed, dispatch_uid="flows.status_changed")
+def on_status_changed(sender, conversation, change, rule, **kwargs) -> None:
+    if not rule.cancels_flow or rule.event in FLOW_EVENTS:
+        return
+    outcome, detail = CANCEL_OUTCOMES.get(
+        rule.event, (services.Outcome.CONVERSATION_CLOSED, f"Cancelled: {rule.event.label}.")
+    )
+    if change.actor_id:
+        detail = f"{detail} ({change.actor})"
+    services.flow_cancel_for(conversation=conversation, outcome=outcome, detail=detail)
