@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class ConnectorsConfig(AppConfig):
     name = "connectors"
     verbose_name = "Connectors: web chat and outbound delivery"
+
+    def ready(self) -> None:
+        from . import delivery  # noqa: F401  (connects the outbound delivery receiver)

@@ -1,1 +1,110 @@
+"""Connectors: API tokens, the channels messages leave through, and the record of
+each outbound delivery.
 
+The core (``conversations``) knows nothing of these: it sends ``hooks.message_sent``
+and ``connectors.delivery`` decides how the message reaches its channel.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(revoked_at__isnull=True, user__is_active=True)
+
+
+class ApiToken(models.Model):
+    """A bearer token for the integration API. Only a SHA-256 digest of the secret
+    is stored: the token itself is shown once, when it is created."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, blank=True, help_text="What the token is for.")
+    # The first characters of the token, to recognise it in lists (not secret).
+    prefix = models.CharField(max_length=12, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        label = f"{self.prefix}… ({self.user})"
+        return f"{label} {self.name}".strip() if self.name else label
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class ChannelKind(models.TextChoices):
+    WEB = "web", "Web chat"
+    WEBHOOK = "webhook", "Webhook"
+
+
+class Channel(models.Model):
+    """How outbound messages reach the contacts of one channel (``Contact.channel``).
+
+    ``web``: the contact's chat page shows them (it polls). ``webhook``: each
+    outbound message is POSTed as JSON to ``webhook_url`` in the background.
+    A contact channel without a Channel row gets no delivery (the API's client
+    reads replies through ``GET /api/v1/conversations/{id}``).
+    """
+
+    slug = models.SlugField(max_length=32, unique=True)
+    kind = models.CharField(max_length=10, choices=ChannelKind.choices, default=ChannelKind.WEB)
+    webhook_url = models.URLField(blank=True, help_text="Webhook channels: where to POST.")
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(kind=ChannelKind.WEBHOOK) | ~Q(webhook_url=""),
+                name="channel_webhook_has_url",
+                violation_error_message="A webhook channel needs a URL.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.slug} ({self.get_kind_display()})"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+
+
+class Delivery(models.Model):
+    """One outbound message on its way to a webhook channel: attempts and the last
+    error, so failures are visible on the message."""
+
+    message = models.OneToOneField(
+        "conversations.Message", on_delete=models.CASCADE, related_name="delivery"
+    )
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(
+        max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "deliveries"
+        indexes = [models.Index(fields=["status", "-created_at"], name="delivery_by_status")]
+
+    def __str__(self) -> str:
+        return f"message {self.message_id} → {self.channel.slug}: {self.status}"

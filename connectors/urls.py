@@ -1,4 +1,10 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views
 
 app_name = "connectors"
-urlpatterns: list = []
+urlpatterns = [
+    path("<slug:channel>/", views.chat, name="chat"),
+    path("<slug:channel>/thread/", views.chat_thread, name="chat-thread"),
+    path("<slug:channel>/send/", views.chat_send, name="chat-send"),
+]
