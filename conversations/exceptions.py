@@ -34,7 +34,7 @@ class ConversationOngoing(IllegalTransition):
 
 
 class ConversationClosed(IllegalTransition):
-    code = "conversation_closed"
+    # Same machine code as any refused transition (PRODUCT.md §3); the sentence says why.
     default_detail = "The conversation is closed; closed conversations are read-only."
 
 
@@ -44,7 +44,6 @@ class NotArchivable(IllegalTransition):
 
 
 class NotArchived(IllegalTransition):
-    code = "not_archived"
     default_detail = "The conversation is not archived."
 
 

@@ -184,8 +184,8 @@ class Conversation(models.Model):
         return f"#{self.pk} {self.contact} ({self.get_status_display()})"
 
     @classmethod
-    def from_db(cls, db, field_names, values):
-        instance = super().from_db(db, field_names, values)
+    def from_db(cls, db, field_names, values, **kwargs):
+        instance = super().from_db(db, field_names, values, **kwargs)
         # The pre_save guard compares the new status with the one loaded.
         if "status" in field_names:
             instance._loaded_status = values[field_names.index("status")]

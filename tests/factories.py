@@ -63,8 +63,15 @@ class ContactFactory(factory.django.DjangoModelFactory):
         return services.contact_create(**kwargs, source=Source.ADMIN)
 
 
-def conversation_in(status: str, *, contact: Contact | None = None, agent=None,
-                    archived: bool = False, tags=(), text: str = "Hello, I need help") -> Conversation:
+def conversation_in(
+    status: str,
+    *,
+    contact: Contact | None = None,
+    agent=None,
+    archived: bool = False,
+    tags=(),
+    text: str = "Hello, I need help",
+) -> Conversation:
     """A conversation brought to ``status`` through the real services.
 
     ``tags`` are added while it is still open (so a closed one carries them)."""
@@ -75,16 +82,24 @@ def conversation_in(status: str, *, contact: Contact | None = None, agent=None,
     if status == Status.NOT_CONTACTED:
         pass
     elif status == Status.NEW:
-        services.message_receive(channel=contact.channel, external_id=contact.external_id, text=text)
+        services.message_receive(
+            channel=contact.channel, external_id=contact.external_id, text=text
+        )
     elif status == Status.IN_PROGRESS:
-        services.message_receive(channel=contact.channel, external_id=contact.external_id, text=text)
-        services.conversation_reply(conversation=conversation, agent=agent or UserFactory(),
-                                    text="Happy to help!")
+        services.message_receive(
+            channel=contact.channel, external_id=contact.external_id, text=text
+        )
+        services.conversation_reply(
+            conversation=conversation, agent=agent or UserFactory(), text="Happy to help!"
+        )
     elif status == Status.IN_FLOW:
-        services.conversation_apply_event(conversation=conversation, event=Event.FLOW_START,
-                                          source=Source.FLOW)
+        services.conversation_apply_event(
+            conversation=conversation, event=Event.FLOW_START, source=Source.FLOW
+        )
     elif status == Status.CLOSED:
-        services.message_receive(channel=contact.channel, external_id=contact.external_id, text=text)
+        services.message_receive(
+            channel=contact.channel, external_id=contact.external_id, text=text
+        )
         services.conversation_close(conversation=conversation, actor=agent)
     else:
         raise ValueError(status)

@@ -1,0 +1,351 @@
+"""The back office. Status never changes through a form: only through the actions,
+which call the services one conversation at a time and report each refusal."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, Q
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from . import services
+from .exceptions import ParleyError
+from .models import Contact, Conversation, ConversationTag, Message, Source, StatusChange, Tag
+from .transitions import Status
+
+
+def _status_badge(status: str) -> str:
+    return format_html(
+        '<span class="parley-status parley-status--{}">{}</span>',
+        status,
+        Status(status).label,
+    )
+
+
+# --- Contact ------------------------------------------------------------------------
+
+
+class ConversationHistoryInline(admin.TabularInline):
+    model = Conversation
+    fields = ("link", "status_badge", "assignee", "last_activity_at", "archived_at")
+    readonly_fields = fields
+    ordering = ("-created_at", "-id")
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    verbose_name_plural = "Conversation history (newest first)"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("assignee")
+
+    @admin.display(description="Conversation")
+    def link(self, obj):
+        url = reverse("admin:conversations_conversation_change", args=[obj.pk])
+        return format_html('<a href="{}">#{}</a>', url, obj.pk)
+
+    @admin.display(description="Status")
+    def status_badge(self, obj):
+        return _status_badge(obj.status)
+
+
+@admin.register(Contact)
+class ContactAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "channel", "external_id", "created_at")
+    list_filter = ("channel",)
+    search_fields = ("name", "external_id")
+    inlines = [ConversationHistoryInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A contact's identity on its channel is fixed once created.
+        return ("channel", "external_id", "created_at") if obj else ("created_at",)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        # Creating goes through the service: the first conversation comes with it.
+        created = services.contact_create(
+            channel=obj.channel,
+            external_id=obj.external_id,
+            name=obj.name,
+            attributes=obj.attributes,
+            source=Source.ADMIN,
+            actor=request.user,
+        )
+        obj.pk = created.pk
+        obj.created_at = created.created_at
+        obj._state.adding = False
+
+    def has_delete_permission(self, request, obj=None):
+        # Conversations are history; deleting a contact would delete it.
+        return False
+
+
+# --- Conversation -------------------------------------------------------------------
+
+
+class ArchivedFilter(admin.SimpleListFilter):
+    title = "archived"
+    parameter_name = "archived"
+
+    def lookups(self, request, model_admin):
+        return (("no", "Not archived"), ("yes", "Archived"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "no":
+            return queryset.not_archived()
+        if self.value() == "yes":
+            return queryset.archived()
+        return queryset
+
+
+class TagLinkFormSet(forms.BaseInlineFormSet):
+    """Tags of a closed conversation are locked: editing them is a form error."""
+
+    def clean(self):
+        super().clean()
+        conversation = self.instance
+        if conversation.pk is None:
+            return
+        closed = Conversation.objects.filter(pk=conversation.pk, status=Status.CLOSED).exists()
+        touched = any(
+            form.has_changed() or (self.can_delete and self._should_delete_form(form))
+            for form in self.forms
+        )
+        if closed and touched:
+            raise forms.ValidationError(
+                "Tags are locked: this conversation is closed, so its tags can no longer change."
+            )
+
+
+class TagLinkInline(admin.TabularInline):
+    model = ConversationTag
+    formset = TagLinkFormSet
+    fields = ("tag", "added_at")
+    readonly_fields = ("added_at",)
+    extra = 1
+    verbose_name = "tag"
+    verbose_name_plural = "Tags (locked once the conversation is closed)"
+
+
+class ConversationForm(forms.ModelForm):
+    class Meta:
+        model = Conversation
+        fields = ("assignee",)
+
+    def clean_assignee(self):
+        assignee = self.cleaned_data.get("assignee")
+        if self.instance.is_closed and assignee != self.instance.assignee:
+            raise forms.ValidationError("Closed conversations are read-only.")
+        return assignee
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    fields = ("created_at", "direction", "sender_kind", "author", "text")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("created_at", "id")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("author")
+
+
+class StatusChangeInline(admin.TabularInline):
+    model = StatusChange
+    fields = ("at", "from_status", "to_status", "event", "source", "actor", "note")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("at", "id")
+    verbose_name_plural = "Status history"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("actor")
+
+
+def _run_action(modeladmin, request, queryset, service, done: str):
+    succeeded = 0
+    for conversation in queryset.order_by("pk"):
+        try:
+            service(conversation=conversation, actor=request.user, source=Source.ADMIN)
+        except ParleyError as exc:
+            modeladmin.message_user(
+                request, f"#{conversation.pk} not {done}: {exc.detail}", messages.ERROR
+            )
+        else:
+            succeeded += 1
+    if succeeded:
+        modeladmin.message_user(
+            request,
+            f"{succeeded} conversation{'s' if succeeded != 1 else ''} {done}.",
+            messages.SUCCESS,
+        )
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    form = ConversationForm
+    list_display = (
+        "id",
+        "contact",
+        "status_badge",
+        "assignee",
+        "tag_list",
+        "last_activity_at",
+        "is_archived",
+    )
+    list_display_links = ("id", "contact")
+    list_filter = ("status", ArchivedFilter, "tags", "assignee", "contact__channel")
+    search_fields = ("contact__name", "contact__external_id", "last_message_preview")
+    list_select_related = ("contact", "assignee")
+    ordering = ("-last_activity_at", "-id")
+    date_hierarchy = None
+    list_per_page = 50
+    readonly_fields = (
+        "contact",
+        "status_badge",
+        "created_at",
+        "last_activity_at",
+        "waiting_since",
+        "closed_at",
+        "closed_by",
+        "archived_at",
+    )
+    fields = readonly_fields[:2] + ("assignee",) + readonly_fields[2:]
+    inlines = [TagLinkInline, MessageInline, StatusChangeInline]
+    actions = ["close_conversations", "archive_conversations", "unarchive_conversations"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("tags")
+
+    def has_add_permission(self, request):
+        # Conversations start when a contact is created or writes.
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj):
+        return _status_badge(obj.status)
+
+    @admin.display(description="Tags")
+    def tag_list(self, obj):
+        return format_html_join(", ", "{}", ((tag.name,) for tag in obj.tags.all()))
+
+    @admin.display(description="Archived", boolean=True, ordering="archived_at")
+    def is_archived(self, obj):
+        return obj.archived_at is not None
+
+    @admin.action(description="Close selected conversations")
+    def close_conversations(self, request, queryset):
+        _run_action(self, request, queryset, services.conversation_close, "closed")
+
+    @admin.action(description="Archive selected conversations")
+    def archive_conversations(self, request, queryset):
+        _run_action(self, request, queryset, services.conversation_archive, "archived")
+
+    @admin.action(description="Unarchive selected conversations")
+    def unarchive_conversations(self, request, queryset):
+        _run_action(self, request, queryset, services.conversation_unarchive, "unarchived")
+
+
+# --- Message, Tag, StatusChange ----------------------------------------------------
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Message)
+class MessageAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "conversation",
+        "direction",
+        "sender_kind",
+        "author",
+        "short_text",
+        "created_at",
+    )
+    list_filter = ("direction", "sender_kind")
+    search_fields = ("text",)
+    list_select_related = ("conversation__contact", "author")
+    ordering = ("-created_at", "-id")
+    show_full_result_count = False
+
+    @admin.display(description="Text")
+    def short_text(self, obj):
+        return obj.text[:80]
+
+
+@admin.register(StatusChange)
+class StatusChangeAdmin(ReadOnlyAdmin):
+    list_display = ("at", "conversation", "from_status", "to_status", "event", "source", "actor")
+    list_filter = ("to_status", "event", "source")
+    list_select_related = ("conversation__contact", "actor")
+    ordering = ("-at", "-id")
+    show_full_result_count = False
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):
+    list_display = ("name", "swatch", "open_count", "closed_count")
+    search_fields = ("name",)
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                open_total=Count("conversations", filter=~Q(conversations__status=Status.CLOSED)),
+                closed_total=Count("conversations", filter=Q(conversations__status=Status.CLOSED)),
+            )
+        )
+
+    @admin.display(description="Colour")
+    def swatch(self, obj):
+        return format_html(
+            '<span style="display:inline-block;width:1em;height:1em;border-radius:3px;'
+            'background:{}"></span> {}',
+            obj.colour,
+            obj.colour,
+        )
+
+    @admin.display(description="Open conversations", ordering="open_total")
+    def open_count(self, obj):
+        return obj.open_total
+
+    @admin.display(description="Closed conversations", ordering="closed_total")
+    def closed_count(self, obj):
+        return obj.closed_total
+
+    def get_deleted_objects(self, objs, request):
+        # A tag that a closed conversation carries is locked with it: show it as
+        # protected, so the admin explains instead of deleting (or failing).
+        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        for tag in objs:
+            for conversation in Conversation.objects.closed().filter(tags=tag)[:20]:
+                protected.append(
+                    format_html(
+                        "Tag “{}” is locked on closed conversation #{}", tag.name, conversation.pk
+                    )
+                )
+        return deleted, model_count, perms_needed, protected
