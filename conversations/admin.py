@@ -21,6 +21,10 @@ def _status_badge(status: str) -> str:
     )
 
 
+class StatusBadgeMedia:
+    css = {"all": ["conversations/admin.css"]}
+
+
 # --- Contact ------------------------------------------------------------------------
 
 
@@ -56,6 +60,7 @@ class ContactAdmin(admin.ModelAdmin):
     list_filter = ("channel",)
     search_fields = ("name", "external_id")
     inlines = [ConversationHistoryInline]
+    Media = StatusBadgeMedia
 
     def get_readonly_fields(self, request, obj=None):
         # A contact's identity on its channel is fixed once created.
@@ -195,6 +200,7 @@ def _run_action(modeladmin, request, queryset, service, done: str):
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
     form = ConversationForm
+    Media = StatusBadgeMedia
     list_display = (
         "id",
         "contact",

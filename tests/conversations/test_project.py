@@ -1,0 +1,68 @@
+"""Project-level guarantees: settings from the environment, the demo data, migrations."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from conversations.models import Contact, Conversation, Tag
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _django_check(env_overrides):
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG")}
+    env.update(env_overrides)
+    return subprocess.run(  # noqa: S603 — our own manage.py with a fixed argv
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_refuses_to_start_with_debug_off_and_no_secret_key():
+    result = _django_check({"DEBUG": "false"})
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_starts_with_a_secret_key():
+    result = _django_check({"DEBUG": "false", "SECRET_KEY": "a-real-secret"})
+    assert result.returncode == 0, result.stderr
+
+
+def test_debug_alone_is_enough_for_local_development():
+    result = _django_check({"DEBUG": "true"})
+    assert result.returncode == 0, result.stderr
+
+
+def test_postgres_uses_a_connection_pool():
+    from django.db import connection
+
+    assert connection.vendor == "postgresql"
+    assert connection.settings_dict["OPTIONS"].get("pool")
+
+
+@pytest.mark.django_db
+def test_demo_data_covers_every_status_and_is_idempotent(capsys):
+    call_command("seed_demo")
+    contacts, conversations = Contact.objects.count(), Conversation.objects.count()
+    assert 50 <= contacts <= 80
+    statuses = set(Conversation.objects.values_list("status", flat=True))
+    assert statuses == {"not_contacted", "new", "in_progress", "in_flow", "closed"}
+    assert Conversation.objects.archived().exists()
+    assert Conversation.objects.closed().filter(tags__isnull=False).exists()
+    # Some contacts have several conversations in their history.
+    assert contacts < conversations
+    assert set(Contact.objects.values_list("channel", flat=True)) == {"web", "whatsapp", "email"}
+
+    call_command("seed_demo")
+    assert (Contact.objects.count(), Conversation.objects.count()) == (contacts, conversations)
+    assert Tag.objects.count() == 6
+    assert "nothing added" in capsys.readouterr().out
