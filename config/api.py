@@ -34,8 +34,8 @@ api = NinjaAPI(
         "(a token from the admin or `manage.py create_api_token <username>`). Errors are "
         '`{"error": "<code>", "detail": "<sentence>"}`: 401 `unauthorized`, 404 `not_found`, '
         "409 refusals of the status rules (`illegal_transition`, `tags_locked`, "
-        "`conversation_closed`, `conversation_ongoing`, `not_archivable`, `not_archived`, "
-        "`contact_exists`), 422 `invalid_input` / `invalid_body`."
+        "`conversation_ongoing`, `not_archivable`, `contact_exists`), 422 `invalid_input`, "
+        "`invalid_body` or `invalid_cursor`."
     ),
 )
 

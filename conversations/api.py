@@ -13,6 +13,7 @@ from datetime import datetime
 from django.db.models import Prefetch, Q
 from django.http import Http404
 from ninja import Query, Router
+from ninja.responses import Status as Respond
 
 from . import services
 from .exceptions import InvalidInput
@@ -163,10 +164,13 @@ def contact_create(request, payload: ContactIn):
         actor=request.auth,
     )
     conversation = contact.conversations.open().get()
-    return 201, {
-        "contact": _contact(contact),
-        "conversation": {"id": conversation.pk, "status": conversation.status},
-    }
+    return Respond(
+        201,
+        {
+            "contact": _contact(contact),
+            "conversation": {"id": conversation.pk, "status": conversation.status},
+        },
+    )
 
 
 @router.post(
@@ -185,13 +189,16 @@ def message_inbound(request, payload: InboundIn):
         text=payload.text,
         name=payload.name,
     )
-    return 201, {
-        "message_id": inbound.message.pk,
-        "contact_id": inbound.conversation.contact_id,
-        "contact_created": inbound.contact_created,
-        "conversation_id": inbound.conversation.pk,
-        "status": inbound.conversation.status,
-    }
+    return Respond(
+        201,
+        {
+            "message_id": inbound.message.pk,
+            "contact_id": inbound.conversation.contact_id,
+            "contact_created": inbound.contact_created,
+            "conversation_id": inbound.conversation.pk,
+            "status": inbound.conversation.status,
+        },
+    )
 
 
 # --- conversations ---------------------------------------------------------------------
@@ -266,7 +273,7 @@ def conversation_detail(request, conversation_id: int):
     response={201: ReplyOut, **ERRORS},
     summary="Reply as the token's user",
     description="New, In progress, Not contacted → In progress; takes over a flow; "
-    "409 `conversation_closed` on a closed conversation.",
+    "409 `illegal_transition` on a closed conversation (read-only).",
 )
 def conversation_reply(request, conversation_id: int, payload: ReplyIn):
     _require_conversation(conversation_id)
@@ -275,10 +282,13 @@ def conversation_reply(request, conversation_id: int, payload: ReplyIn):
     )
     conversation = Conversation.objects.only("status").get(pk=conversation_id)
     message.author = request.auth
-    return 201, {
-        "message": _message(message),
-        "conversation": {"id": conversation.pk, "status": conversation.status},
-    }
+    return Respond(
+        201,
+        {
+            "message": _message(message),
+            "conversation": {"id": conversation.pk, "status": conversation.status},
+        },
+    )
 
 
 def _status_action(service, conversation_id: int, actor) -> dict:
@@ -291,7 +301,7 @@ def _status_action(service, conversation_id: int, actor) -> dict:
     "/conversations/{conversation_id}/close",
     response={200: ConversationOut, **ERRORS},
     summary="Close (tags lock; a running flow is cancelled)",
-    description="409 `conversation_closed` when it is already closed.",
+    description="409 `illegal_transition` when it is already closed.",
 )
 def conversation_close(request, conversation_id: int):
     return _status_action(services.conversation_close, conversation_id, request.auth)
@@ -311,7 +321,7 @@ def conversation_archive(request, conversation_id: int):
     "/conversations/{conversation_id}/unarchive",
     response={200: ConversationOut, **ERRORS},
     summary="Unarchive (it stays closed)",
-    description="409 `not_archived` when it is not archived.",
+    description="409 `illegal_transition` when it is not archived.",
 )
 def conversation_unarchive(request, conversation_id: int):
     return _status_action(services.conversation_unarchive, conversation_id, request.auth)
@@ -336,7 +346,7 @@ def conversation_tag_add(request, conversation_id: int, payload: TagIn):
     services.conversation_tag_add(
         conversation=conversation_id, tag=payload.name, actor=request.auth, source=Source.API
     )
-    return 201, _tags(conversation_id)
+    return Respond(201, _tags(conversation_id))
 
 
 @router.delete(

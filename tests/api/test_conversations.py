@@ -1,0 +1,316 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from conversations import services
+from conversations.exceptions import (
+    ConversationClosed,
+    NotArchivable,
+    NotArchived,
+    TagsLocked,
+)
+from conversations.models import Conversation, Message, Tag
+from conversations.transitions import Status
+from tests.factories import TagFactory, conversation_in
+
+pytestmark = pytest.mark.django_db
+
+
+def _spread_activity(conversations):
+    """Distinct, known activity times (newest last in the given order)."""
+    base = timezone.now() - timedelta(hours=1)
+    for minutes, conversation in enumerate(conversations):
+        Conversation.objects.filter(pk=conversation.pk).update(
+            last_activity_at=base + timedelta(minutes=minutes)
+        )
+
+
+# --- list -----------------------------------------------------------------------------
+
+
+def test_the_list_walks_every_page_newest_first_without_gaps(api):
+    conversations = [conversation_in(Status.NEW) for _ in range(5)]
+    _spread_activity(conversations)
+    # Two with the same activity time: the id breaks the tie.
+    Conversation.objects.filter(pk=conversations[1].pk).update(
+        last_activity_at=Conversation.objects.get(pk=conversations[2].pk).last_activity_at
+    )
+    seen, cursor, pages = [], None, 0
+    while True:
+        response = api.get("/conversations?limit=2" + (f"&cursor={cursor}" if cursor else ""))
+        assert response.status == 200
+        seen += [item["id"] for item in response.body["items"]]
+        pages += 1
+        cursor = response.body["next_cursor"]
+        if cursor is None:
+            break
+    expected = list(
+        Conversation.objects.order_by("-last_activity_at", "-id").values_list("pk", flat=True)
+    )
+    assert seen == expected
+    assert pages == 3
+
+
+def test_the_list_filters_by_several_statuses(api):
+    new = conversation_in(Status.NEW)
+    in_progress = conversation_in(Status.IN_PROGRESS)
+    conversation_in(Status.NOT_CONTACTED)
+    conversation_in(Status.CLOSED)
+    repeated = api.get("/conversations?status=new&status=in_progress")
+    comma = api.get("/conversations?status=new,in_progress")
+    assert {c["id"] for c in repeated.body["items"]} == {new.pk, in_progress.pk}
+    assert comma.body == repeated.body
+
+
+def test_the_list_hides_archived_by_default_and_shows_them_on_request(api):
+    live = conversation_in(Status.CLOSED)
+    archived = conversation_in(Status.CLOSED, archived=True)
+    ids = {
+        value: {c["id"] for c in api.get(f"/conversations?archived={value}").body["items"]}
+        for value in ("no", "yes", "any")
+    }
+    assert {c["id"] for c in api.get("/conversations").body["items"]} == {live.pk}
+    assert ids == {"no": {live.pk}, "yes": {archived.pk}, "any": {live.pk, archived.pk}}
+
+
+def test_the_list_filters_by_tag_case_insensitively(api):
+    vip = TagFactory(name="VIP")
+    tagged = conversation_in(Status.NEW, tags=[vip])
+    conversation_in(Status.NEW)
+    response = api.get("/conversations?tag=vip")
+    assert [c["id"] for c in response.body["items"]] == [tagged.pk]
+    assert response.body["items"][0]["tags"] == [{"name": "VIP", "colour": "#2563eb"}]
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("status=snoozed", "invalid_input"),
+        ("archived=maybe", "invalid_input"),
+        ("cursor=not-a-cursor", "invalid_cursor"),
+        ("cursor=WzEsMl0", "invalid_cursor"),  # base64 of [1,2]: well-formed, wrong content
+        ("limit=0", "invalid_body"),
+        ("limit=abc", "invalid_body"),
+    ],
+)
+def test_bad_list_parameters_are_422(api, query, code):
+    response = api.get(f"/conversations?{query}")
+    assert response.status == 422
+    assert response.error == code
+
+
+def test_the_list_takes_the_same_number_of_queries_for_1_and_30_rows(
+    client, token, django_assert_num_queries
+):
+    """In-process client so that the queries are counted on this connection:
+    the token, the page of conversations (contact and assignee joined), their tags."""
+    headers = {"Authorization": f"Bearer {token}"}
+    conversation_in(Status.NEW, tags=[TagFactory()])
+    client.get("/api/v1/conversations", headers=headers)  # records the token's first use
+    with django_assert_num_queries(3):
+        assert client.get("/api/v1/conversations", headers=headers).status_code == 200
+    for _ in range(29):
+        conversation_in(Status.NEW, tags=[TagFactory()])
+    with django_assert_num_queries(3):
+        response = client.get("/api/v1/conversations", headers=headers)
+    assert len(response.json()["items"]) == 30
+
+
+# --- detail ---------------------------------------------------------------------------
+
+
+def test_the_detail_has_contact_tags_messages_and_history(api, agent):
+    conversation = conversation_in(Status.IN_PROGRESS, agent=agent, tags=[TagFactory(name="b2b")])
+    response = api.get(f"/conversations/{conversation.pk}")
+    assert response.status == 200
+    body = response.body
+    assert body["status"] == "in_progress" and body["status_label"] == "In progress"
+    assert body["contact"]["external_id"] == conversation.contact.external_id
+    assert body["tags"] == [{"name": "b2b", "colour": "#2563eb"}]
+    assert [(m["direction"], m["author"]) for m in body["messages"]] == [
+        ("inbound", None),
+        ("outbound", "alice"),
+    ]
+    assert [(h["from_status"], h["to_status"]) for h in body["status_history"]] == [
+        (None, "not_contacted"),
+        ("not_contacted", "new"),
+        ("new", "in_progress"),
+    ]
+
+
+def test_the_detail_escapes_nothing_and_loses_nothing(api):
+    """JSON carries the text as written; escaping is the HTML pages' job."""
+    text = "<script>alert('x')</script> & ünïcödé 🎉"
+    conversation = conversation_in(Status.NEW, text=text)
+    response = api.get(f"/conversations/{conversation.pk}")
+    assert response.body["messages"][0]["text"] == text
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", ""),
+        ("POST", "/reply"),
+        ("POST", "/close"),
+        ("POST", "/archive"),
+        ("POST", "/unarchive"),
+        ("POST", "/tags"),
+        ("DELETE", "/tags/vip"),
+    ],
+)
+@pytest.mark.parametrize("conversation_id", [424242, 10**30])
+def test_unknown_conversations_are_404(api, method, path, conversation_id):
+    body = {"text": "hi", "name": "vip"} if method == "POST" else None
+    response = api.request(method, f"/conversations/{conversation_id}{path}", body)
+    assert response.status == 404
+    assert response.error == "not_found"
+    assert Message.objects.count() == 0 and Tag.objects.count() == 0
+
+
+# --- reply ----------------------------------------------------------------------------
+
+
+def test_reply_as_the_tokens_user(api, agent):
+    conversation = conversation_in(Status.NEW)
+    response = api.post(f"/conversations/{conversation.pk}/reply", {"text": "On it!"})
+    assert response.status == 201
+    assert response.body["conversation"] == {"id": conversation.pk, "status": "in_progress"}
+    assert response.body["message"]["author"] == "alice"
+    conversation.refresh_from_db()
+    assert conversation.status == Status.IN_PROGRESS
+    assert conversation.assignee == agent
+    reply = conversation.messages.get(direction="outbound")
+    assert (reply.text, reply.author) == ("On it!", agent)
+    change = conversation.status_changes.latest("at")
+    assert (change.actor, change.source) == (agent, "api")
+
+
+def test_reply_to_a_closed_conversation_is_409(api):
+    conversation = conversation_in(Status.CLOSED)
+    response = api.post(f"/conversations/{conversation.pk}/reply", {"text": "Hello?"})
+    assert response.status == 409
+    assert response.error == ConversationClosed.code
+    assert "closed" in response.body["detail"]
+    assert conversation.messages.count() == 1
+
+
+@pytest.mark.parametrize("body", [{"text": "   "}, {}, {"text": None}, {"text": 12}])
+def test_an_empty_or_malformed_reply_is_422(api, body):
+    conversation = conversation_in(Status.NEW)
+    response = api.post(f"/conversations/{conversation.pk}/reply", body)
+    assert response.status == 422
+    conversation.refresh_from_db()
+    assert conversation.status == Status.NEW
+    assert conversation.messages.count() == 1
+
+
+# --- close, archive, unarchive -----------------------------------------------------------
+
+
+def test_close_archive_unarchive(api, agent):
+    conversation = conversation_in(Status.IN_PROGRESS)
+    closed = api.post(f"/conversations/{conversation.pk}/close")
+    assert closed.status == 200
+    assert (closed.body["status"], closed.body["archived"]) == ("closed", False)
+    archived = api.post(f"/conversations/{conversation.pk}/archive")
+    assert archived.status == 200 and archived.body["archived"] is True
+    conversation.refresh_from_db()
+    assert conversation.is_archived and conversation.closed_by == agent
+    unarchived = api.post(f"/conversations/{conversation.pk}/unarchive")
+    assert unarchived.status == 200
+    assert (unarchived.body["status"], unarchived.body["archived"]) == ("closed", False)
+    events = list(conversation.status_changes.values_list("event", "source"))
+    assert events[-3:] == [("close", "api"), ("archive", "api"), ("unarchive", "api")]
+
+
+@pytest.mark.parametrize(
+    ("status", "archived", "action", "refusal"),
+    [
+        (Status.CLOSED, False, "close", ConversationClosed),
+        (Status.CLOSED, True, "close", ConversationClosed),
+        (Status.NEW, False, "archive", NotArchivable),
+        (Status.NOT_CONTACTED, False, "archive", NotArchivable),
+        (Status.CLOSED, True, "archive", NotArchivable),
+        (Status.CLOSED, False, "unarchive", NotArchived),
+        (Status.IN_PROGRESS, False, "unarchive", NotArchived),
+    ],
+)
+def test_refused_status_actions_are_409_and_change_nothing(api, status, archived, action, refusal):
+    conversation = conversation_in(status, archived=archived)
+    history = conversation.status_changes.count()
+    response = api.post(f"/conversations/{conversation.pk}/{action}")
+    assert response.status == 409
+    assert response.error == refusal.code
+    assert response.body["detail"]
+    after = Conversation.objects.get(pk=conversation.pk)
+    assert (after.status, after.is_archived) == (status, archived)
+    assert after.status_changes.count() == history
+
+
+# --- tags -----------------------------------------------------------------------------------
+
+
+def test_add_and_remove_tags_while_open(api):
+    conversation = conversation_in(Status.NEW)
+    added = api.post(f"/conversations/{conversation.pk}/tags", {"name": "Billing"})
+    assert added.status == 201
+    assert added.body == {
+        "conversation_id": conversation.pk,
+        "tags": [{"name": "Billing", "colour": "#64748b"}],
+    }
+    again = api.post(f"/conversations/{conversation.pk}/tags", {"name": "billing"})
+    assert again.status == 201 and len(again.body["tags"]) == 1  # same tag, case-insensitive
+    removed = api.delete(f"/conversations/{conversation.pk}/tags/Billing")
+    assert removed.status == 200 and removed.body["tags"] == []
+    assert not conversation.tags.exists()
+
+
+def test_removing_a_tag_the_conversation_does_not_carry_is_404(api):
+    conversation = conversation_in(Status.NEW)
+    response = api.delete(f"/conversations/{conversation.pk}/tags/nope")
+    assert response.status == 404
+    assert "nope" in response.body["detail"]
+
+
+def test_tags_are_locked_once_closed(api):
+    vip = TagFactory(name="vip")
+    conversation = conversation_in(Status.CLOSED, tags=[vip])
+    added = api.post(f"/conversations/{conversation.pk}/tags", {"name": "other"})
+    removed = api.delete(f"/conversations/{conversation.pk}/tags/vip")
+    assert (added.status, removed.status) == (409, 409)
+    assert added.error == removed.error == TagsLocked.code
+    assert list(conversation.tags.values_list("name", flat=True)) == ["vip"]
+
+
+def test_an_empty_tag_name_is_422(api):
+    conversation = conversation_in(Status.NEW)
+    response = api.post(f"/conversations/{conversation.pk}/tags", {"name": "  "})
+    assert response.status == 422
+    assert not Tag.objects.exists()
+
+
+# --- the API and the inbox agree ------------------------------------------------------------
+
+
+def test_closed_through_the_api_is_closed_with_locked_tags_everywhere(api):
+    vip = TagFactory(name="vip")
+    conversation = conversation_in(Status.NEW, tags=[vip])
+    assert api.post(f"/conversations/{conversation.pk}/close").status == 200
+    conversation.refresh_from_db()
+    assert conversation.status == Status.CLOSED
+    with pytest.raises(TagsLocked):
+        services.conversation_tag_remove(conversation=conversation, tag=vip)
+    with pytest.raises(ConversationClosed):
+        services.conversation_reply(conversation=conversation, agent=None, text="late")
+
+
+def test_closed_in_the_inbox_is_closed_with_locked_tags_in_the_api(api, other_agent):
+    vip = TagFactory(name="vip")
+    conversation = conversation_in(Status.IN_PROGRESS, tags=[vip])
+    services.conversation_close(conversation=conversation, actor=other_agent)
+    detail = api.get(f"/conversations/{conversation.pk}").body
+    assert detail["status"] == "closed"
+    assert detail["status_history"][-1]["actor"] == "bob"
+    assert api.post(f"/conversations/{conversation.pk}/tags", {"name": "x"}).status == 409
+    assert api.delete(f"/conversations/{conversation.pk}/tags/vip").status == 409
