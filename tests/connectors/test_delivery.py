@@ -1,0 +1,163 @@
+"""Outbound delivery through real HTTP to a small local webhook receiver."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django_tasks_db.models import DBTaskResult
+
+from connectors.models import Channel, ChannelKind, Delivery, DeliveryStatus
+from connectors.tasks import MAX_ATTEMPTS, deliver_webhook
+from conversations import services
+from conversations.exceptions import IllegalTransition
+from conversations.transitions import Status
+from tests.factories import ContactFactory, conversation_in
+
+pytestmark = pytest.mark.django_db
+
+IMMEDIATE = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+
+
+class Receiver:
+    """A webhook endpoint that answers ``status`` and records what it got."""
+
+    def __init__(self):
+        self.status = 200
+        self.received: list[dict] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers["Content-Length"])
+                receiver.received.append(json.loads(self.rfile.read(length)))
+                self.send_response(receiver.status)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    receiver = Receiver()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def hook_conversation(receiver):
+    Channel.objects.create(slug="crm", kind=ChannelKind.WEBHOOK, webhook_url=receiver.url)
+    return conversation_in(Status.NEW, contact=ContactFactory(channel="crm"))
+
+
+def test_a_reply_on_a_webhook_channel_is_posted_as_json(
+    settings, receiver, hook_conversation, agent, django_capture_on_commit_callbacks
+):
+    settings.TASKS = IMMEDIATE
+    with django_capture_on_commit_callbacks(execute=True):
+        message = services.conversation_reply(
+            conversation=hook_conversation, agent=agent, text="We shipped it."
+        )
+    delivery = Delivery.objects.get(message=message)
+    assert (delivery.status, delivery.attempts, delivery.last_error) == ("delivered", 1, "")
+    assert delivery.delivered_at is not None
+    [payload] = receiver.received
+    assert payload["event"] == "message.outbound"
+    assert payload["message"]["text"] == "We shipped it."
+    assert payload["message"]["sender_kind"] == "agent"
+    assert payload["conversation"] == {"id": hook_conversation.pk, "status": "in_progress"}
+    assert payload["contact"]["external_id"] == hook_conversation.contact.external_id
+
+
+def test_a_failing_webhook_is_retried_then_marked_failed(
+    settings, receiver, hook_conversation, agent, django_capture_on_commit_callbacks
+):
+    settings.TASKS = IMMEDIATE  # no defer: the retries run at once
+    receiver.status = 503
+    with django_capture_on_commit_callbacks(execute=True):
+        message = services.conversation_reply(
+            conversation=hook_conversation, agent=agent, text="Hello?"
+        )
+    delivery = Delivery.objects.get(message=message)
+    assert delivery.status == DeliveryStatus.FAILED
+    assert delivery.attempts == MAX_ATTEMPTS == len(receiver.received)
+    assert "503" in delivery.last_error
+    # The message itself was sent: the conversation moved on regardless.
+    hook_conversation.refresh_from_db()
+    assert hook_conversation.status == Status.IN_PROGRESS
+
+
+def test_an_unreachable_webhook_is_retried_later_through_the_queue(
+    receiver, hook_conversation, agent, django_capture_on_commit_callbacks
+):
+    """With the database queue the retry is deferred (backoff), not immediate."""
+    receiver.stop()  # nobody listens any more
+    with django_capture_on_commit_callbacks(execute=True):
+        message = services.conversation_reply(
+            conversation=hook_conversation, agent=agent, text="Hello?"
+        )
+    delivery = Delivery.objects.get(message=message)
+    assert DBTaskResult.objects.count() == 1  # enqueued after commit, not run yet
+    assert deliver_webhook.call(delivery.pk) == "retrying"
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("pending", 1)
+    assert "URLError" in delivery.last_error or "Connection" in delivery.last_error
+    retry = DBTaskResult.objects.order_by("-enqueued_at").first()
+    assert DBTaskResult.objects.count() == 2
+    assert retry.run_after is not None and retry.run_after > delivery.updated_at
+
+
+def test_a_delivered_message_is_never_posted_twice(
+    settings, receiver, hook_conversation, agent, django_capture_on_commit_callbacks
+):
+    settings.TASKS = IMMEDIATE
+    with django_capture_on_commit_callbacks(execute=True):
+        message = services.conversation_reply(
+            conversation=hook_conversation, agent=agent, text="Once"
+        )
+    assert deliver_webhook.call(message.delivery.pk) == "nothing to do"
+    assert len(receiver.received) == 1
+
+
+def test_web_chat_messages_need_no_delivery_row(agent, django_capture_on_commit_callbacks):
+    conversation = conversation_in(Status.NEW)  # the factory's contacts are on "web"
+    with django_capture_on_commit_callbacks(execute=True):
+        services.conversation_reply(conversation=conversation, agent=agent, text="Hi")
+    assert not Delivery.objects.exists()
+
+
+def test_a_refused_reply_leaves_no_delivery(settings, receiver, hook_conversation, agent):
+    services.conversation_close(conversation=hook_conversation, actor=agent)
+    with pytest.raises(IllegalTransition):
+        services.conversation_reply(conversation=hook_conversation, agent=agent, text="late")
+    assert not Delivery.objects.exists()
+    assert receiver.received == []
+
+
+def test_the_api_shows_a_failed_delivery(
+    settings, live_server, receiver, hook_conversation, agent, django_capture_on_commit_callbacks
+):
+    from connectors.tokens import token_create
+    from tests.api.conftest import ApiClient
+
+    settings.TASKS = IMMEDIATE
+    receiver.status = 500
+    with django_capture_on_commit_callbacks(execute=True):
+        message = services.conversation_reply(conversation=hook_conversation, agent=agent, text="x")
+    api = ApiClient(live_server.url, token_create(user=agent)[1])
+    response = api.get(f"/messages/{message.pk}/delivery")
+    assert response.status == 200
+    assert response.body["status"] == "failed"
+    assert response.body["attempts"] == MAX_ATTEMPTS
+    assert "500" in response.body["last_error"]
+    assert api.get("/messages/987654/delivery").status == 404
