@@ -237,6 +237,27 @@ class Broadcast(models.Model):
         return f"{self.get_segment_display()}: {self.segment_value}"
 
 
+class BroadcastChunk(models.Model):
+    """A slice of a broadcast's contacts (by id range), run as one background task in
+    one transaction: several workers run chunks side by side, and a chunk that died
+    half-way left nothing behind and simply runs again."""
+
+    broadcast = models.ForeignKey(Broadcast, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    first_contact_id = models.BigIntegerField()
+    last_contact_id = models.BigIntegerField()
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["broadcast", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["broadcast", "index"], name="broadcastchunk_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.broadcast_id}/{self.index}: {self.first_contact_id}–{self.last_contact_id}"
+
+
 class DeliveryOutcome(models.TextChoices):
     STARTED = "started", "Started"
     SKIPPED = "skipped", "Skipped (ongoing)"

@@ -24,6 +24,7 @@ def on_message_received(sender, message, conversation, **kwargs) -> None:
 
 @receiver(hooks.status_changed, dispatch_uid="flows.status_changed")
 def on_status_changed(sender, conversation, change, rule, **kwargs) -> None:
+    services.note_status_change(change)
     if not rule.cancels_flow or rule.event in FLOW_EVENTS:
         return
     outcome, detail = CANCEL_OUTCOMES.get(

@@ -1,5 +1,11 @@
-"""Background work through Django's tasks API (django-tasks-db's ``db_worker``)."""
+"""Background work through Django's tasks API (django-tasks-db's ``db_worker``).
 
+A broadcast is planned by one task, then run as one task per chunk of contacts, so
+several workers (on several hosts) share a large broadcast. Both are idempotent:
+enqueueing them again (a resume) only reaches contacts without a delivery row.
+"""
+
+from django.db import transaction
 from django.tasks import task
 
 from . import services
@@ -7,7 +13,14 @@ from . import services
 
 @task()
 def run_broadcast(broadcast_id: int) -> dict:
-    """Deliver a broadcast to its whole segment. Idempotent: a second run (or a run
-    after a worker died half-way) only reaches contacts without a delivery row."""
-    broadcast = services.broadcast_execute(broadcast_id=broadcast_id)
-    return {"sent": broadcast.sent, "skipped": broadcast.skipped, "failed": broadcast.failed}
+    """Plan the broadcast (its chunks) and queue every chunk not done yet."""
+    pending = services.broadcast_plan(broadcast_id=broadcast_id)
+    for chunk_id in pending:
+        transaction.on_commit(lambda chunk_id=chunk_id: run_broadcast_chunk.enqueue(chunk_id))
+    return {"chunks": len(pending)}
+
+
+@task()
+def run_broadcast_chunk(chunk_id: int) -> dict:
+    processed = services.broadcast_run_chunk(chunk_id=chunk_id)
+    return {"processed": processed}

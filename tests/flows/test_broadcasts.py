@@ -142,28 +142,28 @@ class WorkerKilled(BaseException):
 def test_resumed_after_a_crash_half_way_nobody_gets_it_twice(monkeypatch, send_only_flow):
     contacts = [ContactFactory() for _ in range(7)]
     broadcast = broadcast_of(send_only_flow)
-    real_start = services.flow_start
+    real_start = services._flow_start
     calls = {"n": 0}
 
     def dying_start(**kwargs):
         calls["n"] += 1
-        if calls["n"] == 4:  # in the middle of the second batch of 3
+        if calls["n"] == 4:  # in the middle of the second chunk of 3
             raise WorkerKilled()
         return real_start(**kwargs)
 
-    monkeypatch.setattr(services, "flow_start", dying_start)
+    monkeypatch.setattr(services, "_flow_start", dying_start)
     with pytest.raises(WorkerKilled):
-        services.broadcast_execute(broadcast_id=broadcast.pk, batch_size=3)
+        services.broadcast_execute(broadcast_id=broadcast.pk, chunk_size=3)
 
-    # The first batch committed with its rows; the second rolled back whole.
+    # The first chunk committed with its rows; the second rolled back whole.
     assert BroadcastDelivery.objects.filter(broadcast=broadcast).count() == 3
     assert Message.objects.filter(sender_kind=SenderKind.BROADCAST).count() == 3
     broadcast.refresh_from_db()
     assert broadcast.state == BroadcastState.RUNNING
     assert broadcast.sent == 3
 
-    monkeypatch.setattr(services, "flow_start", real_start)
-    services.broadcast_execute(broadcast_id=broadcast.pk, batch_size=3)
+    monkeypatch.setattr(services, "_flow_start", real_start)
+    services.broadcast_execute(broadcast_id=broadcast.pk, chunk_size=3)
 
     broadcast.refresh_from_db()
     assert (broadcast.state, broadcast.sent, broadcast.skipped, broadcast.failed) == (
@@ -208,7 +208,10 @@ def test_the_background_worker_runs_the_broadcast(send_only_flow):
 
     task.refresh_from_db()
     assert task.status == "SUCCESSFUL", task.traceback
-    assert task.return_value == {"sent": 3, "skipped": 3, "failed": 0}
+    assert task.return_value == {"chunks": 1}
+    chunk_task = DBTaskResult.objects.get(task_path="flows.tasks.run_broadcast_chunk")
+    assert chunk_task.status == "SUCCESSFUL", chunk_task.traceback
+    assert chunk_task.return_value == {"processed": 6}
     broadcast.refresh_from_db()
     assert broadcast.state == BroadcastState.DONE
     assert (broadcast.sent, broadcast.skipped, broadcast.failed) == (3, 3, 0)

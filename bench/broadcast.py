@@ -1,0 +1,164 @@
+"""Benchmark: a broadcast to 10,000 contacts on PostgreSQL, end to end.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/parley_flows_bench \
+        .venv/bin/python bench/broadcast.py [--contacts 10000]
+
+Recreates the database named in DATABASE_URL (never point it at real data), seeds
+the contacts in bulk (8 in 10 not contacted, 1 in 10 New (ongoing: skipped),
+1 in 10 closed), then times from ``broadcast_create`` (enqueue) through the
+``db_worker`` run to the broadcast being done. Every status change of the broadcast
+goes through the core service; only the seeding uses bulk SQL. Target: < 60 s.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("SECRET_KEY", "bench-only")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/parley_flows_bench")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+
+def recreate_database(url: str) -> None:
+    import dj_database_url
+    import psycopg
+    from psycopg import sql
+
+    settings = dj_database_url.parse(url)
+    name = settings["NAME"]
+    if not name.endswith("_bench"):
+        sys.exit(f"Refusing to recreate {name!r}: the benchmark database name must end in _bench.")
+    with psycopg.connect(
+        host=settings["HOST"] or "127.0.0.1",
+        port=settings["PORT"] or 5432,
+        user=settings["USER"] or "postgres",
+        password=settings["PASSWORD"] or None,
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def seed(n: int, prefix: str = "bench") -> None:
+    from django.db import transaction
+    from django.utils import timezone
+
+    from conversations.models import Contact, Conversation, Source, StatusChange
+    from conversations.transitions import Event, Status
+
+    now = timezone.now()
+    with transaction.atomic():
+        contacts = Contact.objects.bulk_create(
+            Contact(channel="web", external_id=f"{prefix}-{i}", name=f"Contact {i}")
+            for i in range(n)
+        )
+        statuses = [
+            Status.NEW if i % 10 == 1 else Status.NOT_CONTACTED for i in range(len(contacts))
+        ]
+        conversations = Conversation.objects.bulk_create(
+            Conversation(contact=c, status=s, last_activity_at=now)
+            for c, s in zip(contacts, statuses, strict=True)
+        )
+        StatusChange.objects.bulk_create(
+            StatusChange(
+                conversation=conv,
+                from_status="",
+                to_status=conv.status,
+                event=Event.CONTACT_CREATED,
+                source=Source.SYSTEM,
+            )
+            for conv in conversations
+        )
+        # 1 in 10 closed: New -> Closed is an edge the database guard allows.
+        to_close = [conv.pk for i, conv in enumerate(conversations) if i % 10 == 2]
+        Conversation.objects.filter(pk__in=to_close).update(status=Status.NEW)
+        Conversation.objects.filter(pk__in=to_close).update(status=Status.CLOSED, closed_at=now)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    recreate_database(os.environ["DATABASE_URL"])
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from conversations.models import Conversation, Message
+    from conversations.transitions import Status
+    from flows import services
+    from flows.models import Broadcast, Flow, FlowStep, Segment, StepKind
+
+    call_command("migrate", verbosity=0)
+    t0 = time.perf_counter()
+    seed(args.contacts)
+    print(f"seeded {args.contacts} contacts in {time.perf_counter() - t0:.1f} s")
+
+    flow = Flow.objects.create(name="Spring campaign")
+    FlowStep.objects.create(flow=flow, position=1, kind=StepKind.SEND_MESSAGE, text="Hi {name}!")
+    FlowStep.objects.create(
+        flow=flow, position=2, kind=StepKind.ASK, text="Want our offer? (yes/no)", attribute="offer"
+    )
+    print(f"flow: send message + ask (2 messages per contact); {args.workers} db_worker processes")
+
+    env = {**os.environ, "DEBUG": "false"}
+    start = time.perf_counter()
+    broadcast = services.broadcast_create(flow=flow, segment=Segment.ALL)  # enqueues on commit
+    workers = [
+        subprocess.Popen(  # noqa: S603
+            [
+                sys.executable,
+                str(ROOT / "manage.py"),
+                "db_worker",
+                "--no-reload",
+                "--no-startup-delay",
+                "--interval",
+                "0.05",
+                "--verbosity",
+                "0",
+                "--worker-id",
+                f"bench-{n}",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+        for n in range(args.workers)
+    ]
+    try:
+        while time.perf_counter() - start < 600:
+            state = Broadcast.objects.values_list("state", flat=True).get(pk=broadcast.pk)
+            if state == "done":
+                break
+            time.sleep(0.1)
+        elapsed = time.perf_counter() - start
+    finally:
+        for worker in workers:  # our own processes, by pid
+            worker.terminate()
+        for worker in workers:
+            worker.wait(timeout=30)
+
+    broadcast = Broadcast.objects.get(pk=broadcast.pk)
+    in_flow = Conversation.objects.filter(status=Status.IN_FLOW).count()
+    messages = Message.objects.count()
+    print(
+        f"broadcast #{broadcast.pk}: state={broadcast.state} total={broadcast.total} "
+        f"sent={broadcast.sent} skipped={broadcast.skipped} failed={broadcast.failed}"
+    )
+    print(f"conversations in a flow: {in_flow}; messages sent: {messages}")
+    print(f"BROADCAST OF {args.contacts} CONTACTS: {elapsed:.1f} s end to end")
+    ok = broadcast.state == "done" and broadcast.processed == args.contacts and elapsed < 60
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
