@@ -5,25 +5,40 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('flows', '0001_initial'),
+        ("flows", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='BroadcastChunk',
+            name="BroadcastChunk",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('index', models.PositiveIntegerField()),
-                ('first_contact_id', models.BigIntegerField()),
-                ('last_contact_id', models.BigIntegerField()),
-                ('done_at', models.DateTimeField(blank=True, null=True)),
-                ('broadcast', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='chunks', to='flows.broadcast')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("index", models.PositiveIntegerField()),
+                ("first_contact_id", models.BigIntegerField()),
+                ("last_contact_id", models.BigIntegerField()),
+                ("done_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "broadcast",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="chunks",
+                        to="flows.broadcast",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['broadcast', 'index'],
-                'constraints': [models.UniqueConstraint(fields=('broadcast', 'index'), name='broadcastchunk_unique')],
+                "ordering": ["broadcast", "index"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("broadcast", "index"), name="broadcastchunk_unique"
+                    )
+                ],
             },
         ),
     ]
