@@ -1,0 +1,40 @@
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+ENDPOINTS = {
+    ("post", "/api/v1/contacts"): {"201", "401", "409", "422"},
+    ("post", "/api/v1/messages/inbound"): {"201", "401", "422"},
+    ("get", "/api/v1/conversations"): {"200", "401", "422"},
+    ("get", "/api/v1/conversations/{conversation_id}"): {"200", "401", "404"},
+    ("post", "/api/v1/conversations/{conversation_id}/reply"): {"201", "401", "404", "409"},
+    ("post", "/api/v1/conversations/{conversation_id}/close"): {"200", "404", "409"},
+    ("post", "/api/v1/conversations/{conversation_id}/archive"): {"200", "404", "409"},
+    ("post", "/api/v1/conversations/{conversation_id}/unarchive"): {"200", "404", "409"},
+    ("post", "/api/v1/conversations/{conversation_id}/tags"): {"201", "404", "409", "422"},
+    ("delete", "/api/v1/conversations/{conversation_id}/tags/{name}"): {"200", "404", "409"},
+}
+
+
+def test_the_openapi_schema_describes_every_endpoint_and_its_errors(api):
+    response = api.get("/openapi.json", token=None)
+    assert response.status == 200
+    schema = response.body
+    assert schema["components"]["securitySchemes"]["BearerToken"]["scheme"] == "bearer"
+    error_ref = "#/components/schemas/ErrorOut"
+    for (method, path), statuses in ENDPOINTS.items():
+        operation = schema["paths"][path][method]
+        assert statuses <= set(operation["responses"]), (method, path)
+        assert operation["security"] == [{"BearerToken": []}]
+        for status in statuses - {"200", "201"}:
+            content = operation["responses"][status]["content"]["application/json"]
+            assert content["schema"]["$ref"] == error_ref, (method, path, status)
+    assert set(schema["components"]["schemas"]["ErrorOut"]["required"]) == {"error", "detail"}
+
+
+def test_the_docs_page_is_served(live_server):
+    import urllib.request
+
+    with urllib.request.urlopen(f"{live_server.url}/api/v1/docs", timeout=10) as response:  # noqa: S310
+        assert response.status == 200
+        assert "swagger" in response.read().decode().lower()
