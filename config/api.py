@@ -14,6 +14,7 @@ from connectors.api import router as connectors_router
 from connectors.tokens import token_authenticate
 from conversations.api import router as conversations_router
 from conversations.exceptions import ParleyError
+from flows.api import router as flows_router
 
 
 class BearerToken(HttpBearer):
@@ -34,8 +35,8 @@ api = NinjaAPI(
         "(a token from the admin or `manage.py create_api_token <username>`). Errors are "
         '`{"error": "<code>", "detail": "<sentence>"}`: 401 `unauthorized`, 404 `not_found`, '
         "409 refusals of the status rules (`illegal_transition`, `tags_locked`, "
-        "`conversation_ongoing`, `not_archivable`, `contact_exists`), 422 `invalid_input`, "
-        "`invalid_body` or `invalid_cursor`."
+        "`conversation_ongoing`, `not_archivable`, `contact_exists`, `flow_inactive`), "
+        "422 `invalid_input`, `invalid_body` or `invalid_cursor`."
     ),
 )
 
@@ -89,4 +90,5 @@ def object_not_found(request, exc: ObjectDoesNotExist):
 
 
 api.add_router("/", conversations_router)
+api.add_router("/", flows_router)
 api.add_router("/", connectors_router)

@@ -13,6 +13,10 @@ ENDPOINTS = {
     ("post", "/api/v1/conversations/{conversation_id}/unarchive"): {"200", "404", "409"},
     ("post", "/api/v1/conversations/{conversation_id}/tags"): {"201", "404", "409", "422"},
     ("delete", "/api/v1/conversations/{conversation_id}/tags/{name}"): {"200", "404", "409"},
+    ("post", "/api/v1/flows/{flow_id}/start"): {"201", "401", "404", "409", "422"},
+    ("post", "/api/v1/broadcasts"): {"201", "401", "404", "409", "422"},
+    ("get", "/api/v1/broadcasts/{broadcast_id}"): {"200", "401", "404"},
+    ("get", "/api/v1/messages/{message_id}/delivery"): {"200", "401", "404"},
 }
 
 

@@ -1,0 +1,158 @@
+"""The flows router of the integration API: start a flow on a conversation, start a
+broadcast and follow it (PRODUCT.md §9). Writes go through ``flows.services``."""
+
+from datetime import datetime
+
+from django.http import Http404
+from ninja import Field, Router, Schema
+from ninja.responses import Status as Respond
+
+from conversations.models import Conversation
+from conversations.schemas import ErrorOut, TextSchema
+
+from . import services
+from .models import Broadcast, Flow, Trigger
+
+router = Router(tags=["flows"])
+
+ERRORS = {401: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
+
+
+class FlowStartIn(TextSchema):
+    conversation_id: int = Field(description="The conversation whose contact gets the flow.")
+    has_priority: bool = Field(
+        False, description="Interrupt an ongoing conversation (and any running flow)."
+    )
+
+
+class FlowStartOut(Schema):
+    run_id: int
+    flow_id: int
+    run_state: str = Field(description="`running`, `waiting` (for the contact) or `finished`.")
+    conversation_id: int = Field(
+        description="The conversation the flow runs on: a new one when the given one was closed."
+    )
+    status: str = Field(description="That conversation's status now.")
+
+
+class BroadcastIn(TextSchema):
+    flow_id: int
+    segment: str = Field(description="`all`, `tag`, `channel` or `status`.")
+    segment_value: str = Field(
+        "", description="The tag name, the channel or the status (not for `all`)."
+    )
+    has_priority: bool = Field(
+        False, description="Also reach contacts whose conversation is ongoing (else skipped)."
+    )
+
+
+class BroadcastOut(Schema):
+    id: int
+    flow_id: int
+    segment: str
+    segment_value: str
+    has_priority: bool
+    state: str = Field(description="`queued`, `running`, `done` or `failed`.")
+    total: int
+    sent: int
+    skipped: int = Field(description="Contacts skipped because their conversation was ongoing.")
+    failed: int
+    percent: int
+    error: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+def _flow(flow_id: int) -> Flow:
+    flow = Flow.objects.filter(pk=flow_id).first()
+    if flow is None:
+        raise Http404(f"There is no flow with id {flow_id}.")
+    return flow
+
+
+def _broadcast(broadcast: Broadcast) -> dict:
+    return {
+        "id": broadcast.pk,
+        "flow_id": broadcast.flow_id,
+        "segment": broadcast.segment,
+        "segment_value": broadcast.segment_value,
+        "has_priority": broadcast.has_priority,
+        "state": broadcast.state,
+        "total": broadcast.total,
+        "sent": broadcast.sent,
+        "skipped": broadcast.skipped,
+        "failed": broadcast.failed,
+        "percent": broadcast.percent,
+        "error": broadcast.error,
+        "created_at": broadcast.created_at,
+        "started_at": broadcast.started_at,
+        "finished_at": broadcast.finished_at,
+    }
+
+
+@router.post(
+    "/flows/{flow_id}/start",
+    response={201: FlowStartOut, **ERRORS},
+    summary="Start a flow for a conversation's contact",
+    description=(
+        "Not contacted → In a flow; closed → a new conversation In a flow; an ongoing "
+        "conversation is refused with 409 `conversation_ongoing` unless `has_priority` "
+        "is true. 409 `flow_inactive` for an inactive flow."
+    ),
+)
+def flow_start(request, flow_id: int, payload: FlowStartIn):
+    flow = _flow(flow_id)
+    if not Conversation.objects.filter(pk=payload.conversation_id).exists():
+        raise Http404(f"There is no conversation with id {payload.conversation_id}.")
+    run = services.flow_start(
+        flow=flow,
+        conversation=payload.conversation_id,
+        has_priority=payload.has_priority,
+        trigger=Trigger.API,
+        actor=request.auth,
+    )
+    status = Conversation.objects.values_list("status", flat=True).get(pk=run.conversation_id)
+    return Respond(
+        201,
+        {
+            "run_id": run.pk,
+            "flow_id": flow.pk,
+            "run_state": run.state,
+            "conversation_id": run.conversation_id,
+            "status": status,
+        },
+    )
+
+
+@router.post(
+    "/broadcasts",
+    response={201: BroadcastOut, **ERRORS},
+    summary="Start a broadcast: one flow for every contact of a segment",
+    description=(
+        "Runs in the background; follow it with `GET /broadcasts/{id}`. Contacts whose "
+        "conversation is ongoing are skipped unless `has_priority` is true."
+    ),
+)
+def broadcast_create(request, payload: BroadcastIn):
+    flow = _flow(payload.flow_id)
+    broadcast = services.broadcast_create(
+        flow=flow,
+        segment=payload.segment,
+        segment_value=payload.segment_value,
+        has_priority=payload.has_priority,
+        actor=request.auth,
+    )
+    return Respond(201, _broadcast(broadcast))
+
+
+@router.get(
+    "/broadcasts/{broadcast_id}",
+    response={200: BroadcastOut, 401: ErrorOut, 404: ErrorOut},
+    summary="A broadcast's progress and counts (sent, skipped, failed)",
+)
+def broadcast_detail(request, broadcast_id: int):
+    broadcast = Broadcast.objects.filter(pk=broadcast_id).first()
+    if broadcast is None:
+        raise Http404(f"There is no broadcast with id {broadcast_id}.")
+    return _broadcast(broadcast)
