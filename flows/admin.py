@@ -1,0 +1,76 @@
+"""Back office for flows (edited here, steps inline and reorderable by position),
+their runs, and broadcasts with their deliveries (read-only: broadcasts are started
+from /flows/ or the API, so that they always run through the background worker)."""
+
+from django.contrib import admin
+
+from .models import Broadcast, BroadcastDelivery, Flow, FlowRun, FlowStep
+
+
+class FlowStepInline(admin.TabularInline):
+    model = FlowStep
+    extra = 1
+    fields = ("position", "kind", "text", "attribute", "tag")
+    ordering = ("position", "id")
+    autocomplete_fields = ()
+
+
+@admin.register(Flow)
+class FlowAdmin(admin.ModelAdmin):
+    list_display = ("name", "trigger_keyword", "is_active", "created_at")
+    list_filter = ("is_active",)
+    search_fields = ("name", "trigger_keyword", "description")
+    inlines = [FlowStepInline]
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(FlowRun)
+class FlowRunAdmin(ReadOnlyAdmin):
+    list_display = ("id", "flow", "conversation", "trigger", "state", "outcome", "started_at")
+    list_filter = ("state", "trigger", "outcome", "flow")
+    list_select_related = ("flow", "conversation__contact")
+    search_fields = ("conversation__contact__name", "flow__name")
+    raw_id_fields = ("conversation", "broadcast", "started_by")
+
+
+class DeliveryInline(admin.TabularInline):
+    model = BroadcastDelivery
+    fields = ("contact", "outcome", "reason", "conversation", "created_at")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = False
+    # Large broadcasts: the inline shows the failures only; the full list is in
+    # "Broadcast deliveries", filtered by broadcast.
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(outcome="failed").select_related("contact")
+
+
+@admin.register(Broadcast)
+class BroadcastAdmin(ReadOnlyAdmin):
+    list_display = ("id", "flow", "segment", "segment_value", "has_priority", "state")
+    list_display += ("total", "sent", "skipped", "failed", "created_at")
+    list_filter = ("state", "segment", "has_priority")
+    list_select_related = ("flow",)
+    inlines = [DeliveryInline]
+
+
+@admin.register(BroadcastDelivery)
+class BroadcastDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ("id", "broadcast", "contact", "outcome", "reason", "created_at")
+    list_filter = ("outcome",)
+    list_select_related = ("broadcast__flow", "contact")
+    search_fields = ("contact__name", "contact__external_id")
+    raw_id_fields = ("broadcast", "contact", "conversation")

@@ -1,0 +1,143 @@
+"""The flows pages: start a flow on a conversation (the pane's form), and
+broadcasts (create, follow the progress, read the counts).
+
+Views parse, call a service or a selector, and render. Refusals are shown as a
+message in a 200 fragment (htmx does not swap 4xx), never a 500.
+"""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import trigger_client_event
+
+from conversations.exceptions import ParleyError
+from conversations.models import Conversation
+
+from . import selectors, services
+from .forms import BroadcastForm, StartFlowForm
+from .models import Broadcast, Trigger
+
+CHANGED = "conversationChanged"
+
+
+def _first_error(form) -> str:
+    for errors in form.errors.values():
+        return errors[0]
+    return "The form is not valid."
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def start_flow(request, conversation_id: int):
+    """``/flows/start/<conversation_id>/``: GET the form (a page of its own, or the
+    fragment with htmx); POST starts the chosen flow, with or without priority."""
+    conversation = get_object_or_404(
+        Conversation.objects.select_related("contact"), pk=conversation_id
+    )
+    origin = request.POST.get("origin", "pane") if request.method == "POST" else "page"
+    notice, level = "", "info"
+    form = StartFlowForm(request.POST or None)
+    if request.method == "POST":
+        if not form.is_valid():
+            notice, level = _first_error(form), "error"
+        else:
+            flow = form.cleaned_data["flow"]
+            try:
+                run = services.flow_start(
+                    flow=flow,
+                    conversation=conversation,
+                    has_priority=form.cleaned_data["has_priority"],
+                    trigger=Trigger.AGENT,
+                    actor=request.user,
+                )
+            except ParleyError as exc:
+                notice, level = exc.detail, "error"
+            else:
+                run.conversation.refresh_from_db(fields=["status"])
+                notice = f"Flow “{flow.name}” started"
+                if run.conversation_id != conversation.pk:
+                    notice += f" on a new conversation (#{run.conversation_id})"
+                notice += f"; the conversation is now {run.conversation.get_status_display()}."
+                level = "success"
+                conversation.refresh_from_db()
+        if not request.htmx:
+            messages.add_message(
+                request, messages.ERROR if level == "error" else messages.SUCCESS, notice
+            )
+            return redirect("flows:start_flow", conversation_id=conversation.pk)
+        if origin == "pane":
+            # The pane re-renders itself on conversationChanged and shows this message.
+            messages.add_message(
+                request, messages.ERROR if level == "error" else messages.SUCCESS, notice
+            )
+    context = {
+        "conversation": conversation,
+        "flows": list(selectors.startable_flows()),
+        "notice": notice,
+        "notice_level": level,
+        "origin": origin,
+        "has_priority": request.POST.get("has_priority") == "on",
+    }
+    if request.htmx and request.GET.get("part") == "status":
+        context["run"] = selectors.active_run_for(conversation)
+        return render(request, "flows/start_flow_page.html#conversation-status", context)
+    if request.htmx:
+        response = render(request, "flows/partials/start_flow.html", context)
+        if request.method == "POST":
+            trigger_client_event(response, CHANGED, {"conversation": conversation.pk})
+        return response
+    context["run"] = selectors.active_run_for(conversation)
+    return render(request, "flows/start_flow_page.html", context)
+
+
+@login_required
+@require_GET
+def index(request):
+    """``/flows/``: the flows, the recent broadcasts and the form for a new one."""
+    return render(request, "flows/index.html", _index_context(BroadcastForm()))
+
+
+def _index_context(form, notice: str = "") -> dict:
+    return {
+        "flows": list(selectors.flow_overview()),
+        "broadcasts": list(selectors.recent_broadcasts()),
+        "form": form,
+        "notice": notice,
+    }
+
+
+@login_required
+@require_POST
+def broadcast_create(request):
+    form = BroadcastForm(request.POST)
+    if not form.is_valid():
+        return render(request, "flows/index.html", _index_context(form, _first_error(form)))
+    try:
+        broadcast = services.broadcast_create(
+            flow=form.cleaned_data["flow"],
+            segment=form.cleaned_data["segment"],
+            segment_value=form.segment_value(),
+            has_priority=form.cleaned_data["has_priority"],
+            actor=request.user,
+        )
+    except ParleyError as exc:
+        return render(request, "flows/index.html", _index_context(form, exc.detail))
+    messages.success(request, f"Broadcast #{broadcast.pk} queued for {broadcast.total} contacts.")
+    return redirect("flows:broadcast", pk=broadcast.pk)
+
+
+@login_required
+@require_GET
+def broadcast_detail(request, pk: int):
+    """``/flows/broadcasts/<id>/``: the progress bar polls (htmx) while it runs."""
+    broadcast = get_object_or_404(Broadcast.objects.select_related("flow", "created_by"), pk=pk)
+    context = {
+        "broadcast": broadcast,
+        "failures": list(selectors.broadcast_failures(broadcast)),
+        "progress_url": reverse("flows:broadcast", args=[broadcast.pk]),
+    }
+    if request.htmx:
+        return render(request, "flows/broadcast_detail.html#progress", context)
+    return render(request, "flows/broadcast_detail.html", context)
