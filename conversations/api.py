@@ -8,10 +8,11 @@ handler (config/api.py), which also owns the bearer auth.
 import base64
 import binascii
 import json
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 
-from django.db.models import Prefetch, Q
+from django.db.models import Exists, OuterRef, Prefetch, Q
 from django.http import Http404
+from django.utils import timezone
 from ninja import Query, Router
 from ninja.responses import Status as Respond
 
@@ -22,6 +23,7 @@ from .schemas import (
     ContactCreatedOut,
     ContactIn,
     ConversationDetailOut,
+    ConversationFilters,
     ConversationOut,
     ConversationPageOut,
     ErrorOut,
@@ -37,8 +39,6 @@ from .transitions import STATUS_LABELS, Status
 router = Router(tags=["conversations"])
 
 ERRORS = {401: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
-PAGE_SIZE_DEFAULT = 50
-PAGE_SIZE_MAX = 200
 ARCHIVED_CHOICES = ("no", "yes", "any")
 
 
@@ -120,6 +120,10 @@ def _require_conversation(conversation_id: int) -> int:
     if not Conversation.objects.filter(pk=conversation_id).exists():
         raise Http404(f"There is no conversation with id {conversation_id}.")
     return conversation_id
+
+
+def _start_of_day(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
 
 
 # --- cursor -------------------------------------------------------------------------
@@ -209,18 +213,24 @@ def message_inbound(request, payload: InboundIn):
     response={200: ConversationPageOut, **ERRORS},
     summary="List conversations, most recently active first (cursor-paginated)",
 )
-def conversation_list(
-    request,
-    status: Query[list[str]] = None,
-    archived: str = Query(
-        "no", description="`no` (default, like the inbox), `yes` (the archive) or `any`."
-    ),
-    tag: str | None = Query(None, description="Only conversations carrying this tag."),
-    cursor: str | None = Query(None, description="The `next_cursor` of the previous page."),
-    limit: int = Query(PAGE_SIZE_DEFAULT, ge=1, le=PAGE_SIZE_MAX),
-):
-    """`status` may be repeated (`?status=new&status=in_progress`) or comma-separated."""
-    statuses = {s.strip() for value in status or [] for s in value.split(",") if s.strip()}
+def conversation_list(request, filters: Query[ConversationFilters]):
+    """The inbox's filters. `status` may be repeated (`?status=new&status=in_progress`)
+    or comma-separated; `archived` defaults to `no`, like the inbox."""
+    queryset = _filtered(filters, agent=request.auth)
+    if filters.cursor:
+        at, pk = decode_cursor(filters.cursor)
+        queryset = queryset.filter(Q(last_activity_at__lt=at) | Q(last_activity_at=at, pk__lt=pk))
+    page = list(queryset.by_activity()[: filters.limit + 1])
+    more = len(page) > filters.limit
+    page = page[: filters.limit]
+    return {
+        "items": [_conversation(c) for c in page],
+        "next_cursor": encode_cursor(page[-1]) if more else None,
+    }
+
+
+def _filtered(filters: ConversationFilters, *, agent):
+    statuses = {s.strip() for value in filters.status for s in value.split(",") if s.strip()}
     unknown = statuses - {str(s) for s in Status}
     if unknown:
         raise InvalidInput(
@@ -228,30 +238,45 @@ def conversation_list(
             + ", ".join(str(s) for s in Status)
             + "."
         )
-    if archived not in ARCHIVED_CHOICES:
+    if filters.archived not in ARCHIVED_CHOICES:
         raise InvalidInput("archived must be 'no', 'yes' or 'any'.")
+    start, end = filters.active_from, filters.active_to
+    if start and end and start > end:
+        raise InvalidInput("active_to is before active_from.")
 
     queryset = Conversation.objects.select_related("contact", "assignee").prefetch_related(
         _tags_query()
     )
-    if archived == "no":
+    if filters.archived == "no":
         queryset = queryset.not_archived()
-    elif archived == "yes":
+    elif filters.archived == "yes":
         queryset = queryset.archived()
     if statuses:
         queryset = queryset.filter(status__in=statuses)
-    if tag:
-        queryset = queryset.filter(tags__name__iexact=tag.strip())
-    if cursor:
-        at, pk = decode_cursor(cursor)
-        queryset = queryset.filter(Q(last_activity_at__lt=at) | Q(last_activity_at=at, pk__lt=pk))
-    page = list(queryset.by_activity()[: limit + 1])
-    more = len(page) > limit
-    page = page[:limit]
-    return {
-        "items": [_conversation(c) for c in page],
-        "next_cursor": encode_cursor(page[-1]) if more else None,
-    }
+    if filters.tag:
+        queryset = queryset.filter(tags__name__iexact=filters.tag.strip())
+    if filters.channel:
+        queryset = queryset.filter(contact__channel=filters.channel.strip().lower())
+    if filters.assignee == "me":
+        queryset = queryset.filter(assignee=agent)
+    elif filters.assignee == "none":
+        queryset = queryset.filter(assignee__isnull=True)
+    elif filters.assignee:
+        queryset = queryset.filter(assignee__username=filters.assignee)
+    text = (filters.q or "").strip()
+    if text:
+        # Exists, not a join: a conversation with many matching messages is one row.
+        in_messages = Exists(
+            Message.objects.filter(conversation=OuterRef("pk"), text__icontains=text)
+        )
+        queryset = queryset.filter(
+            Q(contact__name__icontains=text) | Q(contact__external_id__iexact=text) | in_messages
+        )
+    if start:
+        queryset = queryset.filter(last_activity_at__gte=_start_of_day(start))
+    if end:
+        queryset = queryset.filter(last_activity_at__lt=_start_of_day(end + timedelta(days=1)))
+    return queryset
 
 
 @router.get(

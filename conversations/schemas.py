@@ -1,7 +1,7 @@
 """Request and response bodies of the conversations API (django-ninja schemas)."""
 
 import math
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from ninja import Schema
@@ -76,6 +76,35 @@ class ReplyIn(TextSchema):
 
 class TagIn(TextSchema):
     name: str = Field(description="The tag's name; created on first use.")
+
+
+PAGE_SIZE_DEFAULT = 50
+PAGE_SIZE_MAX = 200
+
+
+class ConversationFilters(Schema):
+    """The inbox's filters, as query parameters."""
+
+    status: list[str] = Field(
+        default_factory=list,
+        description="Repeat or comma-separate: `not_contacted`, `new`, `in_progress`, "
+        "`in_flow`, `closed`.",
+    )
+    archived: str = Field(
+        "no", description="`no` (default, like the inbox), `yes` (the archive) or `any`."
+    )
+    tag: str | None = Field(None, description="Only conversations carrying this tag.")
+    channel: str | None = Field(None, description="Only contacts of this channel.")
+    assignee: str | None = Field(
+        None, description="`me` (the token's user), `none` (unassigned) or a username."
+    )
+    q: str | None = Field(
+        None, max_length=200, description="Text in the contact's name or in a message."
+    )
+    active_from: date | None = Field(None, description="Last activity on or after this day.")
+    active_to: date | None = Field(None, description="Last activity on or before this day.")
+    cursor: str | None = Field(None, description="The `next_cursor` of the previous page.")
+    limit: int = Field(PAGE_SIZE_DEFAULT, ge=1, le=PAGE_SIZE_MAX)
 
 
 # --- responses ---------------------------------------------------------------------

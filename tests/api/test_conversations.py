@@ -12,7 +12,7 @@ from conversations.exceptions import (
 )
 from conversations.models import Conversation, Message, Tag
 from conversations.transitions import Status
-from tests.factories import TagFactory, conversation_in
+from tests.factories import ContactFactory, TagFactory, conversation_in
 
 pytestmark = pytest.mark.django_db
 
@@ -147,9 +147,10 @@ def test_the_detail_escapes_nothing_and_loses_nothing(api):
     assert response.body["messages"][0]["text"] == text
 
 
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [
+def test_unknown_conversations_are_404(api):
+    """One test for every route (each example is a real request): unknown ids,
+    including one beyond PostgreSQL's bigint range."""
+    routes = [
         ("GET", ""),
         ("POST", "/reply"),
         ("POST", "/close"),
@@ -157,14 +158,17 @@ def test_the_detail_escapes_nothing_and_loses_nothing(api):
         ("POST", "/unarchive"),
         ("POST", "/tags"),
         ("DELETE", "/tags/vip"),
-    ],
-)
-@pytest.mark.parametrize("conversation_id", [424242, 10**30])
-def test_unknown_conversations_are_404(api, method, path, conversation_id):
-    body = {"text": "hi", "name": "vip"} if method == "POST" else None
-    response = api.request(method, f"/conversations/{conversation_id}{path}", body)
-    assert response.status == 404
-    assert response.error == "not_found"
+    ]
+    for conversation_id in (424242, 10**30):
+        for method, path in routes:
+            body = {"text": "hi", "name": "vip"} if method == "POST" else None
+            response = api.request(method, f"/conversations/{conversation_id}{path}", body)
+            assert (method, path, response.status, response.error) == (
+                method,
+                path,
+                404,
+                "not_found",
+            )
     assert Message.objects.count() == 0 and Tag.objects.count() == 0
 
 
@@ -224,28 +228,28 @@ def test_close_archive_unarchive(api, agent):
     assert events[-3:] == [("close", "api"), ("archive", "api"), ("unarchive", "api")]
 
 
-@pytest.mark.parametrize(
-    ("status", "archived", "action", "refusal"),
-    [
-        (Status.CLOSED, False, "close", ConversationClosed),
-        (Status.CLOSED, True, "close", ConversationClosed),
-        (Status.NEW, False, "archive", NotArchivable),
-        (Status.NOT_CONTACTED, False, "archive", NotArchivable),
-        (Status.CLOSED, True, "archive", NotArchivable),
-        (Status.CLOSED, False, "unarchive", NotArchived),
-        (Status.IN_PROGRESS, False, "unarchive", NotArchived),
-    ],
-)
-def test_refused_status_actions_are_409_and_change_nothing(api, status, archived, action, refusal):
-    conversation = conversation_in(status, archived=archived)
-    history = conversation.status_changes.count()
-    response = api.post(f"/conversations/{conversation.pk}/{action}")
-    assert response.status == 409
-    assert response.error == refusal.code
-    assert response.body["detail"]
-    after = Conversation.objects.get(pk=conversation.pk)
-    assert (after.status, after.is_archived) == (status, archived)
-    assert after.status_changes.count() == history
+REFUSED_ACTIONS = [
+    (Status.CLOSED, False, "close", ConversationClosed),
+    (Status.CLOSED, True, "close", ConversationClosed),
+    (Status.NEW, False, "archive", NotArchivable),
+    (Status.NOT_CONTACTED, False, "archive", NotArchivable),
+    (Status.CLOSED, True, "archive", NotArchivable),
+    (Status.CLOSED, False, "unarchive", NotArchived),
+    (Status.IN_PROGRESS, False, "unarchive", NotArchived),
+]
+
+
+def test_refused_status_actions_are_409_and_change_nothing(api):
+    for status, archived, action, refusal in REFUSED_ACTIONS:
+        conversation = conversation_in(status, archived=archived)
+        history = conversation.status_changes.count()
+        response = api.post(f"/conversations/{conversation.pk}/{action}")
+        case = (status, archived, action)
+        assert (case, response.status, response.error) == (case, 409, refusal.code)
+        assert response.body["detail"]
+        after = Conversation.objects.get(pk=conversation.pk)
+        assert (after.status, after.is_archived) == (status, archived)
+        assert after.status_changes.count() == history
 
 
 # --- tags -----------------------------------------------------------------------------------
@@ -314,3 +318,31 @@ def test_closed_in_the_inbox_is_closed_with_locked_tags_in_the_api(api, other_ag
     assert detail["status_history"][-1]["actor"] == "bob"
     assert api.post(f"/conversations/{conversation.pk}/tags", {"name": "x"}).status == 409
     assert api.delete(f"/conversations/{conversation.pk}/tags/vip").status == 409
+
+
+def test_the_list_has_the_inboxs_other_filters(api, agent, other_agent):
+    mine = conversation_in(Status.IN_PROGRESS, agent=agent, text="refund for order 77")
+    theirs = conversation_in(Status.IN_PROGRESS, agent=other_agent)
+    unassigned = conversation_in(Status.NEW)
+    whatsapp = conversation_in(Status.NEW, contact=ContactFactory(channel="whatsapp"))
+    Conversation.objects.filter(pk=theirs.pk).update(
+        last_activity_at=timezone.now() - timedelta(days=10)
+    )
+
+    def ids(query):
+        response = api.get(f"/conversations?{query}")
+        assert response.status == 200, response.body
+        return {c["id"] for c in response.body["items"]}
+
+    assert ids("assignee=me") == {mine.pk}
+    assert ids("assignee=bob") == {theirs.pk}
+    assert ids("assignee=none") == {unassigned.pk, whatsapp.pk}
+    assert ids("channel=whatsapp") == {whatsapp.pk}
+    assert ids("q=ORDER%2077") == {mine.pk}
+    assert ids(f"q={whatsapp.contact.external_id}") == {whatsapp.pk}
+    today = timezone.localdate()
+    assert theirs.pk not in ids(f"active_from={today - timedelta(days=1)}")
+    assert ids(f"active_to={today - timedelta(days=5)}") == {theirs.pk}
+    refused = api.get(f"/conversations?active_from={today}&active_to={today - timedelta(days=1)}")
+    assert refused.status == 422
+    assert api.get("/conversations?active_from=yesterday").status == 422
