@@ -451,9 +451,16 @@ def clean_segment(segment: str, value: str) -> tuple[str, str]:
 
 @transaction.atomic
 def broadcast_create(
-    *, flow: Flow | int, segment: str, segment_value: str = "", has_priority=False, actor=None
+    *,
+    flow: Flow | int,
+    segment: str,
+    segment_value: str = "",
+    has_priority=False,
+    actor=None,
+    enqueue: bool = True,
 ) -> Broadcast:
-    """Create a broadcast and queue it for the background worker (after commit)."""
+    """Create a broadcast and queue it for the background worker (after commit);
+    ``enqueue=False`` when the caller runs it itself (the demo seed)."""
     if not isinstance(flow, Flow):
         flow = Flow.objects.filter(pk=flow).first()
         if flow is None:
@@ -470,9 +477,10 @@ def broadcast_create(
     )
     broadcast.total = segment_contacts(segment=segment, value=segment_value).count()
     broadcast.save(update_fields=["total"])
-    from .tasks import run_broadcast
+    if enqueue:
+        from .tasks import run_broadcast
 
-    transaction.on_commit(lambda: run_broadcast.enqueue(broadcast_id=broadcast.pk))
+        transaction.on_commit(lambda: run_broadcast.enqueue(broadcast_id=broadcast.pk))
     return broadcast
 
 
