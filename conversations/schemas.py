@@ -12,11 +12,14 @@ ATTRIBUTES_MAX_DEPTH = 5
 
 
 def _check_text(value: str) -> str:
-    """Text PostgreSQL can store: no lone surrogates (valid JSON can carry them)."""
+    """Text PostgreSQL can store: no lone surrogates (valid JSON can carry them) and
+    no NUL character (PostgreSQL text cannot hold it)."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("must be valid Unicode text (no lone surrogates)") from None
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
     return value
 
 
@@ -25,8 +28,6 @@ def _check_json(value: Any, depth: int = 0) -> None:
         raise ValueError(f"must not nest deeper than {ATTRIBUTES_MAX_DEPTH} levels")
     if isinstance(value, str):
         _check_text(value)
-        if "\x00" in value:
-            raise ValueError("must not contain NUL characters")
     elif isinstance(value, float) and not math.isfinite(value):
         raise ValueError("numbers must be finite")
     elif isinstance(value, dict):
@@ -39,10 +40,18 @@ def _check_json(value: Any, depth: int = 0) -> None:
 
 
 class TextSchema(Schema):
+    """Every string field (and every string in a list field) is storable text."""
+
     @field_validator("*", mode="after")
     @classmethod
     def _unicode(cls, value):
-        return _check_text(value) if isinstance(value, str) else value
+        if isinstance(value, str):
+            return _check_text(value)
+        if isinstance(value, list):
+            for item in value:
+                if isinstance(item, str):
+                    _check_text(item)
+        return value
 
 
 # --- requests ----------------------------------------------------------------------
@@ -82,7 +91,7 @@ PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 200
 
 
-class ConversationFilters(Schema):
+class ConversationFilters(TextSchema):
     """The inbox's filters, as query parameters."""
 
     status: list[str] = Field(

@@ -91,3 +91,31 @@ def test_well_formed_inbound_is_always_stored_as_written(api, channel, external_
     message = Message.objects.get(pk=response.body["message_id"])
     assert message.text == text.strip()
     assert message.conversation.contact.external_id == external_id.strip()
+
+
+query_text = st.one_of(
+    st.text(max_size=30),
+    st.sampled_from(["\x00", "%00", "\u202e", "' OR 1=1 --", "WzEsMl0", "W10", "bnVsbA"]),
+)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    params=st.lists(
+        st.tuples(
+            st.sampled_from(
+                ["status", "archived", "tag", "channel", "assignee", "q", "cursor", "limit"]
+                + ["active_from", "active_to"]
+            ),
+            query_text,
+        ),
+        max_size=4,
+    )
+)
+def test_any_list_query_answers_200_or_422(api, params):
+    from urllib.parse import urlencode
+
+    response = api.get("/conversations?" + urlencode(params))
+    assert response.status in (200, 422), response.body
+    if response.status == 422:
+        assert set(response.body) == {"error", "detail"}
