@@ -4,6 +4,7 @@ from /flows/ or the API, so that they always run through the background worker).
 
 from django.contrib import admin
 
+from . import services
 from .models import Broadcast, BroadcastDelivery, Flow, FlowRun, FlowStep
 
 
@@ -58,8 +59,22 @@ class DeliveryInline(admin.TabularInline):
         return super().get_queryset(request).filter(outcome="failed").select_related("contact")
 
 
+@admin.action(description="Resume the selected broadcasts (queue the chunks not done)")
+def resume_broadcasts(modeladmin, request, queryset):
+    resumed = 0
+    for broadcast in queryset:
+        if services.broadcast_resume(broadcast_id=broadcast.pk):
+            resumed += 1
+    modeladmin.message_user(
+        request,
+        f"{resumed} broadcast{'s' if resumed != 1 else ''} queued again; "
+        "finished ones are left alone.",
+    )
+
+
 @admin.register(Broadcast)
 class BroadcastAdmin(ReadOnlyAdmin):
+    actions = [resume_broadcasts]
     list_display = ("id", "flow", "segment", "segment_value", "has_priority", "state")
     list_display += ("total", "sent", "skipped", "failed", "created_at")
     list_filter = ("state", "segment", "has_priority")

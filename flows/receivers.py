@@ -4,12 +4,17 @@ Both receivers run inside the core service's transaction, so what they write
 commits or rolls back with the change that caused it.
 """
 
+import logging
+
+from django.db import transaction
 from django.dispatch import receiver
 
 from conversations import hooks
 from conversations.transitions import FLOW_EVENTS, Event
 
 from . import services
+
+logger = logging.getLogger(__name__)
 
 CANCEL_OUTCOMES = {
     Event.AGENT_REPLY: (services.Outcome.TAKEOVER, "An agent replied: human takeover."),
@@ -19,7 +24,15 @@ CANCEL_OUTCOMES = {
 
 @receiver(hooks.message_received, dispatch_uid="flows.message_received")
 def on_message_received(sender, message, conversation, **kwargs) -> None:
-    services.handle_inbound(message=message, conversation=conversation)
+    # The contact's message is stored whatever happens to the flow: a flow that
+    # fails here rolls back to this savepoint and is logged, not the message.
+    try:
+        with transaction.atomic():
+            services.handle_inbound(message=message, conversation=conversation)
+    except Exception:
+        logger.exception(
+            "Flow handling failed for message %s on conversation %s", message.pk, conversation.pk
+        )
 
 
 @receiver(hooks.status_changed, dispatch_uid="flows.status_changed")

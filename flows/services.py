@@ -513,9 +513,10 @@ def _deliver_one(broadcast: Broadcast, contact: Contact) -> BroadcastDelivery:
     return row
 
 
-def broadcast_plan(*, broadcast_id: int, chunk_size: int = BROADCAST_CHUNK_SIZE) -> list[int]:
+def broadcast_plan(*, broadcast_id: int, chunk_size: int | None = None) -> list[int]:
     """Split the broadcast's segment into chunks (once) and return the ids of the
     chunks still to run. Safe to call again: a resumed broadcast re-plans nothing."""
+    chunk_size = chunk_size or BROADCAST_CHUNK_SIZE
     with transaction.atomic():
         broadcast = Broadcast.objects.select_for_update().get(pk=broadcast_id)
         if broadcast.state in (BroadcastState.DONE, BroadcastState.FAILED):
@@ -629,9 +630,22 @@ def broadcast_run_chunk(*, chunk_id: int) -> int:
     return len(rows)
 
 
-def broadcast_execute(*, broadcast_id: int, chunk_size: int = BROADCAST_CHUNK_SIZE) -> Broadcast:
+def broadcast_execute(*, broadcast_id: int, chunk_size: int | None = None) -> Broadcast:
     """Run a whole broadcast here, chunk after chunk (the seed command, tests); safe
     to call again after a crash: it carries on with the chunks not done."""
     for chunk_id in broadcast_plan(broadcast_id=broadcast_id, chunk_size=chunk_size):
         broadcast_run_chunk(chunk_id=chunk_id)
     return Broadcast.objects.get(pk=broadcast_id)
+
+
+def broadcast_resume(*, broadcast_id: int) -> bool:
+    """Queue a broadcast again after its worker died: the planner re-queues only the
+    chunks not done, and a chunk only reaches contacts without a delivery row.
+    Returns False when the broadcast is already done."""
+    state = Broadcast.objects.filter(pk=broadcast_id).values_list("state", flat=True).first()
+    if state is None or state in (BroadcastState.DONE, BroadcastState.FAILED):
+        return False
+    from .tasks import run_broadcast
+
+    transaction.on_commit(lambda: run_broadcast.enqueue(broadcast_id=broadcast_id))
+    return True

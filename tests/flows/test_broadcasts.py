@@ -215,3 +215,50 @@ def test_the_background_worker_runs_the_broadcast(send_only_flow):
     broadcast.refresh_from_db()
     assert broadcast.state == BroadcastState.DONE
     assert (broadcast.sent, broadcast.skipped, broadcast.failed) == (3, 3, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_worker_dies_half_way_and_the_resumed_broadcast_sends_to_nobody_twice(
+    monkeypatch, send_only_flow
+):
+    contacts = [ContactFactory() for _ in range(7)]
+    monkeypatch.setattr(services, "BROADCAST_CHUNK_SIZE", 3)
+    broadcast = services.broadcast_create(flow=send_only_flow, segment=Segment.ALL)
+    real_start = services._flow_start
+    calls = {"n": 0}
+
+    def dying_start(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # in the middle of the second chunk
+            raise WorkerKilled()
+        return real_start(**kwargs)
+
+    monkeypatch.setattr(services, "_flow_start", dying_start)
+    call_command("db_worker", batch=True, reload=False, startup_delay=False, verbosity=0)
+
+    broadcast.refresh_from_db()
+    assert broadcast.state == BroadcastState.RUNNING
+    assert DBTaskResult.objects.filter(status="FAILED").count() == 1
+    assert broadcast.sent == 4  # chunks 1 and 3 committed; chunk 2 rolled back whole
+    assert BroadcastDelivery.objects.filter(broadcast=broadcast).count() == 4
+
+    monkeypatch.setattr(services, "_flow_start", real_start)
+    call_command("resume_broadcasts", verbosity=0)
+    call_command("db_worker", batch=True, reload=False, startup_delay=False, verbosity=0)
+
+    broadcast.refresh_from_db()
+    assert (broadcast.state, broadcast.sent, broadcast.skipped, broadcast.failed) == (
+        BroadcastState.DONE,
+        7,
+        0,
+        0,
+    )
+    for contact in contacts:
+        assert (
+            Message.objects.filter(
+                conversation__contact=contact, sender_kind=SenderKind.BROADCAST
+            ).count()
+            == 1
+        )
+    assert call_command("resume_broadcasts", verbosity=0) is None
+    assert not services.broadcast_resume(broadcast_id=broadcast.pk)

@@ -350,3 +350,18 @@ def test_closed_contact_reengaged_by_a_flow_opens_a_new_conversation(ask_flow):
     assert contact.conversations.count() == 2
     first = run.conversation.status_changes.get()
     assert (first.from_status, first.to_status, first.event) == ("", S.IN_FLOW, Event.FLOW_START)
+
+
+def test_a_failing_keyword_flow_never_loses_the_contacts_message():
+    make_flow(("send_message", "About you: {bio}"), keyword="bio")
+    contact = ContactFactory(attributes={"bio": "x" * 10_001})
+
+    inbound = core.message_receive(
+        channel=contact.channel, external_id=contact.external_id, text="bio"
+    )
+
+    inbound.conversation.refresh_from_db()
+    assert inbound.conversation.status == S.NEW
+    assert inbound.conversation.messages.filter(text="bio").exists()
+    assert not FlowRun.objects.exists()
+    assert not inbound.conversation.status_changes.filter(event=Event.KEYWORD).exists()
