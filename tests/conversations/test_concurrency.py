@@ -1,45 +1,20 @@
 """Real threads, real transactions on PostgreSQL: the row locks and the partial
 unique constraint keep one open conversation per contact and lose no message."""
 
-import threading
-
 import pytest
-from django.db import close_old_connections, connection
 
 from conversations import services
 from conversations.exceptions import ParleyError
 from conversations.models import Contact, Conversation, Message
+from tests.concurrency import run_together
 from tests.factories import UserFactory, conversation_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _run_together(functions):
-    """Start every function at the same moment; collect results and errors."""
-    barrier = threading.Barrier(len(functions))
-    results, errors = [None] * len(functions), [None] * len(functions)
-
-    def worker(index, function):
-        try:
-            barrier.wait(timeout=30)
-            results[index] = function()
-        except BaseException as exc:  # noqa: BLE001 — reported to the test
-            errors[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i, f)) for i, f in enumerate(functions)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    close_old_connections()
-    return results, errors
-
-
 def test_twenty_inbound_messages_for_one_new_contact_at_once():
     texts = [f"message {i}" for i in range(20)]
-    results, errors = _run_together(
+    results, errors = run_together(
         [
             lambda text=text: services.message_receive(
                 channel="whatsapp", external_id="+31600000000", text=text
@@ -69,7 +44,7 @@ def test_twenty_inbound_messages_racing_a_close():
         )
         for i in range(19)
     ] + [lambda: services.conversation_close(conversation=conversation, actor=agent)]
-    _, errors = _run_together(calls)
+    _, errors = run_together(calls)
     assert errors == [None] * 20
     # Every message is kept; at most one conversation is open.
     assert Message.objects.filter(conversation__contact=contact, direction="inbound").count() == 20
@@ -79,7 +54,7 @@ def test_twenty_inbound_messages_racing_a_close():
 def test_two_agents_close_and_reply_at_once():
     conversation = conversation_in("new")
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
-    results, errors = _run_together(
+    results, errors = run_together(
         [
             lambda: services.conversation_close(conversation=conversation, actor=alice),
             lambda: services.conversation_reply(conversation=conversation, agent=bob, text="Hi"),
