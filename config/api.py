@@ -36,7 +36,7 @@ api = NinjaAPI(
         '`{"error": "<code>", "detail": "<sentence>"}`: 401 `unauthorized`, 404 `not_found`, '
         "409 refusals of the status rules (`illegal_transition`, `tags_locked`, "
         "`conversation_ongoing`, `not_archivable`, `contact_exists`, `flow_inactive`), "
-        "422 `invalid_input`, `invalid_body` or `invalid_cursor`."
+        "422 `invalid_input`, `invalid_request` or `invalid_cursor`."
     ),
 )
 
@@ -57,7 +57,7 @@ def validation_error(request, exc: ValidationError):
         where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "payload"))
         parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", ""))
     detail = "; ".join(p for p in parts if p) or "The request is not valid."
-    return _error(request, 422, "invalid_body", detail)
+    return _error(request, 422, "invalid_request", detail)
 
 
 @api.exception_handler(AuthenticationError)
@@ -75,7 +75,7 @@ def authentication_error(request, exc: AuthenticationError):
 @api.exception_handler(HttpError)
 def http_error(request, exc: HttpError):
     if exc.status_code == 400:  # ninja could not parse the body as JSON
-        return _error(request, 422, "invalid_body", "The request body is not valid JSON.")
+        return _error(request, 422, "invalid_request", "The request body is not valid JSON.")
     return _error(request, exc.status_code, "error", str(exc))
 
 

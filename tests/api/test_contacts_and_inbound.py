@@ -57,7 +57,7 @@ def test_a_duplicate_contact_is_409_and_changes_nothing(api):
 def test_malformed_contacts_are_422_and_change_nothing(api, body, field):
     response = api.post("/contacts", body)
     assert response.status == 422
-    assert response.error in ("invalid_body", "invalid_input")
+    assert response.error in ("invalid_request", "invalid_input")
     assert field in response.body["detail"]
     assert _rows() == (0, 0, 0, 0)
 
@@ -66,7 +66,7 @@ def test_not_json_at_all_is_422(api):
     response = api.post("/contacts", raw=b"{'channel': web")
     assert response.status == 422
     assert response.body == {
-        "error": "invalid_body",
+        "error": "invalid_request",
         "detail": "The request body is not valid JSON.",
     }
 

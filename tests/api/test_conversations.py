@@ -90,8 +90,8 @@ def test_the_list_filters_by_tag_case_insensitively(api):
         ("archived=maybe", "invalid_input"),
         ("cursor=not-a-cursor", "invalid_cursor"),
         ("cursor=WzEsMl0", "invalid_cursor"),  # base64 of [1,2]: well-formed, wrong content
-        ("limit=0", "invalid_body"),
-        ("limit=abc", "invalid_body"),
+        ("limit=0", "invalid_request"),
+        ("limit=abc", "invalid_request"),
     ],
 )
 def test_bad_list_parameters_are_422(api, query, code):

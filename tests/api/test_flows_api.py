@@ -72,8 +72,8 @@ def test_flow_start_refusals(api):
         ("/flows/999999/start", {"conversation_id": conversation.pk}, 404, "not_found"),
         (f"/flows/{flow.pk}/start", {"conversation_id": 999999}, 404, "not_found"),
         (f"/flows/{inactive.pk}/start", {"conversation_id": conversation.pk}, 409, "flow_inactive"),
-        (f"/flows/{flow.pk}/start", {"conversation_id": "abc"}, 422, "invalid_body"),
-        (f"/flows/{flow.pk}/start", {}, 422, "invalid_body"),
+        (f"/flows/{flow.pk}/start", {"conversation_id": "abc"}, 422, "invalid_request"),
+        (f"/flows/{flow.pk}/start", {}, 422, "invalid_request"),
     ]
     for path, body, status, code in cases:
         response = api.post(path, body)
@@ -110,7 +110,7 @@ def test_broadcast_refusals(api):
         ({"flow_id": flow.pk, "segment": "planets"}, 422, "invalid_input"),
         ({"flow_id": flow.pk, "segment": "tag", "segment_value": " "}, 422, "invalid_input"),
         ({"flow_id": flow.pk, "segment": "status", "segment_value": "zzz"}, 422, "invalid_input"),
-        ({"flow_id": flow.pk}, 422, "invalid_body"),
+        ({"flow_id": flow.pk}, 422, "invalid_request"),
     ]
     for body, status, code in cases:
         response = api.post("/broadcasts", body)
