@@ -106,3 +106,20 @@ def test_only_web_chat_channels_have_a_chat_page(client):
 def test_the_chat_uses_get_and_post_only_where_meant(client):
     assert client.post("/chat/web/").status_code == 405
     assert client.get("/chat/web/send/").status_code == 405
+
+
+def test_a_flow_answers_in_the_chat_when_the_contact_writes_its_keyword(client):
+    from flows.models import Flow, FlowStep, StepKind
+
+    flow = Flow.objects.create(name="Opening hours", trigger_keyword="hours")
+    FlowStep.objects.create(
+        flow=flow, position=10, kind=StepKind.SEND_MESSAGE, text="We open at 9, {name}."
+    )
+    FlowStep.objects.create(flow=flow, position=20, kind=StepKind.HAND_OFF)
+    client.get("/chat/web/")
+    thread = client.post("/chat/web/send/", {"text": "hours", "name": "Ann"}, headers=FETCH)
+    html = thread.content.decode()
+    assert "We open at 9, Ann." in html
+    assert html.index("hours") < html.index("We open at 9")
+    assert "Parley" in html  # automated messages are signed by the service, not an agent
+    assert _visitor(client).conversations.get().status == Status.NEW  # handed off
