@@ -66,3 +66,46 @@ def test_demo_data_covers_every_status_and_is_idempotent(capsys):
     assert (Contact.objects.count(), Conversation.objects.count()) == (contacts, conversations)
     assert Tag.objects.count() == 6
     assert "nothing added" in capsys.readouterr().out
+
+
+PRODUCTION_ENV = {
+    "DEBUG": "false",
+    "HTTPS": "true",
+    "SECRET_KEY": "k" * 20 + "-production-like-secret-with-entropy-0123456789",
+    "ALLOWED_HOSTS": "parley.example.com",
+}
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG")}
+    env.update(PRODUCTION_ENV)
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_settings_secure_the_cookies():
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG")}
+    env.update(PRODUCTION_ENV)
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SESSION_COOKIE_HTTPONLY, "
+        "s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS, s.X_FRAME_OPTIONS, "
+        "s.SECURE_CONTENT_TYPE_NOSNIFF)"
+    )
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=env | {"DJANGO_SETTINGS_MODULE": "config.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.split() == ["True", "True", "True", "True", "31536000", "DENY", "True"]
