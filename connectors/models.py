@@ -62,6 +62,14 @@ class Channel(models.Model):
     slug = models.SlugField(max_length=32, unique=True)
     kind = models.CharField(max_length=10, choices=ChannelKind.choices, default=ChannelKind.WEB)
     webhook_url = models.URLField(blank=True, help_text="Webhook channels: where to POST.")
+    webhook_secret = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text=(
+            "Optional. When set, each POST carries X-Parley-Signature: sha256=<HMAC-SHA256 "
+            "of the body with this secret>, so the receiver can check it came from Parley."
+        ),
+    )
     is_active = models.BooleanField(default=True)
 
     class Meta:

@@ -1,6 +1,8 @@
 """Background delivery through Django's tasks API: one task per webhook delivery,
 retried with backoff, idempotent (a delivered message is never POSTed again)."""
 
+import hashlib
+import hmac
 import json
 import urllib.error
 import urllib.request
@@ -37,14 +39,19 @@ def webhook_payload(delivery: Delivery) -> dict:
     }
 
 
-def _post(url: str, payload: dict) -> None:
+def signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _post(url: str, payload: dict, secret: str = "") -> None:
     if not url.startswith(("http://", "https://")):
         raise ValueError("The webhook URL must be http or https.")
+    body = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json", "User-Agent": "Parley-webhook/1"}
+    if secret:
+        headers["X-Parley-Signature"] = signature(secret, body)
     request = urllib.request.Request(  # noqa: S310 (scheme checked above)
-        url,
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json", "User-Agent": "Parley-webhook/1"},
-        method="POST",
+        url, data=body, headers=headers, method="POST"
     )
     with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
         if not 200 <= response.status < 300:
@@ -66,7 +73,8 @@ def deliver_webhook(delivery_id: int) -> str:
         return "nothing to do"
     attempt = delivery.attempts + 1
     try:
-        _post(delivery.channel.webhook_url, webhook_payload(delivery))
+        channel = delivery.channel
+        _post(channel.webhook_url, webhook_payload(delivery), channel.webhook_secret)
     except Exception as exc:  # any failure is recorded and retried
         error = f"attempt {attempt}: {type(exc).__name__}: {exc}"[:1000]
         retry = attempt < MAX_ATTEMPTS

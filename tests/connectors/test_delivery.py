@@ -25,12 +25,15 @@ class Receiver:
     def __init__(self):
         self.status = 200
         self.received: list[dict] = []
+        self.raw: list[tuple[bytes, str | None]] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 length = int(self.headers["Content-Length"])
-                receiver.received.append(json.loads(self.rfile.read(length)))
+                body = self.rfile.read(length)
+                receiver.received.append(json.loads(body))
+                receiver.raw.append((body, self.headers.get("X-Parley-Signature")))
                 self.send_response(receiver.status)
                 self.end_headers()
 
@@ -161,3 +164,30 @@ def test_the_api_shows_a_failed_delivery(
     assert response.body["attempts"] == MAX_ATTEMPTS
     assert "500" in response.body["last_error"]
     assert api.get("/messages/987654/delivery").status == 404
+
+
+def test_a_webhook_with_a_secret_signs_its_posts(
+    settings, receiver, agent, django_capture_on_commit_callbacks
+):
+    import hashlib
+    import hmac
+
+    settings.TASKS = IMMEDIATE
+    Channel.objects.create(
+        slug="signed", kind=ChannelKind.WEBHOOK, webhook_url=receiver.url, webhook_secret="s3cr3t"
+    )
+    conversation = conversation_in(Status.NEW, contact=ContactFactory(channel="signed"))
+    with django_capture_on_commit_callbacks(execute=True):
+        services.conversation_reply(conversation=conversation, agent=agent, text="Signed")
+    [(body, signature)] = receiver.raw
+    expected = hmac.new(b"s3cr3t", body, hashlib.sha256).hexdigest()
+    assert signature == f"sha256={expected}"
+
+
+def test_a_webhook_without_a_secret_sends_no_signature(
+    settings, receiver, hook_conversation, agent, django_capture_on_commit_callbacks
+):
+    settings.TASKS = IMMEDIATE
+    with django_capture_on_commit_callbacks(execute=True):
+        services.conversation_reply(conversation=hook_conversation, agent=agent, text="Plain")
+    assert receiver.raw[0][1] is None
