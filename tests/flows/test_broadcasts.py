@@ -1,8 +1,11 @@
 """Broadcasts (PRODUCT.md §8): skip vs priority, at most once per contact, resumable,
 and really run by the background worker."""
 
+import threading
+
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django_tasks_db.models import DBTaskResult
 
 from conversations.models import Message, SenderKind
@@ -262,3 +265,30 @@ def test_worker_dies_half_way_and_the_resumed_broadcast_sends_to_nobody_twice(
         )
     assert call_command("resume_broadcasts", verbosity=0) is None
     assert not services.broadcast_resume(broadcast_id=broadcast.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_on_the_same_chunk_never_send_twice(send_only_flow):
+    for _ in range(5):
+        ContactFactory()
+    broadcast = services.broadcast_create(flow=send_only_flow, segment=Segment.ALL, enqueue=False)
+    (chunk_id,) = services.broadcast_plan(broadcast_id=broadcast.pk)
+    results, barrier = [], threading.Barrier(2)
+
+    def worker():
+        try:
+            barrier.wait()
+            results.append(services.broadcast_run_chunk(chunk_id=chunk_id))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(results) == [0, 5]
+    broadcast.refresh_from_db()
+    assert (broadcast.state, broadcast.sent) == (BroadcastState.DONE, 5)
+    assert Message.objects.filter(sender_kind=SenderKind.BROADCAST).count() == 5
