@@ -1,0 +1,345 @@
+"""Load test: the app under gunicorn on 127.0.0.1 with simulated agents and a
+stream of inbound messages, then a check that no message was lost.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/parley_load bench/load
+    bench/load --agents 50 --rate 200 --seconds 60
+
+Everything stays on the loopback interface, every loop is bounded in count and
+time, and the script stops gunicorn itself. Prints errors (must be 0), latency
+percentiles per kind of request, and whether every message sent is stored.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PASSWORD = "load-test-password"  # noqa: S105 — throwaway users in a throwaway database
+
+
+def setup_django():
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("SECRET_KEY", "load-test-only")
+    import django
+
+    django.setup()
+
+
+def prepare(agent_count: int):
+    """Migrate, make agents and an API token, and a few conversations to open."""
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from connectors.tokens import token_create
+    from conversations import services
+    from conversations.models import Conversation
+
+    call_command("migrate", verbosity=0)
+    User = get_user_model()
+    agents = []
+    for i in range(agent_count):
+        user, _ = User.objects.get_or_create(username=f"load-agent-{i}")
+        user.set_password(PASSWORD)
+        user.save()
+        agents.append(user.username)
+    api_user, _ = User.objects.get_or_create(username="load-api")
+    _, token = token_create(user=api_user, name="bench/load")
+    while Conversation.objects.open().count() < 200:
+        services.message_receive(
+            channel="web", external_id=f"load-seed-{uuid.uuid4().hex[:10]}", text="Need help"
+        )
+    return agents, token
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gunicorn(port: int, workers: int, threads: int) -> subprocess.Popen:
+    env = os.environ | {
+        "DEBUG": "false",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "STATIC_NO_MANIFEST": "true",
+        "DATABASE_POOL_MAX": str(threads + 2),
+    }
+    process = subprocess.Popen(  # noqa: S603 — our own gunicorn, loopback only
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(threads),
+            "--log-level",
+            "warning",
+            "--timeout",
+            "60",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit("gunicorn did not start")
+
+
+class Stats:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.latency = defaultdict(list)
+        self.errors = defaultdict(int)
+        self.error_samples = []
+
+    def record(self, kind: str, seconds: float, ok: bool, detail: str = ""):
+        with self.lock:
+            self.latency[kind].append(seconds)
+            if not ok:
+                self.errors[kind] += 1
+                if len(self.error_samples) < 10:
+                    self.error_samples.append(f"{kind}: {detail}")
+
+
+class Client:
+    """A tiny HTTP client with cookies and a persistent connection."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.cookies: dict[str, str] = {}
+        self.conn = None
+
+    def request(self, method, path, body=None, headers=None):
+        headers = dict(headers or {})
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            try:
+                self.conn.request(method, path, body=body, headers=headers)
+                response = self.conn.getresponse()
+                data = response.read()
+                break
+            except (http.client.HTTPException, ConnectionError):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+        for header, value in response.getheaders():
+            if header.lower() == "set-cookie":
+                name, _, rest = value.partition("=")
+                self.cookies[name] = rest.split(";", 1)[0]
+        if response.getheader("Connection", "").lower() == "close":
+            self.conn.close()
+            self.conn = None
+        return response.status, data.decode("utf-8", "replace")
+
+
+CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+PANE_RE = re.compile(r"/inbox/c/(\d+)/")
+
+
+def agent_loop(username, port, stats, stop_at, think):
+    try:
+        _agent_steps(username, port, stats, stop_at, think)
+    except Exception as exc:  # noqa: BLE001 — counted as an error
+        stats.record("agent", 0, False, f"{username}: {exc!r}")
+
+
+def _agent_steps(username, port, stats, stop_at, think):
+    client = Client(port)
+
+    status, page = client.request("GET", "/login/")
+    token = CSRF_RE.search(page).group(1)
+    form = urllib.parse.urlencode(
+        {"username": username, "password": PASSWORD, "csrfmiddlewaretoken": token}
+    )
+    status, _ = client.request(
+        "POST",
+        "/login/",
+        form,
+        {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Referer": f"http://127.0.0.1:{port}/login/",
+        },
+    )
+    if status != 302:
+        stats.record("login", 0, False, f"status {status}")
+        return
+    n = 0
+    while time.monotonic() < stop_at:
+        started = time.monotonic()
+        status, page = client.request("GET", "/inbox/")
+        stats.record("inbox list", time.monotonic() - started, status == 200, f"{status}")
+        ids = PANE_RE.findall(page)
+        if not ids:
+            time.sleep(think)
+            continue
+        pk = ids[n % len(ids)]
+        started = time.monotonic()
+        status, pane = client.request("GET", f"/inbox/c/{pk}/")
+        stats.record("pane", time.monotonic() - started, status == 200, f"{status}")
+        match = CSRF_RE.search(pane)
+        if match and n % 3 == 0:
+            started = time.monotonic()
+            body = urllib.parse.urlencode(
+                {"text": f"load reply {username} {n}", "csrfmiddlewaretoken": match.group(1)}
+            )
+            status, _ = client.request(
+                "POST",
+                f"/inbox/c/{pk}/reply/",
+                body,
+                {
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "Referer": f"http://127.0.0.1:{port}/inbox/c/{pk}/",
+                    "HX-Request": "true",
+                },
+            )
+            # A closed conversation refuses politely (200 with a message): not an error.
+            stats.record("reply", time.monotonic() - started, status == 200, f"{status}")
+        n += 1
+        time.sleep(think)
+
+
+def inbound_loop(port, token, stats, schedule, sent, sent_lock):
+    """Send the inbound messages whose time in ``schedule`` has come."""
+    client = Client(port)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    while True:
+        with sent_lock:
+            if not schedule:
+                return
+            due, external_id, text = schedule.pop()
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        body = json.dumps({"channel": "whatsapp", "external_id": external_id, "text": text})
+        started = time.monotonic()
+        try:
+            status, data = client.request("POST", "/api/v1/messages/inbound", body, headers)
+        except Exception as exc:  # noqa: BLE001 — counted as an error
+            stats.record("inbound", time.monotonic() - started, False, repr(exc))
+            continue
+        ok = status == 201
+        stats.record("inbound", time.monotonic() - started, ok, f"{status} {data[:120]}")
+        if ok:
+            with sent_lock:
+                sent.append(text)
+
+
+def percentile(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", type=int, default=50)
+    parser.add_argument("--rate", type=int, default=200, help="inbound messages per second")
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--contacts", type=int, default=2000, help="distinct senders")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--think", type=float, default=1.0, help="agent pause between steps")
+    args = parser.parse_args()
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        raise SystemExit("bench/load needs DATABASE_URL pointing at a PostgreSQL database.")
+    if args.seconds > 600 or args.rate > 2000 or args.agents > 500:
+        raise SystemExit("bounded: at most 600 s, 2000 messages/s, 500 agents")
+
+    setup_django()
+    agents, token = prepare(args.agents)
+    from conversations.models import Message
+
+    port = free_port()
+    server = start_gunicorn(port, args.workers, args.threads)
+    stats = Stats()
+    total = args.rate * args.seconds
+    run_id = uuid.uuid4().hex[:8]
+    start = time.monotonic() + 2
+    schedule = [
+        (start + i / args.rate, f"+31 6 load {i % args.contacts:05d}", f"load {run_id} #{i}")
+        for i in range(total)
+    ]
+    schedule.reverse()  # pop() takes the earliest
+    sent, sent_lock = [], threading.Lock()
+    stop_at = start + args.seconds
+    threads = [
+        threading.Thread(target=agent_loop, args=(name, port, stats, stop_at, args.think))
+        for name in agents
+    ] + [
+        threading.Thread(target=inbound_loop, args=(port, token, stats, schedule, sent, sent_lock))
+        for _ in range(24)
+    ]
+    print(
+        f"gunicorn on 127.0.0.1:{port} ({args.workers} workers x {args.threads} threads); "
+        f"{args.agents} agents; {args.rate} inbound/s for {args.seconds} s ({total} messages)"
+    )
+    try:
+        for thread in threads:
+            thread.daemon = True
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=args.seconds + 120)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    elapsed = time.monotonic() - start
+
+    print(f"\n{'request':<12} {'count':>7} {'errors':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
+    for kind, values in sorted(stats.latency.items()):
+        print(
+            f"{kind:<12} {len(values):>7} {stats.errors[kind]:>7} "
+            f"{percentile(values, 50) * 1000:>8.1f} {percentile(values, 95) * 1000:>8.1f} "
+            f"{percentile(values, 99) * 1000:>8.1f}"
+        )
+    errors = sum(stats.errors.values())
+    inbound = stats.latency.get("inbound", [])
+    print(
+        f"\ninbound achieved: {len(sent)} stored of {total} scheduled in {elapsed:.1f} s "
+        f"({len(sent) / elapsed:.0f}/s); mean latency "
+        f"{statistics.mean(inbound) * 1000 if inbound else 0:.1f} ms"
+    )
+    stored = Message.objects.filter(text__startswith=f"load {run_id} #").count()
+    print(
+        f"messages in the database: {stored} of {len(sent)} acknowledged "
+        f"({'none lost' if stored == len(sent) else 'LOST ' + str(len(sent) - stored)})"
+    )
+    print(f"errors: {errors}")
+    for sample in stats.error_samples:
+        print("  ", sample)
+    sys.exit(0 if errors == 0 and stored == len(sent) and len(sent) == total else 1)
+
+
+if __name__ == "__main__":
+    main()
