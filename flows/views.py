@@ -5,12 +5,16 @@ Views parse, call a service or a selector, and render. Refusals are shown as a
 message in a 200 fragment (htmx does not swap 4xx), never a 500.
 """
 
+from functools import wraps
+
+from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.shortcuts import get_object_or_404, redirect, render
+from django.contrib.auth.views import redirect_to_login
+from django.shortcuts import get_object_or_404, redirect, render, resolve_url
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import trigger_client_event
+from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
 from conversations.exceptions import ParleyError
 from conversations.models import Conversation
@@ -20,6 +24,23 @@ from .forms import BroadcastForm, StartFlowForm
 from .models import Broadcast, Trigger
 
 CHANGED = "conversationChanged"
+
+
+def login_required(view):
+    """Log in first; an htmx request is sent to the login page as a full-page
+    redirect (not a login form swapped into a fragment)."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if request.user.is_authenticated and request.user.is_active:
+            return view(request, *args, **kwargs)
+        if request.htmx:
+            next_url = request.htmx.current_url_abs_path or request.get_full_path()
+            login = resolve_url(settings.LOGIN_URL)
+            return HttpResponseClientRedirect(f"{login}?{urlencode({'next': next_url})}")
+        return redirect_to_login(request.get_full_path())
+
+    return wrapper
 
 
 def _first_error(form) -> str:

@@ -229,3 +229,11 @@ def _index_queries(agent_client, django_assert_num_queries, n):
 def test_index_has_no_n_plus_one(agent_client, django_assert_num_queries):
     assert _index_queries(agent_client, django_assert_num_queries, 1) == 5
     assert _index_queries(agent_client, django_assert_num_queries, 50) == 5
+
+
+def test_htmx_request_when_logged_out_redirects_the_whole_page(client, ask_flow):
+    conversation = conversation_in(Status.NOT_CONTACTED)
+    response = client.post(start_url(conversation), {"flow": ask_flow.pk}, **HX)
+    assert response["HX-Redirect"].startswith("/login/?next=")
+    conversation.refresh_from_db()
+    assert conversation.status == Status.NOT_CONTACTED
