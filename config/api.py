@@ -36,7 +36,13 @@ api = NinjaAPI(
         '`{"error": "<code>", "detail": "<sentence>"}`: 401 `unauthorized`, 404 `not_found`, '
         "409 refusals of the status rules (`illegal_transition`, `tags_locked`, "
         "`conversation_ongoing`, `not_archivable`, `contact_exists`, `flow_inactive`), "
-        "422 `invalid_input`, `invalid_request` or `invalid_cursor`."
+        "422 `invalid_input`, `invalid_request` or `invalid_cursor`.\n\n"
+        "Outbound messages to a contact on a *webhook* channel (set up in the admin) are "
+        "POSTed to the channel's URL as "
+        '`{"event": "message.outbound", "message": {...}, "conversation": {...}, '
+        '"contact": {...}}`, retried with backoff; with a channel secret each POST carries '
+        "`X-Parley-Signature: sha256=<HMAC-SHA256 of the body>`. "
+        "`GET /messages/{id}/delivery` tells how one went."
     ),
 )
 
