@@ -123,3 +123,15 @@ def test_a_flow_answers_in_the_chat_when_the_contact_writes_its_keyword(client):
     assert html.index("hours") < html.index("We open at 9")
     assert "Parley" in html  # automated messages are signed by the service, not an agent
     assert _visitor(client).conversations.get().status == Status.NEW  # handed off
+
+
+def test_a_new_conversation_after_close_is_marked_in_the_thread(client, agent):
+    client.get("/chat/web/")
+    client.post("/chat/web/send/", {"text": "first question"})
+    services.conversation_close(conversation=Conversation.objects.get(), actor=agent)
+    html = client.post("/chat/web/send/", {"text": "second question"}, headers=FETCH)
+    html = html.content.decode()
+    assert html.count("New conversation") == 1
+    assert html.index("first question") < html.index("New conversation")
+    assert html.index("New conversation") < html.index("second question")
+    assert Conversation.objects.count() == 2
