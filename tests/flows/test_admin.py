@@ -3,6 +3,7 @@ deliveries read-only."""
 
 import pytest
 from django.urls import reverse
+from django_tasks_db.models import DBTaskResult
 
 from conversations.transitions import Status
 from flows import services
@@ -85,8 +86,6 @@ def test_runs_broadcasts_and_deliveries_are_read_only(staff_client, send_only_fl
 def test_resume_action_requeues_only_unfinished_broadcasts(
     staff_client, send_only_flow, django_capture_on_commit_callbacks
 ):
-    from django_tasks_db.models import DBTaskResult
-
     done = services.broadcast_create(flow=send_only_flow, segment=Segment.ALL, enqueue=False)
     services.broadcast_execute(broadcast_id=done.pk)
     stuck = services.broadcast_create(flow=send_only_flow, segment=Segment.ALL, enqueue=False)
