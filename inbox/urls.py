@@ -1,4 +1,19 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views
 
 app_name = "inbox"
-urlpatterns: list = []
+urlpatterns = [
+    path("inbox/", views.inbox, name="list"),
+    path("inbox/poll/", views.poll, name="poll"),
+    path("inbox/bulk/", views.bulk, name="bulk"),
+    path("inbox/c/<int:pk>/", views.pane, name="pane"),
+    path("inbox/c/<int:pk>/reply/", views.reply, name="reply"),
+    path("inbox/c/<int:pk>/close/", views.close, name="close"),
+    path("inbox/c/<int:pk>/archive/", views.archive, name="archive"),
+    path("inbox/c/<int:pk>/unarchive/", views.unarchive, name="unarchive"),
+    path("inbox/c/<int:pk>/assign/", views.assign, name="assign"),
+    path("inbox/c/<int:pk>/tags/add/", views.tag_add, name="tag_add"),
+    path("inbox/c/<int:pk>/tags/remove/", views.tag_remove, name="tag_remove"),
+    path("contacts/<int:pk>/", views.contact, name="contact"),
+]

@@ -1,0 +1,168 @@
+"""The inbox's filters (PRODUCT.md §6): every one of them lives in the URL.
+
+``ConversationFilter`` validates the query string with a Django form, so a bad
+parameter becomes a form error shown above the list, never a 500.
+"""
+
+from datetime import datetime, time, timedelta
+
+import django_filters
+from django import forms
+from django.contrib.auth import get_user_model
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from conversations.models import Contact, ConversationTag, Message, Tag
+from conversations.transitions import STATUS_CHOICES
+
+ARCHIVED_CHOICES = [("no", "Not archived"), ("yes", "Archived only"), ("any", "Any")]
+SORT_ACTIVITY = "activity"
+SORT_WAITING = "waiting"
+SORT_CHOICES = [(SORT_ACTIVITY, "Last activity"), (SORT_WAITING, "Longest waiting")]
+ASSIGNEE_ME = "me"
+ASSIGNEE_NONE = "none"
+
+# Values the inbox assumes when a parameter is missing; they are left out of URLs.
+DEFAULTS = {"archived": "no", "sort": SORT_ACTIVITY}
+# Every parameter the filter form understands, in the order URLs spell them.
+FILTER_PARAMS = (
+    "q",
+    "status",
+    "archived",
+    "assignee",
+    "tag",
+    "channel",
+    "active_from",
+    "active_to",
+    "sort",
+)
+
+
+def agent_label(user) -> str:
+    return user.get_full_name() or user.get_username()
+
+
+class InboxFilterForm(forms.Form):
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("active_from"), cleaned.get("active_to")
+        if start and end and start > end:
+            self.add_error("active_to", "The end date is before the start date.")
+        return cleaned
+
+
+def _start_of_day(day):
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+class ConversationFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(
+        label="Search",
+        method="filter_text",
+        max_length=200,
+        widget=forms.TextInput(
+            attrs={"type": "search", "placeholder": "Search name or message text…"}
+        ),
+    )
+    status = django_filters.MultipleChoiceFilter(
+        label="Status",
+        choices=STATUS_CHOICES,
+        widget=forms.CheckboxSelectMultiple,
+    )
+    archived = django_filters.ChoiceFilter(
+        label="Archived",
+        choices=ARCHIVED_CHOICES,
+        method="filter_archived",
+        empty_label=None,
+    )
+    assignee = django_filters.ChoiceFilter(
+        label="Assignee", method="filter_assignee", empty_label="Anyone"
+    )
+    tag = django_filters.ChoiceFilter(label="Tag", method="filter_tag", empty_label="Any tag")
+    channel = django_filters.ChoiceFilter(
+        label="Channel", field_name="contact__channel", empty_label="Any channel"
+    )
+    active_from = django_filters.DateFilter(
+        label="Active from",
+        method="filter_active_from",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    active_to = django_filters.DateFilter(
+        label="Active until",
+        method="filter_active_to",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    # Applied by the selector, which owns the ordering (keyset pagination).
+    sort = django_filters.ChoiceFilter(
+        label="Sort by", choices=SORT_CHOICES, method="filter_nothing", empty_label=None
+    )
+
+    class Meta:
+        form = InboxFilterForm
+        fields: list[str] = []
+
+    def __init__(self, data=None, *args, **kwargs):
+        if data is not None:
+            data = data.copy()
+            for key, default in DEFAULTS.items():
+                if not data.get(key):
+                    data[key] = default
+        super().__init__(data, *args, **kwargs)
+        # Three small queries, whatever the number of conversations.
+        agents = get_user_model().objects.filter(is_active=True).order_by("first_name", "username")
+        self.agents = list(agents)
+        self.filters["assignee"].extra["choices"] = [
+            (ASSIGNEE_ME, "Me"),
+            (ASSIGNEE_NONE, "Unassigned"),
+            *((str(user.pk), agent_label(user)) for user in self.agents),
+        ]
+        self.tag_names = list(Tag.objects.order_by("name").values_list("name", flat=True))
+        self.filters["tag"].extra["choices"] = [(name, name) for name in self.tag_names]
+        channels = Contact.objects.order_by("channel").values_list("channel", flat=True).distinct()
+        self.filters["channel"].extra["choices"] = [(c, c) for c in channels]
+
+    def filter_text(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        # Exists, not a join: a conversation with many matching messages is one row.
+        in_messages = Exists(
+            Message.objects.filter(conversation=OuterRef("pk"), text__icontains=value)
+        )
+        return queryset.filter(
+            Q(contact__name__icontains=value) | Q(contact__external_id__iexact=value) | in_messages
+        )
+
+    def filter_archived(self, queryset, name, value):
+        if value == "yes":
+            return queryset.archived()
+        if value == "any":
+            return queryset
+        return queryset.not_archived()
+
+    def filter_assignee(self, queryset, name, value):
+        if value == ASSIGNEE_ME:
+            user = getattr(self.request, "user", None)
+            if user is None or not user.is_authenticated:
+                return queryset.none()
+            return queryset.filter(assignee=user)
+        if value == ASSIGNEE_NONE:
+            return queryset.filter(assignee__isnull=True)
+        return queryset.filter(assignee_id=int(value))
+
+    def filter_tag(self, queryset, name, value):
+        return queryset.filter(
+            Exists(
+                ConversationTag.objects.filter(conversation=OuterRef("pk"), tag__name__iexact=value)
+            )
+        )
+
+    def filter_active_from(self, queryset, name, value):
+        return queryset.filter(last_activity_at__gte=_start_of_day(value))
+
+    def filter_active_to(self, queryset, name, value):
+        # The whole "until" day is included; a half-open range keeps the index usable.
+        return queryset.filter(last_activity_at__lt=_start_of_day(value + timedelta(days=1)))
+
+    def filter_nothing(self, queryset, name, value):
+        return queryset

@@ -1,0 +1,194 @@
+"""Reads for the inbox pages. Only querysets of ``conversations``; no writes.
+
+Each selector runs a fixed number of queries whatever the number of rows.
+"""
+
+import base64
+import binascii
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db.models import Count, F, Max, Q
+from django.http import QueryDict
+
+from conversations.models import Conversation, ConversationTag
+
+from .filters import (
+    DEFAULTS,
+    FILTER_PARAMS,
+    SORT_ACTIVITY,
+    SORT_WAITING,
+    ConversationFilter,
+)
+
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+
+
+class BadCursor(ValueError):
+    pass
+
+
+# --- keyset cursors -------------------------------------------------------------
+#
+# A cursor is the sort key of the last row shown, opaque in the URL:
+# activity: (last_activity_at, id), newest first;
+# waiting:  (waiting_since or null, id), oldest waiting first, not waiting last.
+
+
+def encode_cursor(sort: str, row: Conversation) -> str:
+    moment = row.waiting_since if sort == SORT_WAITING else row.last_activity_at
+    payload = [sort, moment.isoformat() if moment else None, row.pk]
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(value: str, *, sort: str) -> tuple[datetime | None, int]:
+    try:
+        padded = value + "=" * (-len(value) % 4)
+        kind, moment, pk = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if kind != sort or not isinstance(pk, int) or isinstance(pk, bool):
+            raise BadCursor
+        if moment is None:
+            if sort != SORT_WAITING:
+                raise BadCursor
+            return None, pk
+        parsed = datetime.fromisoformat(moment)
+        if parsed.tzinfo is None:
+            raise BadCursor
+        return parsed, pk
+    except (BadCursor, ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise BadCursor(
+            "The page link is not valid (it may be from another sort order); "
+            "start again from the first page."
+        ) from exc
+
+
+def _order(queryset, sort: str):
+    if sort == SORT_WAITING:
+        return queryset.order_by(F("waiting_since").asc(nulls_last=True), "id")
+    return queryset.order_by("-last_activity_at", "-id")
+
+
+def _after(queryset, sort: str, moment: datetime | None, pk: int):
+    if sort == SORT_WAITING:
+        if moment is None:
+            return queryset.filter(waiting_since__isnull=True, id__gt=pk)
+        return queryset.filter(
+            Q(waiting_since__gt=moment)
+            | Q(waiting_since=moment, id__gt=pk)
+            | Q(waiting_since__isnull=True)
+        )
+    return queryset.filter(Q(last_activity_at__lt=moment) | Q(last_activity_at=moment, id__lt=pk))
+
+
+# --- the list -------------------------------------------------------------------
+
+
+@dataclass
+class InboxPage:
+    filterset: ConversationFilter
+    errors: list[str]
+    rows: list[Conversation] = field(default_factory=list)
+    next_cursor: str | None = None
+    total: int | None = None
+    sort: str = SORT_ACTIVITY
+    is_first_page: bool = True
+    # The valid, non-default filter parameters: the base of every link and refresh.
+    query: QueryDict = field(default_factory=QueryDict)
+
+    @property
+    def is_valid(self) -> bool:
+        return not self.errors
+
+
+def _error_messages(form) -> list[str]:
+    messages = []
+    for name, errors in form.errors.items():
+        label = form.fields[name].label if name in form.fields else None
+        for error in errors:
+            messages.append(f"{label}: {error}" if label else str(error))
+    return messages
+
+
+def canonical_query(params: QueryDict, form=None) -> QueryDict:
+    """The filter parameters worth keeping in a URL: known, non-empty, not the
+    default, and (when a bound form is given) not in error."""
+    query = QueryDict(mutable=True)
+    bad = set(form.errors) if form is not None else set()
+    for name in FILTER_PARAMS:
+        if name in bad:
+            continue
+        values = [v for v in params.getlist(name) if v.strip()]
+        if not values or (len(values) == 1 and DEFAULTS.get(name) == values[0]):
+            continue
+        query.setlist(name, values)
+    return query
+
+
+def filtered_conversations(*, params: QueryDict, request):
+    """The FilterSet bound to ``params`` and its errors (a list of sentences)."""
+    filterset = ConversationFilter(
+        params, queryset=Conversation.objects.for_inbox(), request=request
+    )
+    errors = [] if filterset.is_valid() else _error_messages(filterset.form)
+    return filterset, errors
+
+
+def conversation_list(*, request, params: QueryDict, with_total: bool = True) -> InboxPage:
+    """One page of the inbox list for ``params`` (filters, ``cursor``, ``limit``).
+
+    Bad parameters give an empty page with the errors; nothing raises."""
+    filterset, errors = filtered_conversations(params=params, request=request)
+    sort = filterset.form.cleaned_data.get("sort") or SORT_ACTIVITY
+    page = InboxPage(
+        filterset=filterset,
+        errors=errors,
+        sort=sort,
+        query=canonical_query(params, filterset.form),
+    )
+
+    limit = PAGE_SIZE
+    raw_limit = params.get("limit", "").strip()
+    if raw_limit:
+        # The list asks for as many rows as it shows when it refreshes itself.
+        if raw_limit.isdigit() and len(raw_limit) <= 6 and int(raw_limit) >= 1:
+            limit = min(max(int(raw_limit), PAGE_SIZE), MAX_PAGE_SIZE)
+        else:
+            errors.append("Limit: must be a whole number.")
+
+    cursor = None
+    raw_cursor = params.get("cursor", "").strip()
+    if raw_cursor:
+        try:
+            cursor = decode_cursor(raw_cursor, sort=sort)
+        except BadCursor as exc:
+            errors.append(str(exc))
+    if errors:
+        return page
+
+    queryset = filterset.qs
+    if with_total and cursor is None:
+        page.total = queryset.count()
+    ordered = _order(queryset, sort)
+    if cursor is not None:
+        page.is_first_page = False
+        ordered = _after(ordered, sort, *cursor)
+    rows = list(ordered[: limit + 1])
+    if len(rows) > limit:
+        rows = rows[:limit]
+        page.next_cursor = encode_cursor(sort, rows[-1])
+    page.rows = rows
+    return page
+
+
+def inbox_version() -> str:
+    """A fingerprint of everything the list shows: changes whenever a conversation
+    is written (every service bumps ``updated_at``) or a tag is added or removed."""
+    conversations = Conversation.objects.aggregate(at=Max("updated_at"), n=Count("pk"))
+    links = ConversationTag.objects.aggregate(at=Max("added_at"), n=Count("pk"))
+    parts = [conversations["at"], conversations["n"], links["at"], links["n"]]
+    raw = "|".join(p.isoformat() if isinstance(p, datetime) else str(p) for p in parts)
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]

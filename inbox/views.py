@@ -1,0 +1,502 @@
+"""The agents' inbox: the list, the conversation pane, the contact page, bulk actions.
+
+Views parse, call a selector or a service, and render. Reads go through querysets
+and selectors; every write goes through ``conversations.services``. With htmx a view
+renders just the part of the page it changes (a named partial); without, the whole
+page, so every link and form also works as plain HTML.
+
+After every action the response fires ``conversationChanged`` (``HX-Trigger``): the
+list and the tab counts refresh themselves, and so does an open pane unless the
+action came from the pane itself (its response already is the fresh pane).
+"""
+
+from functools import wraps
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404, HttpResponse, QueryDict
+from django.shortcuts import get_object_or_404, redirect, render, resolve_url
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.utils.http import urlencode
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect, push_url, trigger_client_event
+
+from conversations import services
+from conversations.exceptions import ParleyError
+from conversations.models import Contact, Conversation, Tag
+from conversations.selectors import TABS, contact_history, conversation_timeline, status_counts
+from conversations.transitions import Event, allowed
+
+from .filters import agent_label
+from .forms import BULK_LIMIT, AssignForm, BulkActionForm, active_agents
+from .selectors import (
+    InboxPage,
+    canonical_query,
+    conversation_list,
+    filtered_conversations,
+    inbox_version,
+)
+
+CHANGED = "conversationChanged"
+LIST_ID = "conversation-list"
+LOAD_MORE_ID = "load-more"
+PANE_ID = "conversation-pane"
+
+
+# --- helpers ----------------------------------------------------------------------
+
+
+def agent_required(view):
+    """``login_required`` that also sends htmx requests to the login page (as a
+    full-page redirect, not a login form swapped into the list)."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if request.user.is_authenticated and request.user.is_active:
+            return view(request, *args, **kwargs)
+        if request.htmx:
+            next_url = request.htmx.current_url_abs_path or reverse("inbox:list")
+            login = resolve_url(settings.LOGIN_URL)
+            return HttpResponseClientRedirect(f"{login}?{urlencode({'next': next_url})}")
+        return redirect_to_login(request.get_full_path())
+
+    return wrapper
+
+
+def htmx_partial(request) -> bool:
+    """An htmx request for part of the page (a history restore wants the page)."""
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+def query_suffix(query: QueryDict) -> str:
+    return f"?{query.urlencode()}" if query else ""
+
+
+def list_url(query: QueryDict) -> str:
+    return reverse("inbox:list") + query_suffix(query)
+
+
+def build_tabs(page: InboxPage, counts: dict[str, int]) -> list[dict]:
+    """The status tabs: each a link that keeps the other filters."""
+    statuses = page.query.getlist("status")
+    archived = page.query.get("archived", "no")
+
+    def link(**changes) -> str:
+        query = page.query.copy()
+        for key in ("status", "archived"):
+            query.pop(key, None)
+        for key, value in changes.items():
+            query[key] = value
+        return list_url(canonical_query(query))
+
+    tabs = [
+        {
+            "key": "all",
+            "label": "All",
+            "count": counts["all"],
+            "url": link(),
+            "active": not statuses and archived == "no",
+        }
+    ]
+    for key, label in TABS:
+        if key == "archived":
+            url, active = link(archived="yes"), archived == "yes" and not statuses
+        else:
+            url, active = link(status=key), statuses == [key] and archived == "no"
+        tabs.append(
+            {"key": key, "label": label, "count": counts[key], "url": url, "active": active}
+        )
+    return tabs
+
+
+def list_context(request, page: InboxPage) -> dict:
+    filterset = page.filterset
+    form = filterset.form
+    # Status has its tabs and search its box; the other filters live in the panel.
+    in_panel = [name for name in page.query if name not in ("q", "status")]
+    return {
+        "page": page,
+        "form": form,
+        "list_suffix": query_suffix(page.query),
+        "tabs": build_tabs(page, status_counts()),
+        "version": inbox_version(),
+        "agents": filterset.agents,
+        "tag_names": filterset.tag_names,
+        "active_filter_count": len([name for name in page.query if name != "q"]),
+        "open_filter_panel": bool(in_panel or page.errors),
+        "bulk_limit": BULK_LIMIT,
+    }
+
+
+def load_conversation(pk: int) -> Conversation:
+    return get_object_or_404(Conversation.objects.for_inbox().select_related("closed_by"), pk=pk)
+
+
+def pane_context(
+    request,
+    conversation: Conversation,
+    *,
+    notice: str = "",
+    level: str = "success",
+    draft: str = "",
+    keep_draft: bool = True,
+    agents: list | None = None,
+    tag_names: list[str] | None = None,
+) -> dict:
+    """What the pane shows. ``agents`` and ``tag_names`` may come from the list's
+    FilterSet when both are on the page (two queries fewer)."""
+    status, archived = conversation.status, conversation.is_archived
+    if agents is None:
+        agents = list(active_agents())
+    if tag_names is None:
+        tag_names = list(Tag.objects.order_by("name").values_list("name", flat=True))
+    list_query = canonical_query(request.GET)
+    tags = list(conversation.tags.all())
+    on_it = {tag.name.lower() for tag in tags}
+    return {
+        "conversation": conversation,
+        "contact": conversation.contact,
+        "conversation_tags": tags,
+        "timeline": conversation_timeline(conversation=conversation),
+        "can": {
+            "reply": allowed(Event.AGENT_REPLY, status, archived),
+            "close": allowed(Event.CLOSE, status, archived),
+            "archive": allowed(Event.ARCHIVE, status, archived),
+            "unarchive": allowed(Event.UNARCHIVE, status, archived),
+            # The tag lock and assignment follow the services: open conversations only.
+            "edit_tags": not conversation.is_closed,
+            "assign": not conversation.is_closed,
+        },
+        "pane_agents": agents,
+        "tag_suggestions": [name for name in tag_names if name.lower() not in on_it],
+        "notice": notice,
+        "notice_level": level,
+        "draft": draft,
+        "keep_draft": keep_draft,
+        "list_suffix": query_suffix(list_query),
+        "pane_url": reverse("inbox:pane", args=[conversation.pk]) + query_suffix(list_query),
+    }
+
+
+def changed(response: HttpResponse, **detail) -> HttpResponse:
+    return trigger_client_event(response, CHANGED, detail)
+
+
+# --- the list ---------------------------------------------------------------------
+
+
+@never_cache
+@require_GET
+@agent_required
+def inbox(request):
+    """``/inbox/``: the page; with htmx, the list (plus the tabs, and on
+    navigation the filter form), or the next page of rows for "load more"."""
+    load_more = htmx_partial(request) and request.htmx.target == LOAD_MORE_ID
+    page = conversation_list(request=request, params=request.GET, with_total=not load_more)
+    if load_more:
+        context = {"page": page, "list_suffix": query_suffix(page.query)}
+        response = render(request, "inbox/inbox.html#list-page", context)
+    elif htmx_partial(request):
+        context = list_context(request, page)
+        # A refresh keeps the URL (it may be a pane's); navigation pushes the
+        # canonical one and resets the pane, so the URL always says what is shown.
+        navigation = request.htmx.trigger != LIST_ID
+        context["navigation"] = navigation
+        context["refresh_filter_form"] = navigation and request.htmx.trigger != "filter-form"
+        response = render(request, "inbox/inbox.html#list-response", context)
+        if navigation:
+            push_url(response, list_url(page.query))
+    else:
+        context = list_context(request, page)
+        response = render(request, "inbox/inbox.html", context, status=400 if page.errors else 200)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@never_cache
+@require_GET
+@agent_required
+def poll(request):
+    """The list's heartbeat: nothing (204) when nothing changed, else the event
+    that makes the list, the tabs and an open pane refresh themselves."""
+    if request.GET.get("v") == inbox_version():
+        return HttpResponse(status=204)
+    return changed(HttpResponse(), source="poll")
+
+
+# --- the pane ---------------------------------------------------------------------
+
+
+@never_cache
+@require_GET
+@agent_required
+def pane(request, pk: int):
+    """``/inbox/c/<id>/``: the conversation pane; opened directly, the inbox page
+    with this pane open and the list filtered by the query string."""
+    if htmx_partial(request):
+        try:
+            conversation = load_conversation(pk)
+        except Http404:
+            response = render(request, "inbox/partials/pane_empty.html", {"missing": True})
+        else:
+            response = render(request, "inbox/pane.html", pane_context(request, conversation))
+    else:
+        conversation = load_conversation(pk)
+        page = conversation_list(request=request, params=request.GET)
+        context = list_context(request, page)
+        context |= pane_context(
+            request,
+            conversation,
+            agents=page.filterset.agents,
+            tag_names=page.filterset.tag_names,
+        )
+        context["pane_open"] = True
+        response = render(request, "inbox/inbox.html", context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def pane_action(request, pk: int, action, *, success="", draft: str | None = None):
+    """Run ``action`` (a service call); answer with the pane re-read from the
+    database, showing the outcome: a refusal is a message in the pane, status 200,
+    so htmx swaps it in. ``draft`` is the reply text: kept when refused, cleared
+    when sent."""
+    if not Conversation.objects.filter(pk=pk).exists():
+        raise Http404("No such conversation.")
+    level, keep_draft = "success", True
+    try:
+        result = action()
+    except ParleyError as exc:
+        notice, level = exc.detail, "error"
+    else:
+        notice = success(result) if callable(success) else success
+        if draft is not None:
+            draft, keep_draft = "", False
+    if not htmx_partial(request):
+        if notice:
+            messages.add_message(
+                request, messages.ERROR if level == "error" else messages.SUCCESS, notice
+            )
+        pane_url = reverse("inbox:pane", args=[pk]) + query_suffix(canonical_query(request.GET))
+        return redirect(pane_url)
+    conversation = load_conversation(pk)
+    context = pane_context(
+        request, conversation, notice=notice, level=level, draft=draft or "", keep_draft=keep_draft
+    )
+    response = render(request, "inbox/pane.html", context)
+    # The pane is already fresh; the list and the tabs refresh themselves.
+    return changed(response, id=pk, pane=True)
+
+
+@require_POST
+@agent_required
+def reply(request, pk: int):
+    text = request.POST.get("text", "")
+    return pane_action(
+        request,
+        pk,
+        lambda: services.conversation_reply(conversation=pk, agent=request.user, text=text),
+        draft=text,
+    )
+
+
+@require_POST
+@agent_required
+def close(request, pk: int):
+    return pane_action(
+        request,
+        pk,
+        lambda: services.conversation_close(conversation=pk, actor=request.user),
+        success="Closed. The conversation is now read-only and its tags are locked.",
+    )
+
+
+@require_POST
+@agent_required
+def archive(request, pk: int):
+    return pane_action(
+        request,
+        pk,
+        lambda: services.conversation_archive(conversation=pk, actor=request.user),
+        success="Archived. It has left the default view; find it under Archived.",
+    )
+
+
+@require_POST
+@agent_required
+def unarchive(request, pk: int):
+    return pane_action(
+        request,
+        pk,
+        lambda: services.conversation_unarchive(conversation=pk, actor=request.user),
+        success="Unarchived. It is back among the closed conversations.",
+    )
+
+
+@require_POST
+@agent_required
+def assign(request, pk: int):
+    form = AssignForm(request.POST)
+
+    def action():
+        if not form.is_valid():
+            raise ParleyError(" ".join(form.errors["assignee"]), code="invalid_input")
+        assignee = form.cleaned_data["assignee"]
+        services.conversation_assign(conversation=pk, assignee=assignee, actor=request.user)
+        return assignee
+
+    def message(assignee):
+        if assignee is None:
+            return "Unassigned."
+        if assignee == request.user:
+            return "Assigned to you."
+        return f"Assigned to {agent_label(assignee)}."
+
+    return pane_action(request, pk, action, success=message)
+
+
+@require_POST
+@agent_required
+def tag_add(request, pk: int):
+    name = request.POST.get("name", "")
+    return pane_action(
+        request,
+        pk,
+        lambda: services.conversation_tag_add(conversation=pk, tag=name, actor=request.user),
+        success=lambda tag: f"Tag “{tag.name}” added.",
+    )
+
+
+@require_POST
+@agent_required
+def tag_remove(request, pk: int):
+    name = request.POST.get("name", "")
+    return pane_action(
+        request,
+        pk,
+        lambda: services.conversation_tag_remove(conversation=pk, tag=name, actor=request.user),
+        success=lambda removed: (
+            f"Tag “{name.strip()}” removed." if removed else "That tag was not on it."
+        ),
+    )
+
+
+# --- bulk actions -----------------------------------------------------------------
+
+BULK_VERBS = {"close": "closed", "archive": "archived", "assign": "assigned", "tag": "tagged"}
+SHOW_REFUSALS = 10
+
+
+def _bulk_targets(request, form) -> list[int]:
+    if form.cleaned_data.get("scope") != "all":
+        return form.cleaned_data["ids"]
+    params = QueryDict(form.cleaned_data.get("filters") or "")
+    filterset, errors = filtered_conversations(params=params, request=request)
+    if errors:
+        raise ParleyError("The filter is not valid: " + " ".join(errors))
+    ids = list(filterset.qs.order_by("id").values_list("pk", flat=True)[: BULK_LIMIT + 1])
+    if len(ids) > BULK_LIMIT:
+        raise ParleyError(
+            f"More than {BULK_LIMIT} conversations match the filter; bulk actions handle "
+            f"at most {BULK_LIMIT} at a time. Narrow the filter and try again."
+        )
+    if not ids:
+        raise ParleyError("No conversations match the filter.")
+    return ids
+
+
+def _bulk_step(request, form, pk: int) -> None:
+    action = form.cleaned_data["action"]
+    if action == "close":
+        services.conversation_close(conversation=pk, actor=request.user)
+    elif action == "archive":
+        services.conversation_archive(conversation=pk, actor=request.user)
+    elif action == "assign":
+        services.conversation_assign(
+            conversation=pk, assignee=form.cleaned_data["assignee_user"], actor=request.user
+        )
+    else:
+        services.conversation_tag_add(
+            conversation=pk, tag=form.cleaned_data["tag"], actor=request.user
+        )
+
+
+def bulk_summary(form, done: int, refused: list[tuple[int, str]]) -> str:
+    action = form.cleaned_data["action"]
+    verb = BULK_VERBS[action]
+    if action == "assign":
+        assignee = form.cleaned_data["assignee_user"]
+        verb = f"assigned to {agent_label(assignee)}" if assignee else "unassigned"
+    elif action == "tag":
+        verb = f"tagged “{form.cleaned_data['tag']}”"
+    summary = f"{done} {verb}"
+    if refused:
+        shown = ", ".join(f"#{pk} ({reason})" for pk, reason in refused[:SHOW_REFUSALS])
+        more = len(refused) - SHOW_REFUSALS
+        summary += f"; {len(refused)} refused: {shown}"
+        if more > 0:
+            summary += f", and {more} more"
+    return summary + "."
+
+
+@require_POST
+@agent_required
+def bulk(request):
+    """Apply one action to the selected rows (or to all matching the filter), each
+    row through the service on its own; report successes and refusals."""
+    form = BulkActionForm(request.POST, user=request.user)
+    done, refused = 0, []
+    if not form.is_valid():
+        notice, level = " ".join(e for errors in form.errors.values() for e in errors), "error"
+    else:
+        try:
+            ids = _bulk_targets(request, form)
+        except ParleyError as exc:
+            notice, level = exc.detail, "error"
+        else:
+            existing = set(Conversation.objects.filter(pk__in=ids).values_list("pk", flat=True))
+            for pk in ids:
+                if pk not in existing:
+                    refused.append((pk, "it does not exist"))
+                    continue
+                try:
+                    _bulk_step(request, form, pk)
+                    done += 1
+                except ParleyError as exc:
+                    refused.append((pk, exc.detail))
+                except Conversation.DoesNotExist:  # deleted a moment ago
+                    refused.append((pk, "it does not exist"))
+            notice = bulk_summary(form, done, refused)
+            level = "error" if not done else "warning" if refused else "success"
+    if not htmx_partial(request):
+        messages.add_message(
+            request,
+            {"error": messages.ERROR, "warning": messages.WARNING}.get(level, messages.SUCCESS),
+            notice,
+        )
+        filters = QueryDict(request.POST.get("filters", ""))
+        return redirect(list_url(canonical_query(filters)))
+    response = render(
+        request, "inbox/inbox.html#bulk-result", {"notice": notice, "notice_level": level}
+    )
+    if done or refused:
+        changed(response, source="bulk")
+    if done:
+        trigger_client_event(response, "bulkDone")
+    return response
+
+
+# --- the contact page -------------------------------------------------------------
+
+
+@never_cache
+@require_GET
+@agent_required
+def contact(request, pk: int):
+    """A contact and its conversation history, newest first (PRODUCT.md §5)."""
+    contact = get_object_or_404(Contact, pk=pk)
+    history = list(contact_history(contact=contact))
+    return render(request, "inbox/contact.html", {"contact": contact, "history": history})

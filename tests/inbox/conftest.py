@@ -1,0 +1,72 @@
+from contextlib import contextmanager
+from datetime import datetime
+from unittest import mock
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from conversations import services
+from conversations.models import Conversation
+
+
+def hx(target: str | None = None, trigger: str | None = None, **extra) -> dict:
+    """The headers htmx sends."""
+    headers = {"HX-Request": "true", "HX-Current-URL": "http://testserver/inbox/"}
+    if target:
+        headers["HX-Target"] = target
+    if trigger:
+        headers["HX-Trigger"] = trigger
+    headers.update(extra)
+    return headers
+
+
+@contextmanager
+def clock(moment: datetime):
+    """Run services as if it were ``moment`` (they read ``timezone.now``)."""
+    with mock.patch("django.utils.timezone.now", return_value=moment):
+        yield
+
+
+def aware(*args) -> datetime:
+    return timezone.make_aware(datetime(*args))
+
+
+def refresh(conversation: Conversation) -> Conversation:
+    return Conversation.objects.get(pk=conversation.pk)
+
+
+def receive(conversation: Conversation, text: str = "Hello?"):
+    contact = conversation.contact
+    return services.message_receive(
+        channel=contact.channel, external_id=contact.external_id, text=text
+    )
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Every agent fixture hashes a password; the production hasher takes most of a
+    second by design, which the tests do not need."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def csrf_client(agent):
+    """A client that enforces CSRF like a browser does, logged in as the agent."""
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(agent)
+    return client
+
+
+def csrf_token(client: Client, url: str = "/inbox/") -> str:
+    """The token a page hands to its forms (and to htmx through hx-headers)."""
+    response = client.get(url)
+    assert response.status_code == 200
+    return str(response.context["csrf_token"])
+
+
+def ids_in(response) -> list[int]:
+    """Conversation ids of the rows in a list response, in order."""
+    import re
+
+    return [int(pk) for pk in re.findall(r'class="conv-row" data-id="(\d+)"', response.text)]
