@@ -457,7 +457,9 @@ def conversation_tag_add(
     conversation = _locked_open_conversation(conversation)
     if not isinstance(tag, Tag):
         tag = tag_get_or_create(name=tag)
-    ConversationTag.objects.get_or_create(conversation=conversation, tag=tag)
+    _, created = ConversationTag.objects.get_or_create(conversation=conversation, tag=tag)
+    if created:
+        conversation.save(update_fields=["updated_at"])  # the inbox's change marker
     return tag
 
 
@@ -480,4 +482,5 @@ def conversation_tag_remove(
     if link is None:
         return False
     link.delete()
+    conversation.save(update_fields=["updated_at"])  # the inbox's change marker
     return True

@@ -17,6 +17,13 @@ def _postgresql_only(django_db_setup, django_db_blocker):
             )
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Every user fixture hashes a password; the production hasher takes most of a
+    second by design, which the tests do not need."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def agent(db):
     return UserFactory(username="alice", first_name="Alice")

@@ -43,13 +43,6 @@ def receive(conversation: Conversation, text: str = "Hello?"):
     )
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    """Every agent fixture hashes a password; the production hasher takes most of a
-    second by design, which the tests do not need."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def csrf_client(agent):
     """A client that enforces CSRF like a browser does, logged in as the agent."""
