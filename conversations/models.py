@@ -9,7 +9,7 @@ cannot see.
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
-from django.db.models.functions import Lower
+from django.db.models.functions import Lower, Upper
 
 from .transitions import EVENT_CHOICES, ONGOING, OPEN, STATUS_CHOICES, Status
 
@@ -34,7 +34,11 @@ class Contact(models.Model):
                 ),
             ),
         ]
-        indexes = [models.Index(Lower("name"), name="contact_name_lower")]
+        indexes = [
+            models.Index(Lower("name"), name="contact_name_lower"),
+            # The inbox search matches an external id exactly (``iexact`` is UPPER = UPPER).
+            models.Index(Upper("external_id"), name="contact_external_id_upper"),
+        ]
 
     def __str__(self) -> str:
         return self.name or f"{self.channel}:{self.external_id}"
@@ -178,6 +182,8 @@ class Conversation(models.Model):
                 name="conv_waiting",
             ),
             models.Index(fields=["contact", "-created_at"], name="conv_contact_history"),
+            # The inbox's change fingerprint reads the newest write (a MAX, one index probe).
+            models.Index(fields=["updated_at"], name="conv_updated"),
         ]
 
     def __str__(self) -> str:
@@ -218,7 +224,10 @@ class ConversationTag(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["conversation", "tag"], name="conversationtag_unique"),
         ]
-        indexes = [models.Index(fields=["tag", "conversation"], name="conversationtag_by_tag")]
+        indexes = [
+            models.Index(fields=["tag", "conversation"], name="conversationtag_by_tag"),
+            models.Index(fields=["added_at"], name="conversationtag_added"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.tag} on #{self.conversation_id}"
