@@ -183,7 +183,7 @@ class Conversation(models.Model):
             ),
             models.Index(fields=["contact", "-created_at"], name="conv_contact_history"),
             # The inbox's change fingerprint reads the newest write (a MAX, one index probe).
-            models.Index(fields=["updated_at"], name="conv_updated"),
+            models.Index(fields=["updated_at"], name="conv_updated_at"),
         ]
 
     def __str__(self) -> str:

@@ -162,7 +162,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="conversation",
-            index=models.Index(fields=["updated_at"], name="conv_updated"),
+            index=models.Index(fields=["updated_at"], name="conv_updated_at"),
         ),
         migrations.AddIndex(
             model_name="conversationtag",
