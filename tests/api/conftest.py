@@ -67,18 +67,6 @@ class ApiClient:
         return self.request("DELETE", path, **kwargs)
 
 
-@pytest.fixture(autouse=True)
-def _test_settings(settings):
-    """DEBUG=false selects the manifest storage, whose manifest exists only after
-    collectstatic: pages rendered in tests (admin, docs) need plain static URLs.
-    A fast password hasher keeps the user fixtures from costing a second each."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def token(agent) -> str:
     return token_create(user=agent, name="tests")[1]

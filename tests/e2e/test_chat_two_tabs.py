@@ -14,16 +14,6 @@ from tests.factories import PASSWORD, UserFactory
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture(autouse=True)
-def _plain_static_storage(settings):
-    """DEBUG=false selects the manifest storage, whose manifest exists only after
-    collectstatic; the live server serves the plain files."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
 def test_contact_and_agent_talk_through_two_tabs(live_server, browser, page):
     UserFactory(username="alice", first_name="Alice")
 

@@ -1,0 +1,50 @@
+// The web chat (templates/connectors/chat.html): polls the thread every 2 s and
+// sends the form with fetch, so the page never reloads. Without JavaScript the form
+// still posts and the page redirects back. No inline script: the CSP allows /static/ only.
+(function () {
+  const thread = document.getElementById("thread");
+  const form = document.getElementById("chat-form");
+  const errorBox = document.getElementById("send-error");
+  const headers = { "X-Requested-With": "fetch" };
+  let shown = thread.innerHTML;
+  function show(html) {
+    if (html === shown) return;
+    const atBottom = thread.scrollHeight - thread.scrollTop - thread.clientHeight < 40;
+    thread.innerHTML = shown = html;
+    if (atBottom) thread.scrollTop = thread.scrollHeight;
+  }
+  async function refresh() {
+    try {
+      const response = await fetch(thread.dataset.threadUrl, { headers, cache: "no-store" });
+      if (response.ok) show(await response.text());
+    } catch (e) { /* offline for a moment: the next poll catches up */ }
+  }
+  setInterval(refresh, 2000);
+  thread.scrollTop = thread.scrollHeight;
+  form.addEventListener("submit", async function (event) {
+    event.preventDefault();
+    const button = form.querySelector("button");
+    button.disabled = true;
+    try {
+      const response = await fetch(form.action, { method: "POST", body: new FormData(form), headers });
+      const html = await response.text();
+      if (response.ok) {
+        errorBox.innerHTML = "";
+        form.elements.text.value = "";
+        show(html);
+        thread.scrollTop = thread.scrollHeight;
+      } else if (response.status === 422) {
+        errorBox.innerHTML = html;
+      } else {
+        errorBox.innerHTML = '<p class="error">The message could not be sent; please try again.</p>';
+      }
+    } catch (e) {
+      errorBox.innerHTML = '<p class="error">The message could not be sent; please try again.</p>';
+    } finally {
+      button.disabled = false;
+    }
+  });
+  form.elements.text.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); form.requestSubmit(); }
+  });
+})();
