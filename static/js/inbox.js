@@ -62,6 +62,15 @@
     if (thread) thread.scrollTop = thread.scrollHeight;
   }
 
+  // The pane reloads on conversationChanged unless the change came from the pane
+  // itself (detail.pane); done here, not as an hx-trigger filter, because filters
+  // need eval, which the Content-Security-Policy forbids.
+  document.body.addEventListener("conversationChanged", (event) => {
+    if (!(event.detail && event.detail.pane)) {
+      htmx.trigger(document.body, "paneRefresh");
+    }
+  });
+
   // The list refresh keeps the rows that "load more" added (the server caps it).
   document.addEventListener("htmx:configRequest", (event) => {
     if (event.detail.elt.id === LIST) {
