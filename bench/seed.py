@@ -877,7 +877,8 @@ def main() -> None:
     )
     print("  " + ", ".join(f"{name}: {count:,}" for name, count in spread))
     print(
-        f"agents: {args.agents:,} (agent00001…); bench login: {BENCH_USERNAME} / {BENCH_PASSWORD}"
+        f"agents: {args.agents:,}, the newest {min(args.active_agents, args.agents)} active; "
+        f"bench login: {BENCH_USERNAME} / {BENCH_PASSWORD}"
     )
     print(f"SEEDED IN {elapsed:.0f} s ({elapsed / 60:.1f} min)")
 
