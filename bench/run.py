@@ -528,10 +528,13 @@ def section_broadcast(args) -> dict:
     elapsed = float(seconds.group(1))
     processed = int(sent.group(1)) + int(skipped.group(1)) if sent and skipped else 0
     rate = int(sent.group(1)) / elapsed if sent else 0
-    verdict = "met" if elapsed <= 60 else f"MISSED (+{elapsed - 60:.0f} s)"
+    # The target is for 100,000 contacts; a smaller run is scaled linearly.
+    at_target = elapsed * 100_000 / args.broadcast_contacts
+    verdict = "met" if at_target <= 60 else f"MISSED (+{at_target - 60:.0f} s)"
+    scaled = "" if args.broadcast_contacts == 100_000 else f", {at_target:.0f} s for 100,000"
     print(
         f"  broadcast to {args.broadcast_contacts:,}: {elapsed:.1f} s, {rate:.0f} deliveries/s "
-        f"({processed:,} processed) (target 60 s: {verdict})",
+        f"({processed:,} processed{scaled}) (target 60 s for 100,000: {verdict})",
         flush=True,
     )
     return {"seconds": elapsed, "rate": rate, "verdict": verdict}
@@ -548,8 +551,10 @@ def main() -> None:
         total = cursor.fetchone()[0]
         cursor.execute("SHOW jit")
         jit = cursor.fetchone()[0]
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
-        f"{total:,} conversations; {args.requests} requests after {args.warmup} warm-up; jit={jit}"
+        f"{total:,} conversations; {args.requests} requests after {args.warmup} warm-up; "
+        f"jit={jit}; load average {load} on {os.cpu_count()} cores"
     )
     results: list[Result] = []
     sections = {
@@ -575,6 +580,8 @@ def main() -> None:
                 f"| {r.name} | {r.median:.1f} | {r.p95:.1f} | {r.queries} | "
                 f"{r.sql_median or 0:.1f} | {ratio} | {r.verdict()} |"
             )
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\nload average at the end: {load}")
     if args.explain:
         for r in results:
             explain(r)
