@@ -572,13 +572,17 @@ def main() -> None:
         elif name == "broadcast":
             section_broadcast(args)
     if results:
-        print("\n| operation | median ms | p95 ms | queries | SQL ms | page/SQL | target |")
-        print("|---|---:|---:|---:|---:|---:|---|")
+        print(
+            "\n| operation | median ms | p95 ms | queries | SQL ms | page/SQL | target | verdict |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---|---|")
         for r in results:
             ratio = f"{r.median / r.sql_median:.1f}×" if r.sql_median else "–"
+            target_ms, max_queries = TARGETS[r.kind]
+            target = f"≤ {target_ms:.0f} ms" + (f", ≤ {max_queries} q" if max_queries else "")
             print(
                 f"| {r.name} | {r.median:.1f} | {r.p95:.1f} | {r.queries} | "
-                f"{r.sql_median or 0:.1f} | {ratio} | {r.verdict()} |"
+                f"{r.sql_median or 0:.1f} | {ratio} | {target} | {r.verdict()} |"
             )
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\nload average at the end: {load}")
