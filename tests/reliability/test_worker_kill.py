@@ -1,0 +1,125 @@
+"""Issue 7 §2: a broadcast worker killed half-way (a real ``db_worker`` process,
+SIGKILL) and started again delivers to every contact exactly once.
+
+To kill it at a known point, the test holds a row lock on a contact of the second
+chunk: the worker commits chunk 1, blocks inside chunk 2, and is killed there.
+PostgreSQL rolls chunk 2 back with the dead connection; the resumed broadcast
+finishes chunks 2 and 3 and reaches nobody twice.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from conversations.models import Contact, Message, SenderKind
+from flows.models import Broadcast, BroadcastChunk, BroadcastDelivery, BroadcastState, Flow
+from flows.services import BROADCAST_CHUNK_SIZE, broadcast_create
+from tests.factories import ContactFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _database_url() -> str:
+    s = connection.settings_dict
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"postgres://{auth}@{s['HOST'] or 'localhost'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def _worker(*args: str) -> subprocess.Popen:
+    env = os.environ | {
+        "DATABASE_URL": _database_url(),
+        "DATABASE_POOL": "false",
+        "SECRET_KEY": "worker-kill-test",
+        "DEBUG": "false",
+        "STATIC_NO_MANIFEST": "true",
+    }
+    return subprocess.Popen(  # noqa: S603 — our own manage.py
+        [
+            sys.executable,
+            "manage.py",
+            "db_worker",
+            "--no-reload",
+            "--no-startup-delay",
+            "--interval",
+            "0.1",
+            *args,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _wait_for(condition, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def test_sigkilled_worker_resumes_without_sending_twice():
+    from flows.models import FlowStep, StepKind
+
+    total = BROADCAST_CHUNK_SIZE * 2 + 50  # three chunks
+    contacts = [ContactFactory() for _ in range(total)]
+    flow = Flow.objects.create(name="Announcement")
+    FlowStep.objects.create(flow=flow, position=1, kind=StepKind.SEND_MESSAGE, text="We moved!")
+    blocker = contacts[BROADCAST_CHUNK_SIZE + 10]  # inside the second chunk
+
+    # Hold the contact's row from another connection (the worker locks it too).
+    lock = psycopg.connect(_database_url().replace("postgres://", "postgresql://"))
+    lock.execute("SELECT 1 FROM conversations_contact WHERE id = %s FOR UPDATE", [blocker.pk])
+
+    broadcast = broadcast_create(flow=flow, segment="all")  # queued after commit
+    worker = _worker()
+    try:
+        _wait_for(lambda: BroadcastChunk.objects.filter(done_at__isnull=False).count() == 1)
+        time.sleep(1.0)  # the worker is now waiting for the lock, inside chunk 2
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        lock.rollback()
+        lock.close()
+
+    assert worker.returncode == -signal.SIGKILL
+    broadcast.refresh_from_db()
+    assert broadcast.state == BroadcastState.RUNNING
+    assert BroadcastDelivery.objects.filter(broadcast=broadcast).count() == BROADCAST_CHUNK_SIZE
+    assert Message.objects.filter(sender_kind=SenderKind.BROADCAST).count() == BROADCAST_CHUNK_SIZE
+
+    # Start again: re-queue what is unfinished, and run a worker until the queue is empty.
+    call_command("resume_broadcasts", verbosity=0)
+    again = _worker("--batch")
+    assert again.wait(timeout=180) == 0
+
+    broadcast.refresh_from_db()
+    assert (broadcast.state, broadcast.sent, broadcast.skipped, broadcast.failed) == (
+        BroadcastState.DONE,
+        total,
+        0,
+        0,
+    )
+    assert BroadcastDelivery.objects.filter(broadcast=broadcast).count() == total
+    per_contact = {
+        contact.pk: Message.objects.filter(
+            conversation__contact=contact, sender_kind=SenderKind.BROADCAST
+        ).count()
+        for contact in Contact.objects.all()
+    }
+    assert set(per_contact.values()) == {1}
+    assert Broadcast.objects.get(pk=broadcast.pk).finished_at is not None
