@@ -277,6 +277,8 @@ def section_pages(args) -> list[Result]:
         busiest_agent = cursor.fetchone()[0]
     last_of_first_page = Conversation.objects.not_archived().by_activity()[PAGE_SIZE - 1]
     cursor_value = encode_cursor("activity", last_of_first_page)
+    deep_row = Conversation.objects.not_archived().by_activity()[20_000]
+    deep_cursor = encode_cursor("activity", deep_row)
     pages = [
         ("inbox default", "/inbox/", "page"),
         ("tab New", "/inbox/?status=new", "page"),
@@ -289,6 +291,7 @@ def section_pages(args) -> list[Result]:
         ("assignee filter (busiest agent)", f"/inbox/?assignee={busiest_agent}", "page"),
         ("assignee: unassigned", "/inbox/?assignee=none", "page"),
         ("second page by cursor", f"/inbox/?cursor={cursor_value}", "page"),
+        ("page after row 20,000 by cursor", f"/inbox/?cursor={deep_cursor}", "page"),
         ("htmx list partial", "/inbox/?status=new", "page"),
         ("search: common word (refund)", "/inbox/?q=refund", "search"),
         ("search: order number (48213)", "/inbox/?q=48213", "search"),
