@@ -4,6 +4,7 @@ error handlers that give every refusal one shape: ``{"error": code, "detail": se
 Routers live in their apps and know nothing of the auth; they are attached here.
 """
 
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ObjectDoesNotExist
 from django.http import Http404
 from ninja import NinjaAPI
@@ -30,6 +31,9 @@ api = NinjaAPI(
     version="1",
     urls_namespace="api",
     auth=BearerToken(),
+    # The docs and the schema are for logged-in users (PRODUCT.md §10: anonymous
+    # users see the login page only); the endpoints themselves take bearer tokens.
+    docs_decorator=login_required,
     description=(
         "The integration API of Parley. Every call needs `Authorization: Bearer <token>` "
         "(a token from the admin or `manage.py create_api_token <username>`). Errors are "
