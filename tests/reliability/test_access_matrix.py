@@ -109,6 +109,8 @@ def _path(name: str, world) -> str:
     kwargs = world["kwargs"]
     if name == "flows:broadcast":
         return reverse(name, kwargs={"pk": world["broadcast"].pk})
+    if name == "inbox:contact":
+        return reverse(name, kwargs={"pk": world["conversation"].contact_id})
     for attempt in (
         {},
         {k: kwargs[k] for k in ("pk",)},
