@@ -78,3 +78,30 @@ def test_broadcast_page_shows_progress_then_counts(page, live_server):
     expect(page.locator("#count-skipped")).to_have_text("1")
     expect(page.locator("#count-failed")).to_have_text("0")
     expect(page.locator("#broadcast-bar")).to_have_attribute("value", "100")
+
+
+def test_start_flow_from_the_conversation_pane(page, live_server):
+    """The inbox pane's action area includes the flows form: refused without
+    priority, accepted with it, and the pane's badge becomes In a flow."""
+    UserFactory(username="alice")
+    flow = survey_flow()
+    conversation = conversation_in(Status.IN_PROGRESS, contact=ContactFactory(name="Dana Scully"))
+    log_in(page, live_server, "alice")
+
+    page.goto(f"{live_server.url}/inbox/c/{conversation.pk}/")
+    pane = page.locator("#conversation-pane")
+    expect(pane.locator("#pane-status")).to_contain_text("In progress")
+    form = pane.locator(f"#start-flow-{conversation.pk}")
+    form.locator("select[name=flow]").select_option(str(flow.pk))
+    form.get_by_role("button", name="Start flow").click()
+
+    expect(pane.get_by_role("alert").first).to_contain_text("started with priority")
+    expect(pane.locator("#pane-status")).to_contain_text("In progress")
+
+    pane.locator(f"#start-flow-{conversation.pk}").get_by_role("switch").check()
+    pane.locator(f"#start-flow-{conversation.pk}").get_by_role("button", name="Start flow").click()
+
+    expect(page.locator("#conversation-pane #pane-status")).to_contain_text("In a flow")
+    expect(page.locator("#conversation-pane")).to_contain_text("Rate us 1-5")
+    conversation.refresh_from_db()
+    assert conversation.status == Status.IN_FLOW
