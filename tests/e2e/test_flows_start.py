@@ -95,12 +95,14 @@ def test_start_flow_from_the_conversation_pane(page, live_server):
     form.locator("select[name=flow]").select_option(str(flow.pk))
     form.get_by_role("button", name="Start flow").click()
 
-    expect(pane.get_by_role("alert").first).to_contain_text("started with priority")
+    # The pane refreshes itself (conversationChanged) and shows the refusal.
+    expect(page.locator("#pane-notices")).to_contain_text("started with priority")
     expect(pane.locator("#pane-status")).to_contain_text("In progress")
 
     pane.locator(f"#start-flow-{conversation.pk}").get_by_role("switch").check()
     pane.locator(f"#start-flow-{conversation.pk}").get_by_role("button", name="Start flow").click()
 
+    expect(page.locator("#pane-notices")).to_contain_text("Flow “Survey” started")
     expect(page.locator("#conversation-pane #pane-status")).to_contain_text("In a flow")
     expect(page.locator("#conversation-pane")).to_contain_text("Rate us 1-5")
     conversation.refresh_from_db()
