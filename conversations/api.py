@@ -219,7 +219,10 @@ def conversation_list(request, filters: Query[ConversationFilters]):
     queryset = _filtered(filters, agent=request.auth)
     if filters.cursor:
         at, pk = decode_cursor(filters.cursor)
-        queryset = queryset.filter(Q(last_activity_at__lt=at) | Q(last_activity_at=at, pk__lt=pk))
+        # ``<=`` is redundant but starts the index scan at the cursor (docs/performance.md).
+        queryset = queryset.filter(last_activity_at__lte=at).filter(
+            Q(last_activity_at__lt=at) | Q(last_activity_at=at, pk__lt=pk)
+        )
     page = list(queryset.by_activity()[: filters.limit + 1])
     more = len(page) > filters.limit
     page = page[: filters.limit]

@@ -14,6 +14,8 @@ from django.db.models import F, Max, Q
 from django.http import QueryDict
 
 from conversations.models import Conversation
+from conversations.selectors import status_counts
+from conversations.transitions import Status
 
 from .filters import (
     DEFAULTS,
@@ -22,6 +24,7 @@ from .filters import (
     SORT_WAITING,
     ConversationFilter,
 )
+from .forms import BULK_LIMIT
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -81,7 +84,11 @@ def _after(queryset, sort: str, moment: datetime | None, pk: int):
             | Q(waiting_since=moment, id__gt=pk)
             | Q(waiting_since__isnull=True)
         )
-    return queryset.filter(Q(last_activity_at__lt=moment) | Q(last_activity_at=moment, id__lt=pk))
+    # The first condition is redundant but gives the index scan its start
+    # (last_activity_at <= moment) instead of filtering every newer row.
+    return queryset.filter(last_activity_at__lte=moment).filter(
+        Q(last_activity_at__lt=moment) | Q(last_activity_at=moment, id__lt=pk)
+    )
 
 
 # --- the list -------------------------------------------------------------------
@@ -94,6 +101,8 @@ class InboxPage:
     rows: list[Conversation] = field(default_factory=list)
     next_cursor: str | None = None
     total: int | None = None
+    # The tab counts, when the total was taken from them (the view reuses them).
+    counts: dict[str, int] | None = None
     sort: str = SORT_ACTIVITY
     is_first_page: bool = True
     # The valid, non-default filter parameters: the base of every link and refresh.
@@ -137,6 +146,35 @@ def filtered_conversations(*, params: QueryDict, request):
     return filterset, errors
 
 
+# Filters other than status and archived: with any of them the total is counted
+# (up to TOTAL_LIMIT); without, it comes from the tab counts.
+COUNTED_FILTERS = ("q", "assignee", "tag", "channel", "active_from", "active_to")
+TOTAL_LIMIT = BULK_LIMIT
+
+
+def _set_total(page: InboxPage, filterset, queryset) -> None:
+    """The number of matching conversations, without scanning the archive: from the
+    tab counts when only status and archived filter; else counted, but only up to
+    TOTAL_LIMIT (the bulk limit: beyond it "all N matching" could not run anyway, so
+    the page shows rows without a number); not at all for a common search term."""
+    data = filterset.form.cleaned_data
+    if any(data.get(name) for name in COUNTED_FILTERS):
+        if getattr(filterset, "search_is_broad", False):
+            return
+        total = queryset[: TOTAL_LIMIT + 1].count()
+        page.total = total if total <= TOTAL_LIMIT else None
+        return
+    counts = status_counts()
+    statuses = data.get("status") or [str(status) for status in Status]
+    archived = data.get("archived") or "no"
+    total = 0
+    if archived in ("no", "any"):
+        total += sum(counts[status] for status in statuses)
+    if archived in ("yes", "any") and Status.CLOSED in statuses:
+        total += counts["archived"]
+    page.total, page.counts = total, counts
+
+
 def conversation_list(*, request, params: QueryDict, with_total: bool = True) -> InboxPage:
     """One page of the inbox list for ``params`` (filters, ``cursor``, ``limit``).
 
@@ -171,7 +209,7 @@ def conversation_list(*, request, params: QueryDict, with_total: bool = True) ->
 
     queryset = filterset.qs
     if with_total and cursor is None:
-        page.total = queryset.count()
+        _set_total(page, filterset, queryset)
     ordered = _order(queryset, sort)
     if cursor is not None:
         page.is_first_page = False

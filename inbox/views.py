@@ -121,7 +121,7 @@ def list_context(request, page: InboxPage) -> dict:
         "page": page,
         "form": form,
         "list_suffix": query_suffix(page.query),
-        "tabs": build_tabs(page, status_counts()),
+        "tabs": build_tabs(page, page.counts if page.counts is not None else status_counts()),
         "version": inbox_version(),
         "agents": filterset.agents,
         "tag_names": filterset.tag_names,

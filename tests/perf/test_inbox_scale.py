@@ -1,0 +1,129 @@
+"""The query shapes chosen for a million conversations (docs/performance.md) give the
+same answers as the simple ones, in a constant number of queries.
+
+Search has two shapes: a rare term fetches its few matching conversations by key, a
+common one walks the inbox newest first. ``SEARCH_RARE_LIMIT`` is lowered here so
+that a handful of rows exercises the common-term shape too.
+"""
+
+import pytest
+from django.db import connection
+from django.http import QueryDict
+from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
+
+from conversations import services
+from conversations.transitions import Status
+from inbox import filters
+from inbox.selectors import conversation_list
+from tests.factories import ContactFactory, conversation_in
+
+pytestmark = pytest.mark.django_db
+
+
+def listed(agent, query: str):
+    request = RequestFactory().get("/inbox/?" + query)
+    request.user = agent
+    with CaptureQueriesContext(connection) as queries:
+        page = conversation_list(request=request, params=QueryDict(query))
+    assert not page.errors, page.errors
+    return [c.pk for c in page.rows], page, len(queries)
+
+
+@pytest.fixture
+def inbox(agent):
+    by_message = conversation_in(Status.NEW, text="My dishwasher is leaking")
+    by_name = conversation_in(Status.NEW, contact=ContactFactory(name="Ada Dishwasher"))
+    by_external_id = conversation_in(Status.NEW, contact=ContactFactory(external_id="dishwasher"))
+    archived = conversation_in(Status.CLOSED, text="dishwasher again", archived=True)
+    other = conversation_in(Status.NEW, text="Where is my parcel?")
+    return {
+        "matches": {by_message.pk, by_name.pk, by_external_id.pk},
+        "archived": archived.pk,
+        "other": other.pk,
+    }
+
+
+@pytest.mark.parametrize("rare_limit", [200, 1], ids=["rare-term shape", "common-term shape"])
+def test_search_finds_the_same_conversations_in_both_shapes(agent, inbox, monkeypatch, rare_limit):
+    monkeypatch.setattr(filters, "SEARCH_RARE_LIMIT", rare_limit)
+    ids, page, _ = listed(agent, "q=DishWasher")
+    assert set(ids) == inbox["matches"]
+    ids, _, _ = listed(agent, "q=dishwasher&archived=yes")
+    assert ids == [inbox["archived"]]
+    ids, _, _ = listed(agent, "q=dishwasher&archived=any")
+    assert set(ids) == inbox["matches"] | {inbox["archived"]}
+    if rare_limit == 1:
+        assert page.total is None  # a common term is not counted
+    else:
+        assert page.total == 3
+
+
+@pytest.mark.parametrize("rare_limit", [200, 1], ids=["rare-term shape", "common-term shape"])
+def test_search_queries_do_not_grow_with_the_matches(agent, monkeypatch, rare_limit):
+    monkeypatch.setattr(filters, "SEARCH_RARE_LIMIT", rare_limit)
+    for _ in range(2):
+        conversation_in(Status.NEW, text="a refund please")
+    _, _, few = listed(agent, "q=refund")
+    for _ in range(20):
+        conversation_in(Status.IN_PROGRESS, text="a refund please")
+    ids, _, many = listed(agent, "q=refund")
+    assert len(ids) == 22
+    assert few == many
+
+
+def test_totals_come_from_the_tab_counts_without_counting_rows(agent):
+    for status in ("new", "new", "in_progress", "closed"):
+        conversation_in(status)
+    conversation_in("closed", archived=True)
+    expected = {
+        "": 4,
+        "status=new": 2,
+        "status=new&status=closed": 3,
+        "archived=yes": 1,
+        "archived=any": 5,
+        "archived=any&status=closed": 2,
+        "archived=yes&status=new": 0,
+    }
+    for query, total in expected.items():
+        ids, page, _ = listed(agent, query)
+        assert page.total == total == len(ids), query
+
+
+def test_a_filtered_total_is_counted_only_up_to_a_limit(agent, monkeypatch):
+    from inbox import selectors
+
+    monkeypatch.setattr(selectors, "TOTAL_LIMIT", 2)
+    for _ in range(2):
+        conversation_in(Status.NEW, contact=ContactFactory(channel="web"))
+    _, page, _ = listed(agent, "channel=web")
+    assert page.total == 2
+    conversation_in(Status.NEW, contact=ContactFactory(channel="web"))
+    _, page, _ = listed(agent, "channel=web")
+    assert page.total is None  # more than the limit: rows, no number
+
+
+def test_the_next_pages_continue_where_the_last_ended(agent, monkeypatch):
+    from inbox import selectors
+
+    monkeypatch.setattr(selectors, "PAGE_SIZE", 3)
+    for _ in range(7):
+        conversation_in(Status.NEW)
+    # Two conversations with the same last activity: the id breaks the tie.
+    first = conversation_in(Status.NEW)
+    services.message_receive(
+        channel=first.contact.channel, external_id=first.contact.external_id, text="again"
+    )
+    everything, _, _ = listed(agent, "limit=200")
+    seen, cursor = [], None
+    while True:
+        query = "" if cursor is None else f"cursor={cursor}"
+        request = RequestFactory().get("/inbox/")
+        request.user = agent
+        page = selectors.conversation_list(request=request, params=QueryDict(query))
+        assert not page.errors
+        seen += [c.pk for c in page.rows]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == everything
