@@ -78,7 +78,8 @@ def _preview(text: str) -> str:
 
 def _lock_conversation(conversation: Conversation | int) -> Conversation:
     pk = conversation.pk if isinstance(conversation, Conversation) else conversation
-    return Conversation.objects.select_for_update().get(pk=pk)
+    # The contact comes along (hook receivers need its channel) without being locked.
+    return Conversation.objects.select_for_update(of=("self",)).select_related("contact").get(pk=pk)
 
 
 def _lock_contact(contact: Contact | int) -> Contact:

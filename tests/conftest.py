@@ -24,6 +24,16 @@ def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_channel_cache():
+    """Each test's Channel rows roll back with it; so must the per-process cache."""
+    from connectors import delivery
+
+    delivery._channel_cache.clear()
+    yield
+    delivery._channel_cache.clear()
+
+
 @pytest.fixture
 def agent(db):
     return UserFactory(username="alice", first_name="Alice")
