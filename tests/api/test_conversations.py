@@ -1,6 +1,8 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from conversations import services
@@ -118,6 +120,28 @@ def test_the_list_takes_the_same_number_of_queries_for_1_and_30_rows(
 
 
 # --- detail ---------------------------------------------------------------------------
+
+
+def test_the_detail_takes_the_same_number_of_queries_for_1_and_50_messages(client, token, agent):
+    headers = {"Authorization": f"Bearer {token}"}
+    conversation = conversation_in(Status.IN_PROGRESS, agent=agent, tags=[TagFactory()])
+    url = f"/api/v1/conversations/{conversation.pk}"
+    client.get(url, headers=headers)  # records the token's first use
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(url, headers=headers).status_code == 200
+        return len(queries)
+
+    few = count()
+    contact = conversation.contact
+    for n in range(25):
+        services.message_receive(
+            channel=contact.channel, external_id=contact.external_id, text=f"more {n}"
+        )
+        services.conversation_reply(conversation=conversation, agent=agent, text=f"ok {n}")
+    assert count() == few
+    assert len(client.get(url, headers=headers).json()["messages"]) == 52
 
 
 def test_the_detail_has_contact_tags_messages_and_history(api, agent):
