@@ -263,6 +263,9 @@ def message_receive(
     # An agent is awaited in New and In progress; in a flow, the flow answers.
     _touch(conversation, message, waiting=True if conversation.status != Status.IN_FLOW else None)
     hooks.message_received.send(sender=Message, message=message, conversation=conversation)
+    # A receiver (a keyword flow, a running flow) may have moved it on: answer with
+    # the state it is really in.
+    conversation.refresh_from_db()
     return Inbound(message=message, conversation=conversation, contact_created=created)
 
 

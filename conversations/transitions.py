@@ -90,6 +90,23 @@ EVENT_LABELS: dict[Event, str] = {
 }
 EVENT_CHOICES = [(event.value, EVENT_LABELS[event]) for event in Event]
 
+# For refusal sentences: "<action> is not possible …".
+EVENT_ACTIONS: dict[Event, str] = {
+    Event.CONTACT_CREATED: "Creating the contact",
+    Event.CONTACT_WRITES: "Receiving a message",
+    Event.KEYWORD: "Starting a flow by keyword",
+    Event.AGENT_REPLY: "Replying",
+    Event.FLOW_START: "Starting a flow",
+    Event.FLOW_START_PRIORITY: "Starting a flow",
+    Event.FLOW_MARK_IN_PROGRESS: "Marking it in progress",
+    Event.FLOW_HAND_OFF: "Handing off",
+    Event.FLOW_CLOSE: "Closing",
+    Event.FLOW_COMPLETE: "Completing the flow",
+    Event.CLOSE: "Closing",
+    Event.ARCHIVE: "Archiving",
+    Event.UNARCHIVE: "Unarchiving",
+}
+
 # The target of FLOW_COMPLETE depends on the status before the flow.
 RESTORE = "restore"
 
@@ -225,10 +242,12 @@ def refusal(event: Event, state: str) -> IllegalTransition:
         return NotArchived("The conversation is not archived.")
     if state in (Status.CLOSED, ARCHIVED):
         return ConversationClosed(
-            f"{event.label} is not possible: the conversation is closed, "
+            f"{EVENT_ACTIONS[event]} is not possible: the conversation is closed, "
             "and closed conversations are read-only."
         )
-    return IllegalTransition(f"{event.label} is not possible while the conversation is {label}.")
+    return IllegalTransition(
+        f"{EVENT_ACTIONS[event]} is not possible while the conversation is {label}."
+    )
 
 
 def _edges() -> frozenset[tuple[str, str]]:

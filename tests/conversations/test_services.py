@@ -211,3 +211,33 @@ def test_contact_history_newest_first():
     ).conversation
     assert [c.pk for c in contact_history(contact=contact)] == [second.pk, first.pk]
     assert StatusChange.objects.filter(conversation=second).count() == 1
+
+
+def test_inbound_answers_with_the_status_a_receiver_moved_it_to():
+    """A keyword flow (or any hook receiver) may move the conversation on inside the
+    same transaction: the service reports the real, final status."""
+    from conversations import hooks
+    from conversations.transitions import Event
+
+    def keyword(message, conversation, **kwargs):
+        services.conversation_apply_event(
+            conversation=conversation, event=Event.KEYWORD, source=Source.FLOW
+        )
+
+    hooks.message_received.connect(keyword, dispatch_uid="test-keyword")
+    try:
+        result = services.message_receive(channel="web", external_id="kw", text="hi")
+    finally:
+        hooks.message_received.disconnect(dispatch_uid="test-keyword")
+    assert result.conversation.status == "in_flow"
+    assert Conversation.objects.get(pk=result.conversation.pk).status == "in_flow"
+
+
+def test_refusals_read_as_sentences(agent):
+    closed = conversation_in("closed")
+    with pytest.raises(IllegalTransition) as refusal:
+        services.conversation_reply(conversation=closed, agent=agent, text="hello?")
+    assert refusal.value.detail == (
+        "Replying is not possible: the conversation is closed, and closed conversations "
+        "are read-only."
+    )

@@ -52,7 +52,7 @@ def test_refused_rows_are_named_with_their_reason(agent_client):
     response = post(agent_client, action="close", ids=[open_one.pk, closed.pk, 999999])
 
     assert result(response) == (
-        f"warning: 1 closed; 2 refused: #{closed.pk} (Closed is not possible: the "
+        f"warning: 1 closed; 2 refused: #{closed.pk} (Closing is not possible: the "
         "conversation is closed, and closed conversations are read-only.), "
         "#999999 (it does not exist)."
     )
