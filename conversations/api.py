@@ -5,9 +5,6 @@ refuses; refusals are raised as ``ParleyError`` and shaped by the API's one erro
 handler (config/api.py), which also owns the bearer auth.
 """
 
-import base64
-import binascii
-import json
 from datetime import date, datetime, time, timedelta
 
 from django.db.models import Exists, OuterRef, Prefetch, Q
@@ -17,6 +14,7 @@ from ninja import Query, Router
 from ninja.responses import Status as Respond
 
 from . import services
+from .cursors import cursor_pack, cursor_unpack
 from .exceptions import InvalidInput
 from .models import Contact, Conversation, Message, Source, StatusChange, Tag
 from .schemas import (
@@ -130,18 +128,16 @@ def _start_of_day(day: date) -> datetime:
 
 
 def encode_cursor(conversation: Conversation) -> str:
-    raw = json.dumps([conversation.last_activity_at.isoformat(), conversation.pk])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return cursor_pack(conversation.last_activity_at.isoformat(), conversation.pk)
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        at, pk = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        at, pk = cursor_unpack(cursor)
         at = datetime.fromisoformat(at)
         if not isinstance(pk, int) or isinstance(pk, bool) or at.tzinfo is None:
             raise ValueError
-    except (ValueError, TypeError, UnicodeError, binascii.Error):
+    except (ValueError, TypeError):
         raise InvalidInput(
             "The cursor is not valid: pass the next_cursor of a previous page.",
             code="invalid_cursor",
