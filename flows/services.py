@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
+from conversations import bulk
 from conversations import services as core
 from conversations.exceptions import ConversationOngoing, InvalidInput, ParleyError
 from conversations.models import (
@@ -513,6 +514,149 @@ def _deliver_one(broadcast: Broadcast, contact: Contact) -> BroadcastDelivery:
     return row
 
 
+def _deliver_many(broadcast: Broadcast, contact_ids: list[int]) -> list[BroadcastDelivery]:
+    """Start the broadcast's flow for a chunk's contacts, set-based (a few statements
+    per step for the whole chunk); if that fails, roll it back and deliver contact
+    by contact, so one contact's failure is recorded on its own row and the others
+    still get the broadcast."""
+    try:
+        with transaction.atomic():
+            return _deliver_set(broadcast, contact_ids)
+    except Exception:
+        logger.warning(
+            "Broadcast %s: the set-based delivery of %d contacts failed; delivering one by one",
+            broadcast.pk,
+            len(contact_ids),
+            exc_info=True,
+        )
+    contacts = Contact.objects.in_bulk(contact_ids)
+    token = _new_runs.set([])
+    try:
+        rows = [_deliver_one(broadcast, contacts[pk]) for pk in contact_ids if pk in contacts]
+        FlowRun.objects.bulk_create(_new_runs.get(), batch_size=1000)
+    finally:
+        _new_runs.reset(token)
+    return rows
+
+
+class _SetAborted(Exception):
+    """A step was refused for part of a set after the flow had started for it."""
+
+
+def _deliver_set(broadcast: Broadcast, contact_ids: list[int]) -> list[BroadcastDelivery]:
+    """:func:`_deliver_one` for many contacts at once, through ``conversations.bulk``:
+    the same table decisions and records, a handful of statements per step."""
+    flow = broadcast.flow
+    actor = broadcast.created_by
+    common = {"source": Source.BROADCAST, "actor": actor, "note": f"Flow “{flow.name}”"}
+    targets = bulk.lock_targets(contact_ids)
+    # Decided again under the locks: a conversation that became ongoing since the
+    # chunk was classified is skipped (or taken, with priority).
+    started = bulk.apply_event(targets, event=Event.FLOW_START, **common)
+    if broadcast.has_priority:
+        ongoing = [t for t in targets if isinstance(t.refusal, ConversationOngoing)]
+        for target in ongoing:
+            target.refusal = None
+        started += bulk.apply_event(ongoing, event=Event.FLOW_START_PRIORITY, **common)
+
+    rows = []
+    for target in targets:
+        row = BroadcastDelivery(broadcast=broadcast, contact_id=target.contact.pk)
+        if isinstance(target.refusal, ConversationOngoing):
+            row.outcome, row.reason = DeliveryOutcome.SKIPPED, target.refusal.detail[:200]
+        elif target.refusal is not None:
+            exc = target.refusal
+            row.outcome, row.reason = DeliveryOutcome.FAILED, f"{exc.code}: {exc.detail}"[:200]
+        else:
+            row.outcome, row.conversation = DeliveryOutcome.STARTED, target.conversation
+        rows.append(row)
+    if not started:
+        return rows
+
+    # The status before the flow, as _flow_start decides it: "" = a new conversation;
+    # no change recorded = In a flow already (a priority restart), whose interrupted
+    # run's return status is carried over.
+    carried = {t: (t.from_status or None) for t in started if t.from_status is not None}
+    restarted = [t.conversation.pk for t in started if t not in carried]
+    if restarted:
+        previous = dict(
+            FlowRun.objects.active()
+            .filter(conversation_id__in=restarted)
+            .values_list("conversation_id", "status_before_flow")
+        )
+        for target in started:
+            if target not in carried:
+                carried[target] = previous.get(target.conversation.pk) or None
+        FlowRun.objects.active().filter(conversation_id__in=restarted).update(
+            state=RunState.CANCELLED,
+            outcome=Outcome.REPLACED,
+            outcome_detail=f"Replaced by “{flow.name}” started with priority."[:200],
+            ended_at=timezone.now(),
+        )
+    runs = [
+        FlowRun(
+            flow=flow,
+            conversation=target.conversation,
+            broadcast=broadcast,
+            trigger=Trigger.BROADCAST,
+            started_by=actor,
+            status_before_flow=carried[target] or "",
+        )
+        for target in started
+    ]
+    _advance_set(runs, started, note=common["note"])
+    FlowRun.objects.bulk_create(runs, batch_size=1000)
+    return rows
+
+
+def _advance_set(runs: list[FlowRun], targets: list, *, note: str) -> None:
+    """:func:`_advance` for runs of one flow that all start at its first step (a
+    broadcast's): they walk the steps in lockstep. Leaves the runs unsaved."""
+    steps = _steps_of(runs[0].flow)
+    common = {"source": Source.BROADCAST, "note": note}
+    for cursor, step in enumerate(steps):
+        for run in runs:
+            run.cursor = cursor
+        if step.kind in (StepKind.SEND_MESSAGE, StepKind.ASK):
+            bulk.send_automated(
+                targets,
+                [render_text(step.text, t.conversation) for t in targets],
+                sender_kind=SenderKind.BROADCAST,
+            )
+            for run in runs:
+                _log(run, step)
+            if step.kind == StepKind.ASK:
+                for run in runs:
+                    run.state = RunState.WAITING
+                return
+        elif step.kind == StepKind.ADD_TAG:
+            if step.tag_id is not None:
+                bulk.tag_add(targets, tag=step.tag)
+            for run in runs:
+                _log(run, step, step.tag.name if step.tag_id else "no tag: skipped")
+        elif step.kind in ENDING_EVENTS:
+            if len(bulk.apply_event(targets, event=ENDING_EVENTS[step.kind], **common)) < len(
+                targets
+            ):
+                raise _SetAborted(f"{step.kind} was refused for part of the set")
+            for run in runs:
+                _log(run, step)
+                run.cursor = cursor + 1
+                _end(run, state=RunState.FINISHED, outcome=ENDING_OUTCOMES[step.kind])
+            return
+    completed = bulk.apply_event(
+        targets,
+        event=Event.FLOW_COMPLETE,
+        status_before_flow=[run.status_before_flow or None for run in runs],
+        **common,
+    )
+    if len(completed) < len(targets):
+        raise _SetAborted("completing the flow was refused for part of the set")
+    for run in runs:
+        run.cursor = len(steps)
+        _end(run, state=RunState.FINISHED, outcome=Outcome.COMPLETED)
+
+
 def broadcast_plan(*, broadcast_id: int, chunk_size: int | None = None) -> list[int]:
     """Split the broadcast's segment into chunks (once) and return the ids of the
     chunks still to run. Safe to call again: a resumed broadcast re-plans nothing."""
@@ -603,13 +747,7 @@ def broadcast_run_chunk(*, chunk_id: int) -> int:
     to_start = [pk for pk in batch if pk not in ongoing]
     if to_start:
         _steps_of(broadcast.flow)  # load the steps once for the whole chunk
-        contacts = Contact.objects.in_bulk(to_start)
-        token = _new_runs.set([])
-        try:
-            rows += [_deliver_one(broadcast, contacts[pk]) for pk in to_start]
-            FlowRun.objects.bulk_create(_new_runs.get(), batch_size=1000)
-        finally:
-            _new_runs.reset(token)
+        rows += _deliver_many(broadcast, to_start)
     # No ignore_conflicts: under the chunk lock a conflict cannot happen, and if it
     # ever did, the IntegrityError rolls the whole chunk back instead of sending twice.
     BroadcastDelivery.objects.bulk_create(rows, batch_size=1000)

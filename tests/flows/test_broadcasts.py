@@ -8,6 +8,7 @@ from django.core.management import call_command
 from django.db import connection
 from django_tasks_db.models import DBTaskResult
 
+from conversations import bulk
 from conversations.models import Message, SenderKind
 from conversations.transitions import Status
 from flows import services
@@ -145,16 +146,16 @@ class WorkerKilled(BaseException):
 def test_resumed_after_a_crash_half_way_nobody_gets_it_twice(monkeypatch, send_only_flow):
     contacts = [ContactFactory() for _ in range(7)]
     broadcast = broadcast_of(send_only_flow)
-    real_start = services._flow_start
+    real_send = bulk.send_automated
     calls = {"n": 0}
 
-    def dying_start(**kwargs):
+    def dying_send(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 4:  # in the middle of the second chunk of 3
+        if calls["n"] == 2:  # in the middle of the second chunk of 3
             raise WorkerKilled()
-        return real_start(**kwargs)
+        return real_send(*args, **kwargs)
 
-    monkeypatch.setattr(services, "_flow_start", dying_start)
+    monkeypatch.setattr(bulk, "send_automated", dying_send)
     with pytest.raises(WorkerKilled):
         services.broadcast_execute(broadcast_id=broadcast.pk, chunk_size=3)
 
@@ -165,7 +166,7 @@ def test_resumed_after_a_crash_half_way_nobody_gets_it_twice(monkeypatch, send_o
     assert broadcast.state == BroadcastState.RUNNING
     assert broadcast.sent == 3
 
-    monkeypatch.setattr(services, "_flow_start", real_start)
+    monkeypatch.setattr(bulk, "send_automated", real_send)
     services.broadcast_execute(broadcast_id=broadcast.pk, chunk_size=3)
 
     broadcast.refresh_from_db()
@@ -227,16 +228,16 @@ def test_worker_dies_half_way_and_the_resumed_broadcast_sends_to_nobody_twice(
     contacts = [ContactFactory() for _ in range(7)]
     monkeypatch.setattr(services, "BROADCAST_CHUNK_SIZE", 3)
     broadcast = services.broadcast_create(flow=send_only_flow, segment=Segment.ALL)
-    real_start = services._flow_start
+    real_send = bulk.send_automated
     calls = {"n": 0}
 
-    def dying_start(**kwargs):
+    def dying_send(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 5:  # in the middle of the second chunk
+        if calls["n"] == 2:  # in the middle of the second chunk
             raise WorkerKilled()
-        return real_start(**kwargs)
+        return real_send(*args, **kwargs)
 
-    monkeypatch.setattr(services, "_flow_start", dying_start)
+    monkeypatch.setattr(bulk, "send_automated", dying_send)
     call_command("db_worker", batch=True, reload=False, startup_delay=False, verbosity=0)
 
     broadcast.refresh_from_db()
@@ -245,7 +246,7 @@ def test_worker_dies_half_way_and_the_resumed_broadcast_sends_to_nobody_twice(
     assert broadcast.sent == 4  # chunks 1 and 3 committed; chunk 2 rolled back whole
     assert BroadcastDelivery.objects.filter(broadcast=broadcast).count() == 4
 
-    monkeypatch.setattr(services, "_flow_start", real_start)
+    monkeypatch.setattr(bulk, "send_automated", real_send)
     call_command("resume_broadcasts", verbosity=0)
     call_command("db_worker", batch=True, reload=False, startup_delay=False, verbosity=0)
 
