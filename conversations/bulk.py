@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from django.db import connection
 from django.utils import timezone
 
 from . import hooks
@@ -34,6 +35,83 @@ from .models import (
 )
 from .services import _preview, clean_text
 from .transitions import Event, Move, Status, resolve
+
+
+def insert_rows(
+    model,
+    *,
+    count: int,
+    same: dict | None = None,
+    each: dict[str, Sequence] | None = None,
+    ignore_conflicts: bool = False,
+) -> list[int]:
+    """Insert ``count`` rows of ``model`` in one statement and return their ids.
+
+    ``same`` holds the values every row shares, ``each`` one list per column (field
+    attnames; values as you would give the model). Fields given in neither get
+    their default (``auto_now``/``auto_now_add`` ones: now). On PostgreSQL the
+    shared values are sent once and the lists as arrays through ``unnest()`` —
+    a broadcast's rows are mostly alike, and dumping the same value a thousand
+    times is what makes ``bulk_create`` slow; elsewhere this is ``bulk_create``.
+    Nothing goes around the database's own checks: constraints and triggers see
+    every row. ``ignore_conflicts`` skips rows a unique constraint refuses (their
+    ids are then not returned)."""
+    same, each = dict(same or {}), dict(each or {})
+    if count == 0:
+        return []
+    now = timezone.now()
+    meta = model._meta
+    for field in meta.concrete_fields:
+        if field.primary_key or field.attname in same or field.attname in each:
+            continue
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            same[field.attname] = now
+        else:
+            same[field.attname] = field.get_default()
+    if connection.vendor != "postgresql":
+        objects = [
+            model(**same, **{name: values[i] for name, values in each.items()})
+            for i in range(count)
+        ]
+        model.objects.bulk_create(objects, ignore_conflicts=ignore_conflicts)
+        return [o.pk for o in objects if o.pk is not None]
+    fields = {f.attname: f for f in meta.concrete_fields}
+    columns, selects, arrays, params = [], [], [], []
+    qn = connection.ops.quote_name
+    for n, (name, values) in enumerate(each.items()):
+        field = fields[name]
+        if len(values) != count:
+            raise ValueError(f"{name}: {len(values)} values for {count} rows")
+        columns.append(qn(field.column))
+        selects.append(f"u.c{n}")
+        arrays.append(f"%s::{field.db_type(connection)}[]")
+        params.append([field.get_db_prep_save(v, connection) for v in values])
+    shared = []
+    for name, value in same.items():
+        field = fields[name]
+        columns.append(qn(field.column))
+        selects.append(f"%s::{field.db_type(connection)}")
+        shared.append(field.get_db_prep_save(value, connection))
+    if arrays:
+        source = (
+            f"unnest({', '.join(arrays)}) AS u({', '.join(f'c{n}' for n in range(len(arrays)))})"
+        )
+    else:
+        source = "generate_series(1, %s)"
+        params.append(count)
+    # Identifiers come from the model's metadata; every value is a parameter.
+    conflict = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+    sql = "INSERT INTO {} ({}) SELECT {} FROM {}{} RETURNING {}".format(  # noqa: S608
+        qn(meta.db_table),
+        ", ".join(columns),
+        ", ".join(selects),
+        source,
+        conflict,
+        qn(meta.pk.column),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, shared + params)
+        return [row[0] for row in cursor.fetchall()]
 
 
 @dataclass(eq=False)
@@ -97,15 +175,21 @@ def apply_event(
             continue
         applied.append((target, move))
 
-    opened = [(t, m) for t, m in applied if m.opens_new]
-    if opened:
-        created = Conversation.objects.bulk_create(
-            Conversation(contact=t.contact, status=m.target, last_activity_at=now)
-            for t, m in opened
+    opened: dict[str, list[Target]] = defaultdict(list)
+    for target, move in applied:
+        if move.opens_new:
+            opened[move.target].append(target)
+    for status, group in opened.items():
+        values = {"status": status, "last_activity_at": now, "created_at": now, "updated_at": now}
+        ids = insert_rows(
+            Conversation,
+            count=len(group),
+            same=values,
+            each={"contact_id": [t.contact.pk for t in group]},
         )
-        for (target, _), conversation in zip(opened, created, strict=True):
-            conversation.contact = target.contact
-            conversation._loaded_status = conversation.status
+        for target, pk in zip(group, ids, strict=True):
+            conversation = Conversation(pk=pk, contact=target.contact, **values)
+            conversation._loaded_status = status
             target.conversation = conversation
             target.from_status = ""
 
@@ -135,19 +219,22 @@ def apply_event(
             target.from_status = before
 
     recorded = [(t, m) for t, m in applied if m.changes_status]
-    changes = StatusChange.objects.bulk_create(
-        StatusChange(
-            conversation=t.conversation,
-            from_status=t.from_status,
-            to_status=m.target,
-            event=m.rule.event,
-            source=source,
-            actor=actor,
-            note=note[:200],
+    same = {"event": event, "source": source, "actor_id": actor.pk if actor else None}
+    same |= {"note": note[:200], "at": now}
+    each = {
+        "conversation_id": [t.conversation.pk for t, _ in recorded],
+        "from_status": [t.from_status for t, _ in recorded],
+        "to_status": [m.target for _, m in recorded],
+    }
+    ids = insert_rows(StatusChange, count=len(recorded), same=same, each=each)
+    for (target, move), pk in zip(recorded, ids, strict=True):
+        change = StatusChange(
+            pk=pk,
+            conversation=target.conversation,
+            from_status=target.from_status,
+            to_status=move.target,
+            **same,
         )
-        for t, m in recorded
-    )
-    for (target, move), change in zip(recorded, changes, strict=True):
         hooks.status_changed.send(
             sender=Conversation, conversation=target.conversation, change=change, rule=move.rule
         )
@@ -170,32 +257,30 @@ def send_automated(
     conversations = [t.conversation for t in targets]
     if any(c is None or c.is_closed for c in conversations):
         raise ConversationClosed()
-    messages = Message.objects.bulk_create(
-        Message(
-            conversation=conversation,
-            direction=Direction.OUTBOUND,
-            sender_kind=sender_kind,
-            author=author,
-            text=text,
-        )
-        for conversation, text in zip(conversations, texts, strict=True)
-    )
     now = timezone.now()
+    same = {"direction": Direction.OUTBOUND, "sender_kind": sender_kind, "created_at": now}
+    same["author_id"] = author.pk if author else None
+    each = {"conversation_id": [c.pk for c in conversations]}
+    if len(set(texts)) == 1:  # one text for all (the usual broadcast)
+        same["text"] = texts[0]
+    else:
+        each["text"] = texts
+    ids = insert_rows(Message, count=len(conversations), same=same, each=each)
+    shared = {k: v for k, v in same.items() if k != "text"}
+    messages = [
+        Message(pk=pk, conversation=conversation, text=text, **shared)
+        for pk, conversation, text in zip(ids, conversations, texts, strict=True)
+    ]
     # The inbox's denormalised columns, as ``services._touch(waiting=None)`` keeps them.
-    by_preview: dict[str, list[Conversation]] = defaultdict(list)
-    for conversation, message in zip(conversations, messages, strict=True):
-        conversation.last_activity_at = message.created_at
-        conversation.last_message_preview = _preview(message.text)
+    for conversation, text in zip(conversations, texts, strict=True):
+        conversation.last_activity_at = now
+        conversation.last_message_preview = _preview(text)
         conversation.updated_at = now
-        by_preview[conversation.last_message_preview].append(conversation)
-    if len(by_preview) == 1:  # one text for all (the usual broadcast): a plain UPDATE
-        # The batch's instant (its messages' times differ by microseconds).
-        at = max(m.created_at for m in messages)
+    previews = {c.last_message_preview for c in conversations}
+    if len(previews) == 1:  # one text for all: a plain UPDATE
         Conversation.objects.filter(pk__in=[c.pk for c in conversations]).update(
-            last_activity_at=at, last_message_preview=next(iter(by_preview)), updated_at=now
+            last_activity_at=now, last_message_preview=previews.pop(), updated_at=now
         )
-        for conversation in conversations:
-            conversation.last_activity_at = at
     else:  # personalised texts
         Conversation.objects.bulk_update(
             conversations, ["last_activity_at", "last_message_preview", "updated_at"]
@@ -212,11 +297,14 @@ def tag_add(targets: Sequence[Target], *, tag: Tag) -> None:
         raise TagsLocked(
             "Tags are locked: the conversation is closed, so its tags can no longer change."
         )
-    ConversationTag.objects.bulk_create(
-        (ConversationTag(conversation=c, tag=tag) for c in conversations),
+    now = timezone.now()
+    insert_rows(
+        ConversationTag,
+        count=len(conversations),
+        same={"tag_id": tag.pk, "added_at": now},
+        each={"conversation_id": [c.pk for c in conversations]},
         ignore_conflicts=True,
     )
-    now = timezone.now()
     Conversation.objects.filter(pk__in=[c.pk for c in conversations]).update(updated_at=now)
     for conversation in conversations:
         conversation.updated_at = now

@@ -47,7 +47,7 @@ from .models import (
 
 logger = logging.getLogger(__name__)
 
-BROADCAST_CHUNK_SIZE = 250
+BROADCAST_CHUNK_SIZE = 1000
 ATTRIBUTE_VALUE_MAX_LENGTH = 1000
 
 # The event each ending step applies, and the outcome recorded on the run.
@@ -593,68 +593,65 @@ def _deliver_set(broadcast: Broadcast, contact_ids: list[int]) -> list[Broadcast
             outcome_detail=f"Replaced by “{flow.name}” started with priority."[:200],
             ended_at=timezone.now(),
         )
-    runs = [
-        FlowRun(
-            flow=flow,
-            conversation=target.conversation,
-            broadcast=broadcast,
-            trigger=Trigger.BROADCAST,
-            started_by=actor,
-            status_before_flow=carried[target] or "",
-        )
-        for target in started
-    ]
-    _advance_set(runs, started, note=common["note"])
-    FlowRun.objects.bulk_create(runs, batch_size=1000)
+    # The runs walk the steps in lockstep: one template describes them all, and
+    # only their conversation and return status differ.
+    template = FlowRun(flow=flow, broadcast=broadcast, trigger=Trigger.BROADCAST, started_by=actor)
+    _advance_set(template, started, note=common["note"], carried=[carried[t] for t in started])
+    shared = {
+        f.attname: getattr(template, f.attname)
+        for f in FlowRun._meta.concrete_fields
+        if not f.primary_key and f.attname not in ("conversation_id", "status_before_flow")
+    }
+    bulk.insert_rows(
+        FlowRun,
+        count=len(started),
+        same=shared | {"started_at": timezone.now()},
+        each={
+            "conversation_id": [t.conversation.pk for t in started],
+            "status_before_flow": [carried[t] or "" for t in started],
+        },
+    )
     return rows
 
 
-def _advance_set(runs: list[FlowRun], targets: list, *, note: str) -> None:
-    """:func:`_advance` for runs of one flow that all start at its first step (a
-    broadcast's): they walk the steps in lockstep. Leaves the runs unsaved."""
-    steps = _steps_of(runs[0].flow)
+def _advance_set(run: FlowRun, targets: list, *, note: str, carried: list) -> None:
+    """:func:`_advance` for a set of conversations that all start ``run``'s flow at
+    its first step (a broadcast's): they walk the steps in lockstep, so ``run``
+    (unsaved) records the steps, state and outcome of all of them; ``carried``
+    holds each one's status before the flow."""
+    steps = _steps_of(run.flow)
     common = {"source": Source.BROADCAST, "note": note}
     for cursor, step in enumerate(steps):
-        for run in runs:
-            run.cursor = cursor
+        run.cursor = cursor
         if step.kind in (StepKind.SEND_MESSAGE, StepKind.ASK):
             bulk.send_automated(
                 targets,
                 [render_text(step.text, t.conversation) for t in targets],
                 sender_kind=SenderKind.BROADCAST,
             )
-            for run in runs:
-                _log(run, step)
+            _log(run, step)
             if step.kind == StepKind.ASK:
-                for run in runs:
-                    run.state = RunState.WAITING
+                run.state = RunState.WAITING
                 return
         elif step.kind == StepKind.ADD_TAG:
             if step.tag_id is not None:
                 bulk.tag_add(targets, tag=step.tag)
-            for run in runs:
-                _log(run, step, step.tag.name if step.tag_id else "no tag: skipped")
+            _log(run, step, step.tag.name if step.tag_id else "no tag: skipped")
         elif step.kind in ENDING_EVENTS:
-            if len(bulk.apply_event(targets, event=ENDING_EVENTS[step.kind], **common)) < len(
-                targets
-            ):
+            done = bulk.apply_event(targets, event=ENDING_EVENTS[step.kind], **common)
+            if len(done) < len(targets):
                 raise _SetAborted(f"{step.kind} was refused for part of the set")
-            for run in runs:
-                _log(run, step)
-                run.cursor = cursor + 1
-                _end(run, state=RunState.FINISHED, outcome=ENDING_OUTCOMES[step.kind])
+            _log(run, step)
+            run.cursor = cursor + 1
+            _end(run, state=RunState.FINISHED, outcome=ENDING_OUTCOMES[step.kind])
             return
-    completed = bulk.apply_event(
-        targets,
-        event=Event.FLOW_COMPLETE,
-        status_before_flow=[run.status_before_flow or None for run in runs],
-        **common,
+    done = bulk.apply_event(
+        targets, event=Event.FLOW_COMPLETE, status_before_flow=carried, **common
     )
-    if len(completed) < len(targets):
+    if len(done) < len(targets):
         raise _SetAborted("completing the flow was refused for part of the set")
-    for run in runs:
-        run.cursor = len(steps)
-        _end(run, state=RunState.FINISHED, outcome=Outcome.COMPLETED)
+    run.cursor = len(steps)
+    _end(run, state=RunState.FINISHED, outcome=Outcome.COMPLETED)
 
 
 def broadcast_plan(*, broadcast_id: int, chunk_size: int | None = None) -> list[int]:
@@ -750,7 +747,17 @@ def broadcast_run_chunk(*, chunk_id: int) -> int:
         rows += _deliver_many(broadcast, to_start)
     # No ignore_conflicts: under the chunk lock a conflict cannot happen, and if it
     # ever did, the IntegrityError rolls the whole chunk back instead of sending twice.
-    BroadcastDelivery.objects.bulk_create(rows, batch_size=1000)
+    bulk.insert_rows(
+        BroadcastDelivery,
+        count=len(rows),
+        same={"broadcast_id": broadcast.pk},
+        each={
+            "contact_id": [row.contact_id for row in rows],
+            "outcome": [row.outcome for row in rows],
+            "reason": [row.reason for row in rows],
+            "conversation_id": [row.conversation_id for row in rows],
+        },
+    )
     counts = dict.fromkeys(DeliveryOutcome.values, 0)
     for row in rows:
         counts[row.outcome] += 1
