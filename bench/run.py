@@ -97,7 +97,13 @@ def parse_args():
         action="store_true",
         help="the API's connections commit with synchronous_commit=off (PGOPTIONS)",
     )
-    parser.add_argument("--broadcast-contacts", type=int, default=100_000)
+    parser.add_argument(
+        "--broadcast-contacts",
+        type=int,
+        default=0,
+        help="seed a database of its own with this many contacts; default: a copy of "
+        "this database, to the ~96k contacts with no open conversation",
+    )
     parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE slow queries")
     parser.add_argument("--queries", action="store_true", help="print each query's SQL time")
     parser.add_argument("--match", default="", help="only the operations whose name has this")
@@ -171,6 +177,19 @@ def measure(name: str, kind: str, calls, args) -> Result | None:
 
 
 _replay = None
+
+
+def _close_connections() -> None:
+    """Leave the bench database alone (a copy needs nobody connected to it)."""
+    global _replay
+    from django.db import connection
+
+    if _replay is not None:
+        _replay.close()
+        _replay = None
+    connection.close()
+    if hasattr(connection, "close_pool"):
+        connection.close_pool()
 
 
 def replay_connection():
@@ -507,11 +526,15 @@ def section_broadcast(args) -> dict:
     name = settings["NAME"].removesuffix("_bench") + "_broadcast_bench"
     url = database_url().split("?")[0].rsplit("/", 1)[0] + "/" + name
     env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
-    print(f"  bench/broadcast.py --contacts {args.broadcast_contacts} on {name} …", flush=True)
+    if args.broadcast_contacts:  # a database of its own, seeded with that many contacts
+        options = ["--contacts", str(args.broadcast_contacts)]
+    else:  # a copy of this database: the contacts with no open conversation (~96k)
+        options = ["--copy-of", settings["NAME"], "--segment", "status:closed"]
+        _close_connections()
+    print(f"  bench/broadcast.py {' '.join(options)} on {name} …", flush=True)
     started = time.perf_counter()
     completed = subprocess.run(  # noqa: S603 - the flows benchmark, our own script
-        [sys.executable, str(ROOT / "bench" / "broadcast.py")]
-        + ["--contacts", str(args.broadcast_contacts)],
+        [sys.executable, str(ROOT / "bench" / "broadcast.py"), *options],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -531,12 +554,12 @@ def section_broadcast(args) -> dict:
     elapsed = float(seconds.group(1))
     processed = int(sent.group(1)) + int(skipped.group(1)) if sent and skipped else 0
     rate = int(sent.group(1)) / elapsed if sent else 0
-    # The target is for 100,000 contacts; a smaller run is scaled linearly.
-    at_target = elapsed * 100_000 / args.broadcast_contacts
+    # The target is for 100,000 contacts; another size is scaled linearly.
+    at_target = elapsed * 100_000 / max(processed, 1)
     verdict = "met" if at_target <= 60 else f"MISSED (+{at_target - 60:.0f} s)"
-    scaled = "" if args.broadcast_contacts == 100_000 else f", {at_target:.0f} s for 100,000"
+    scaled = "" if processed == 100_000 else f", {at_target:.0f} s for 100,000"
     print(
-        f"  broadcast to {args.broadcast_contacts:,}: {elapsed:.1f} s, {rate:.0f} deliveries/s "
+        f"  broadcast to {processed:,}: {elapsed:.1f} s, {rate:.0f} deliveries/s "
         f"({processed:,} processed{scaled}) (target 60 s for 100,000: {verdict})",
         flush=True,
     )
