@@ -15,7 +15,7 @@ whole set back.
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import connection
 from django.utils import timezone
@@ -61,13 +61,14 @@ def insert_rows(
         return []
     now = timezone.now()
     meta = model._meta
-    for field in meta.concrete_fields:
-        if field.primary_key or field.attname in same or field.attname in each:
+    for model_field in meta.concrete_fields:
+        name = model_field.attname
+        if model_field.primary_key or name in same or name in each:
             continue
-        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-            same[field.attname] = now
+        if getattr(model_field, "auto_now", False) or getattr(model_field, "auto_now_add", False):
+            same[name] = now
         else:
-            same[field.attname] = field.get_default()
+            same[name] = model_field.get_default()
     if connection.vendor != "postgresql":
         objects = [
             model(**same, **{name: values[i] for name, values in each.items()})
@@ -76,22 +77,26 @@ def insert_rows(
         model.objects.bulk_create(objects, ignore_conflicts=ignore_conflicts)
         return [o.pk for o in objects if o.pk is not None]
     fields = {f.attname: f for f in meta.concrete_fields}
+    for name, values in list(each.items()):  # a column alike in every row is sent once
+        if len(values) == count and all(v == values[0] for v in values):
+            same[name] = values[0]
+            del each[name]
     columns, selects, arrays, params = [], [], [], []
     qn = connection.ops.quote_name
     for n, (name, values) in enumerate(each.items()):
-        field = fields[name]
+        model_field = fields[name]
         if len(values) != count:
             raise ValueError(f"{name}: {len(values)} values for {count} rows")
-        columns.append(qn(field.column))
+        columns.append(qn(model_field.column))
         selects.append(f"u.c{n}")
-        arrays.append(f"%s::{field.db_type(connection)}[]")
-        params.append([field.get_db_prep_save(v, connection) for v in values])
+        arrays.append(f"%s::{model_field.db_type(connection)}[]")
+        params.append([model_field.get_db_prep_save(v, connection) for v in values])
     shared = []
     for name, value in same.items():
-        field = fields[name]
-        columns.append(qn(field.column))
-        selects.append(f"%s::{field.db_type(connection)}")
-        shared.append(field.get_db_prep_save(value, connection))
+        model_field = fields[name]
+        columns.append(qn(model_field.column))
+        selects.append(f"%s::{model_field.db_type(connection)}")
+        shared.append(model_field.get_db_prep_save(value, connection))
     if arrays:
         source = (
             f"unnest({', '.join(arrays)}) AS u({', '.join(f'c{n}' for n in range(len(arrays)))})"
@@ -124,6 +129,13 @@ class Target:
     # The last applied event's source status ("" when it opened the conversation),
     # ``None`` while nothing was applied or when the event kept the status.
     from_status: str | None = None
+    # Write-behind (``defer=True``): the conversation's columns not yet written, the
+    # status its row has meanwhile, whether the row is still to be inserted, and the
+    # hooks to send once it is written.
+    pending: dict = field(default_factory=dict)
+    pending_from: str | None = None
+    pending_insert: bool = False
+    pending_hooks: list = field(default_factory=list)
 
 
 def lock_targets(contact_ids: Iterable[int]) -> list[Target]:
@@ -147,6 +159,55 @@ def lock_targets(contact_ids: Iterable[int]) -> list[Target]:
     return targets
 
 
+def flush(targets: Sequence[Target]) -> None:
+    """Write the conversation columns the deferred calls left pending — one INSERT
+    for new rows, one UPDATE per set of equal values (the database's edge trigger
+    checks each row's status change) — then send their hooks, in order."""
+    inserts = [t for t in targets if t.pending_insert]
+    if inserts:
+        insert_rows(
+            Conversation,
+            count=len(inserts),
+            each={
+                f.attname: [getattr(t.conversation, f.attname) for t in inserts]
+                for f in Conversation._meta.concrete_fields
+            },
+        )
+        for target in inserts:
+            target.pending_insert = False
+            target.pending = {}
+    groups: dict[tuple, list[Target]] = defaultdict(list)
+    for target in targets:
+        if target.pending:
+            key = (target.pending_from, *sorted(target.pending.items(), key=lambda kv: kv[0]))
+            groups[key].append(target)
+    if len(groups) == 1:  # the usual broadcast: every row gets the same values
+        for key, group in groups.items():
+            before, values = key[0], dict(key[1:])
+            rows = Conversation.objects.filter(pk__in=[t.conversation.pk for t in group])
+            if before is not None:
+                rows = rows.filter(status=before)
+            if rows.update(**values) != len(group):  # not locked as the caller promised
+                raise RuntimeError("conversations changed under the set")
+    elif groups:  # personalised or mixed values: one UPDATE with a CASE per column
+        fields = sorted({name for t in targets for name in t.pending})
+        Conversation.objects.bulk_update([t.conversation for t in targets if t.pending], fields)
+    for target in targets:
+        target.pending, target.pending_from = {}, None
+        if target.conversation is not None:
+            target.conversation._loaded_status = target.conversation.status
+        hooks_to_send, target.pending_hooks = target.pending_hooks, []
+        for signal, kwargs in hooks_to_send:
+            signal.send(**kwargs)
+
+
+def _hook(target: Target, defer: bool, signal, **kwargs) -> None:
+    if defer:
+        target.pending_hooks.append((signal, kwargs))
+    else:
+        signal.send(**kwargs)
+
+
 def apply_event(
     targets: Sequence[Target],
     *,
@@ -155,10 +216,15 @@ def apply_event(
     actor=None,
     note: str = "",
     status_before_flow: Sequence[str | None] | None = None,
+    defer: bool = False,
 ) -> list[Target]:
     """``services.conversation_apply_event`` for each target: the event applies to
     its open conversation, or opens a new one where the rule says so. Returns the
-    targets it applied to; the refused ones get ``refusal`` and keep their state."""
+    targets it applied to; the refused ones get ``refusal`` and keep their state.
+
+    With ``defer`` the conversation rows are written (and the hooks sent) by
+    :func:`flush`, together with what later deferred calls change, so that a status
+    change and the message that follows it cost one row version, not two."""
     event = Event(event)
     now = timezone.now()
     applied: list[tuple[Target, Move]] = []
@@ -174,6 +240,8 @@ def apply_event(
             target.refusal = exc
             continue
         applied.append((target, move))
+    # A row gets one pending status change at a time, so the trigger sees each edge.
+    flush([t for t, m in applied if m.changes_status and (t.pending_insert or t.pending_from)])
 
     opened: dict[str, list[Target]] = defaultdict(list)
     for target, move in applied:
@@ -181,20 +249,24 @@ def apply_event(
             opened[move.target].append(target)
     for status, group in opened.items():
         values = {"status": status, "last_activity_at": now, "created_at": now, "updated_at": now}
-        ids = insert_rows(
-            Conversation,
-            count=len(group),
-            same=values,
-            each={"contact_id": [t.contact.pk for t in group]},
-        )
+        if defer and connection.vendor == "postgresql":
+            ids = _next_ids(Conversation, len(group))  # the row is inserted by flush()
+        else:
+            ids = insert_rows(
+                Conversation,
+                count=len(group),
+                same=values,
+                each={"contact_id": [t.contact.pk for t in group]},
+            )
         for target, pk in zip(group, ids, strict=True):
             conversation = Conversation(pk=pk, contact=target.contact, **values)
             conversation._loaded_status = status
             target.conversation = conversation
             target.from_status = ""
+            target.pending_insert = defer and connection.vendor == "postgresql"
 
-    # Status changes: one UPDATE per (source, target) pair; the database guard
-    # checks every row's edge again.
+    # Status changes of existing rows: one UPDATE per (source, target) pair, now or
+    # at flush(); the database guard checks every row's edge again.
     moving: dict[tuple[str, str], list[Target]] = defaultdict(list)
     for target, move in applied:
         if move.opens_new:
@@ -206,17 +278,16 @@ def apply_event(
     for (before, after), group in moving.items():
         fields = {"status": after, "updated_at": now}
         if after == Status.CLOSED:
-            fields |= {"closed_at": now, "closed_by": actor, "waiting_since": None}
-        updated = Conversation.objects.filter(
-            pk__in=[t.conversation.pk for t in group], status=before
-        ).update(**fields)
-        if updated != len(group):  # the rows were not locked as the caller promised
-            raise RuntimeError(f"{len(group) - updated} conversations changed under the set")
+            fields |= {"closed_at": now, "closed_by_id": actor.pk if actor else None}
+            fields["waiting_since"] = None
         for target in group:
+            target.pending.update(fields)
+            target.pending_from = before
             for name, value in fields.items():
                 setattr(target.conversation, name, value)
-            target.conversation._loaded_status = after
             target.from_status = before
+        if not defer:
+            flush(group)
 
     recorded = [(t, m) for t, m in applied if m.changes_status]
     same = {"event": event, "source": source, "actor_id": actor.pk if actor else None}
@@ -235,10 +306,27 @@ def apply_event(
             to_status=move.target,
             **same,
         )
-        hooks.status_changed.send(
-            sender=Conversation, conversation=target.conversation, change=change, rule=move.rule
+        _hook(
+            target,
+            defer,
+            hooks.status_changed,
+            sender=Conversation,
+            conversation=target.conversation,
+            change=change,
+            rule=move.rule,
         )
     return [t for t, _ in applied]
+
+
+def _next_ids(model, count: int) -> list[int]:
+    """Reserve ``count`` primary keys of ``model`` (PostgreSQL sequences)."""
+    table, column = model._meta.db_table, model._meta.pk.column
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            [table, column, count],
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 def send_automated(
@@ -247,10 +335,12 @@ def send_automated(
     *,
     sender_kind: str = SenderKind.FLOW,
     author=None,
+    defer: bool = False,
 ) -> list[Message]:
     """``services.message_send_automated`` for each target's conversation (one text
     per target). Refused, as a whole, when one of them is closed: the caller asked
-    for something its own checks should have prevented."""
+    for something its own checks should have prevented. ``defer``: see
+    :func:`apply_event`."""
     if sender_kind not in (SenderKind.FLOW, SenderKind.BROADCAST):
         raise InvalidInput("Automated messages are sent by a flow or a broadcast.")
     texts = [clean_text(t, field="Message", max_length=MESSAGE_MAX_LENGTH) for t in texts]
@@ -267,36 +357,41 @@ def send_automated(
         each["text"] = texts
     ids = insert_rows(Message, count=len(conversations), same=same, each=each)
     shared = {k: v for k, v in same.items() if k != "text"}
-    messages = [
-        Message(pk=pk, conversation=conversation, text=text, **shared)
-        for pk, conversation, text in zip(ids, conversations, texts, strict=True)
-    ]
-    # The inbox's denormalised columns, as ``services._touch(waiting=None)`` keeps them.
-    for conversation, text in zip(conversations, texts, strict=True):
-        conversation.last_activity_at = now
-        conversation.last_message_preview = _preview(text)
-        conversation.updated_at = now
-    previews = {c.last_message_preview for c in conversations}
-    if len(previews) == 1:  # one text for all: a plain UPDATE
-        Conversation.objects.filter(pk__in=[c.pk for c in conversations]).update(
-            last_activity_at=now, last_message_preview=previews.pop(), updated_at=now
+    messages = []
+    for target, pk, text in zip(targets, ids, texts, strict=True):
+        conversation = target.conversation
+        message = Message(pk=pk, conversation=conversation, text=text, **shared)
+        messages.append(message)
+        # The inbox's denormalised columns, as ``services._touch(waiting=None)``.
+        touch = {
+            "last_activity_at": now,
+            "last_message_preview": _preview(text),
+            "updated_at": now,
+        }
+        target.pending.update(touch)
+        for name, value in touch.items():
+            setattr(conversation, name, value)
+        _hook(
+            target,
+            True,
+            hooks.message_sent,
+            sender=Message,
+            message=message,
+            conversation=conversation,
         )
-    else:  # personalised texts
-        Conversation.objects.bulk_update(
-            conversations, ["last_activity_at", "last_message_preview", "updated_at"]
-        )
-    for conversation, message in zip(conversations, messages, strict=True):
-        hooks.message_sent.send(sender=Message, message=message, conversation=conversation)
+    if not defer:
+        flush(targets)
     return messages
 
 
-def tag_add(targets: Sequence[Target], *, tag: Tag) -> None:
+def tag_add(targets: Sequence[Target], *, tag: Tag, defer: bool = False) -> None:
     """``services.conversation_tag_add`` for each target's conversation."""
     conversations = [t.conversation for t in targets]
     if any(c is None or c.is_closed for c in conversations):
         raise TagsLocked(
             "Tags are locked: the conversation is closed, so its tags can no longer change."
         )
+    flush([t for t in targets if t.pending_insert])  # the links need their rows
     now = timezone.now()
     insert_rows(
         ConversationTag,
@@ -305,6 +400,8 @@ def tag_add(targets: Sequence[Target], *, tag: Tag) -> None:
         each={"conversation_id": [c.pk for c in conversations]},
         ignore_conflicts=True,
     )
-    Conversation.objects.filter(pk__in=[c.pk for c in conversations]).update(updated_at=now)
-    for conversation in conversations:
-        conversation.updated_at = now
+    for target in targets:
+        target.pending["updated_at"] = now
+        target.conversation.updated_at = now
+    if not defer:
+        flush(targets)

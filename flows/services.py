@@ -548,7 +548,10 @@ def _deliver_set(broadcast: Broadcast, contact_ids: list[int]) -> list[Broadcast
     the same table decisions and records, a handful of statements per step."""
     flow = broadcast.flow
     actor = broadcast.created_by
+    # Deferred: each conversation row is written once per status change, together
+    # with the messages that follow it (bulk.flush), not once per step.
     common = {"source": Source.BROADCAST, "actor": actor, "note": f"Flow “{flow.name}”"}
+    common["defer"] = True
     targets = bulk.lock_targets(contact_ids)
     # Decided again under the locks: a conversation that became ongoing since the
     # chunk was classified is skipped (or taken, with priority).
@@ -620,7 +623,12 @@ def _advance_set(run: FlowRun, targets: list, *, note: str, carried: list) -> No
     (unsaved) records the steps, state and outcome of all of them; ``carried``
     holds each one's status before the flow."""
     steps = _steps_of(run.flow)
-    common = {"source": Source.BROADCAST, "note": note}
+    common = {"source": Source.BROADCAST, "note": note, "defer": True}
+    _walk_steps(run, steps, targets, common=common, carried=carried)
+    bulk.flush(targets)  # (after an error the caller rolls the whole set back)
+
+
+def _walk_steps(run, steps, targets, *, common: dict, carried: list) -> None:
     for cursor, step in enumerate(steps):
         run.cursor = cursor
         if step.kind in (StepKind.SEND_MESSAGE, StepKind.ASK):
@@ -628,6 +636,7 @@ def _advance_set(run: FlowRun, targets: list, *, note: str, carried: list) -> No
                 targets,
                 [render_text(step.text, t.conversation) for t in targets],
                 sender_kind=SenderKind.BROADCAST,
+                defer=True,
             )
             _log(run, step)
             if step.kind == StepKind.ASK:
@@ -635,7 +644,7 @@ def _advance_set(run: FlowRun, targets: list, *, note: str, carried: list) -> No
                 return
         elif step.kind == StepKind.ADD_TAG:
             if step.tag_id is not None:
-                bulk.tag_add(targets, tag=step.tag)
+                bulk.tag_add(targets, tag=step.tag, defer=True)
             _log(run, step, step.tag.name if step.tag_id else "no tag: skipped")
         elif step.kind in ENDING_EVENTS:
             done = bulk.apply_event(targets, event=ENDING_EVENTS[step.kind], **common)

@@ -166,6 +166,11 @@ def test_statements_per_chunk_do_not_grow_with_its_contacts():
         return len(queries)
 
     statements(1)  # warm the per-process caches (channels)
+    statements(5)
+    # Write-behind: each conversation row is written once per status change with the
+    # message that follows it: start + message + tag, then the hand-off.
+    updates = [q for q in queries_of_last if q["sql"].startswith('UPDATE "conversations_conv')]
+    assert len(updates) == 2, [q["sql"][:120] for q in updates]
     few, many = statements(3), statements(60)  # personalised texts: one UPDATE for all
     assert few == many, "\n".join(q["sql"][:150] for q in queries_of_last)
     assert many <= 30, "\n".join(q["sql"][:150] for q in queries_of_last)
@@ -207,3 +212,35 @@ def test_lock_targets_locks_contacts_and_their_open_conversations():
     by_contact = {t.contact.pk: t.conversation for t in targets}
     assert by_contact[open_one.contact_id].pk == open_one.pk
     assert by_contact[closed_one.contact_id] is None
+
+
+def test_every_message_of_a_set_reaches_the_hooks_after_its_row_is_written(monkeypatch):
+    """The hooks are still sent once per row (webhook delivery listens to them), and
+    a receiver finds the conversation written as the hook describes it."""
+    from conversations import hooks
+
+    seen = []
+
+    def receiver(sender, message, conversation, **kwargs):
+        row = Conversation.objects.values_list("status", "last_message_preview").get(
+            pk=conversation.pk
+        )
+        seen.append((message.pk, conversation.pk, row))
+
+    hooks.message_sent.connect(receiver, dispatch_uid="test-set-hooks")
+    try:
+        contacts = [conversation_in(S.CLOSED).contact for _ in range(3)]
+        contacts += [ContactFactory() for _ in range(3)]
+        flow = make_flow(("send_message", "Spring offer"))
+        broadcast = Broadcast.objects.create(flow=flow, segment=Segment.ALL)
+        services.broadcast_execute(broadcast_id=broadcast.pk)
+    finally:
+        hooks.message_sent.disconnect(dispatch_uid="test-set-hooks")
+
+    assert len(seen) == 6
+    assert {m for m, _, _ in seen} == set(
+        Message.objects.filter(text="Spring offer").values_list("pk", flat=True)
+    )
+    # Sent after the write: the row already carries the flow's status and message
+    # (the flow then completed: closed for a closed contact, a not-contacted one).
+    assert {row for _, _, row in seen} == {(S.IN_FLOW, "Spring offer")}
