@@ -5,12 +5,15 @@ parameter becomes a form error shown above the list, never a 500.
 """
 
 from datetime import datetime, time, timedelta
+from html import escape
 
 import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import Exists, OuterRef, Q
+from django.forms.utils import flatatt
 from django.utils import timezone
+from django.utils.safestring import mark_safe
 
 from conversations.models import Contact, ConversationTag, Message, Tag
 from conversations.selectors import contact_channels
@@ -43,6 +46,42 @@ FILTER_PARAMS = (
 
 def agent_label(user) -> str:
     return user.get_full_name() or user.get_username()
+
+
+def agent_choices() -> list[tuple[int, str]]:
+    """The active agents as (id, label), by first name: one query, no model objects
+    (the list holds every active agent, 100 or more)."""
+    users = get_user_model().objects.filter(is_active=True).order_by("first_name", "username")
+    rows = users.values_list("pk", "first_name", "last_name", "username")
+    return [(pk, f"{first} {last}".strip() or username) for pk, first, last, username in rows]
+
+
+class FastSelect(forms.Select):
+    """``forms.Select`` drawn in Python: the same HTML (the attributes from Django's
+    ``build_attrs``, the first matching option selected) without a template per
+    option; through the widget templates the assignee list of 100 agents took 7 ms."""
+
+    def render(self, name, value, attrs=None, renderer=None):
+        values = set(self.format_value(value))
+        selected = False
+        options = []
+        for option_value, label in self.choices:
+            if isinstance(label, list | tuple):  # an optgroup
+                group = "".join(self._option(v, sub, False) for v, sub in label)
+                options.append(f'<optgroup label="{escape(str(option_value))}">{group}</optgroup>')
+                continue
+            is_selected = not selected and str(option_value) in values
+            selected = selected or is_selected
+            options.append(self._option(option_value, label, is_selected))
+        final_attrs = flatatt(self.build_attrs(self.attrs, attrs))
+        html = f'<select name="{escape(str(name))}"{final_attrs}>{"".join(options)}</select>'
+        return mark_safe(html)  # noqa: S308 (every value above is escaped)
+
+    @staticmethod
+    def _option(value, label, selected: bool) -> str:
+        value = escape("" if value is None else str(value))
+        selected_attr = " selected" if selected else ""
+        return f'<option value="{value}"{selected_attr}>{escape(str(label))}</option>'
 
 
 class InboxFilterForm(forms.Form):
@@ -78,13 +117,19 @@ class ConversationFilter(django_filters.FilterSet):
         choices=ARCHIVED_CHOICES,
         method="filter_archived",
         empty_label=None,
+        widget=FastSelect,
     )
     assignee = django_filters.ChoiceFilter(
-        label="Assignee", method="filter_assignee", empty_label="Anyone"
+        label="Assignee", method="filter_assignee", empty_label="Anyone", widget=FastSelect
     )
-    tag = django_filters.ChoiceFilter(label="Tag", method="filter_tag", empty_label="Any tag")
+    tag = django_filters.ChoiceFilter(
+        label="Tag", method="filter_tag", empty_label="Any tag", widget=FastSelect
+    )
     channel = django_filters.ChoiceFilter(
-        label="Channel", field_name="contact__channel", empty_label="Any channel"
+        label="Channel",
+        field_name="contact__channel",
+        empty_label="Any channel",
+        widget=FastSelect,
     )
     active_from = django_filters.DateFilter(
         label="Active from",
@@ -98,7 +143,11 @@ class ConversationFilter(django_filters.FilterSet):
     )
     # Applied by the selector, which owns the ordering (keyset pagination).
     sort = django_filters.ChoiceFilter(
-        label="Sort by", choices=SORT_CHOICES, method="filter_nothing", empty_label=None
+        label="Sort by",
+        choices=SORT_CHOICES,
+        method="filter_nothing",
+        empty_label=None,
+        widget=FastSelect,
     )
 
     class Meta:
@@ -113,18 +162,31 @@ class ConversationFilter(django_filters.FilterSet):
                     data[key] = default
         super().__init__(data, *args, **kwargs)
         # Three small queries, whatever the number of conversations.
-        agents = get_user_model().objects.filter(is_active=True).order_by("first_name", "username")
-        self.agents = list(agents)
-        self.filters["assignee"].extra["choices"] = [
+        self.agents = agent_choices()
+        # The whole tags (a few dozen): the filter's choices, the rows' tags by id.
+        self.tags = list(Tag.objects.order_by("name"))
+        self.tags_by_id = {tag.pk: tag for tag in self.tags}
+        self.tag_names = [tag.name for tag in self.tags]
+        # The choices go on the form's own fields: set on the filters, every form
+        # would deep-copy them (100 agents) when it is built.
+        fields = self.form.fields
+        fields["assignee"].choices = [
             (ASSIGNEE_ME, "Me"),
             (ASSIGNEE_NONE, "Unassigned"),
-            *((str(user.pk), agent_label(user)) for user in self.agents),
+            *((str(pk), label) for pk, label in self.agents),
         ]
-        self.tag_names = list(Tag.objects.order_by("name").values_list("name", flat=True))
-        self.filters["tag"].extra["choices"] = [(name, name) for name in self.tag_names]
-        self.filters["channel"].extra["choices"] = [(c, c) for c in contact_channels()]
+        fields["tag"].choices = [(name, name) for name in self.tag_names]
+        fields["channel"].choices = [(c, c) for c in contact_channels()]
         # Set by filter_text: a common search term, too many matches to count cheaply.
         self.search_is_broad = False
+
+    def get_form_class(self):
+        # The form class is the same for every request (the choices that change are
+        # set on each form's fields, above): build it once, not per request.
+        cls = type(self)
+        if "_form_class" not in cls.__dict__:
+            cls._form_class = super().get_form_class()
+        return cls._form_class
 
     def filter_text(self, queryset, name, value):
         value = value.strip()
@@ -168,10 +230,11 @@ class ConversationFilter(django_filters.FilterSet):
         return queryset.filter(assignee_id=int(value))
 
     def filter_tag(self, queryset, name, value):
+        # The tag's id is known (the choices were just read): one index probe of the
+        # links per conversation, no join to the tags.
+        tag_ids = [tag.pk for tag in self.tags if tag.name.lower() == value.lower()]
         return queryset.filter(
-            Exists(
-                ConversationTag.objects.filter(conversation=OuterRef("pk"), tag__name__iexact=value)
-            )
+            Exists(ConversationTag.objects.filter(conversation=OuterRef("pk"), tag_id__in=tag_ids))
         )
 
     def filter_active_from(self, queryset, name, value):
