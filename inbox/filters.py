@@ -10,7 +10,8 @@ from html import escape
 import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, Subquery
+from django.db.models.lookups import IsNull
 from django.forms.utils import flatatt
 from django.utils import timezone
 from django.utils.safestring import mark_safe
@@ -25,6 +26,9 @@ SORT_WAITING = "waiting"
 SORT_CHOICES = [(SORT_ACTIVITY, "Last activity"), (SORT_WAITING, "Longest waiting")]
 # A search term matching at most this many contacts or messages is "rare".
 SEARCH_RARE_LIMIT = 200
+# Up to this many matching contacts, their ids go into the query as a list (a hash
+# table for the walk); beyond it, a subquery.
+SEARCH_CONTACTS_LISTED = 5000
 ASSIGNEE_ME = "me"
 ASSIGNEE_NONE = "none"
 
@@ -198,16 +202,29 @@ class ConversationFilter(django_filters.FilterSet):
         # messages (Exists, so many matches are still one row); the page fills fast.
         contacts = Contact.objects.filter(Q(name__icontains=value) | Q(external_id__iexact=value))
         messages = Message.objects.filter(text__icontains=value).order_by()
-        contact_ids = list(contacts.values_list("pk", flat=True)[: SEARCH_RARE_LIMIT + 1])
+        listed = max(SEARCH_CONTACTS_LISTED, SEARCH_RARE_LIMIT)
+        contact_ids = list(contacts.values_list("pk", flat=True)[: listed + 1])
         found = list(messages.values_list("conversation_id", flat=True)[: SEARCH_RARE_LIMIT + 1])
         if len(contact_ids) > SEARCH_RARE_LIMIT:
             self.search_is_broad = True
-            by_contact = Q(contact__in=contacts)
+            # A common name: the walk checks each conversation's contact against the
+            # list (PostgreSQL hashes it). As a subquery, the planner probes the
+            # contact of each conversation and re-matches the name: 3x slower.
+            if len(contact_ids) > listed:
+                by_contact = Q(contact__in=contacts)
+            else:
+                by_contact = Q(contact_id__in=contact_ids)
         else:
             by_contact = Q(contact_id__in=contact_ids)
         if len(found) > SEARCH_RARE_LIMIT:
             self.search_is_broad = True
-            by_message = Exists(messages.filter(conversation=OuterRef("pk")))
+            # A probe per conversation, newest first, until the page is full. Not an
+            # EXISTS: PostgreSQL may turn that into a join (or a hashed subplan) that
+            # reads every matching message first: 0.5–1.6 s for a word in 57,000
+            # archived messages, against a few ms for the probes. A scalar subquery
+            # with LIMIT 1 can only be probed.
+            first_match = messages.filter(conversation=OuterRef("pk")).values("pk")[:1]
+            by_message = Q(IsNull(Subquery(first_match), False))
         else:
             by_message = Q(pk__in=set(found))
         return queryset.filter(by_contact | by_message)

@@ -2,8 +2,9 @@
 same answers as the simple ones, in a constant number of queries.
 
 Search has two shapes: a rare term fetches its few matching conversations by key, a
-common one walks the inbox newest first. ``SEARCH_RARE_LIMIT`` is lowered here so
-that a handful of rows exercises the common-term shape too.
+common one walks the inbox newest first (its contacts as a list, or beyond
+``SEARCH_CONTACTS_LISTED`` as a subquery). The limits are lowered here so that a
+handful of rows exercises every shape.
 """
 
 import pytest
@@ -44,9 +45,19 @@ def inbox(agent):
     }
 
 
-@pytest.mark.parametrize("rare_limit", [200, 1], ids=["rare-term shape", "common-term shape"])
-def test_search_finds_the_same_conversations_in_both_shapes(agent, inbox, monkeypatch, rare_limit):
+SHAPES = pytest.mark.parametrize(
+    ("rare_limit", "listed"),
+    [(200, 5000), (1, 5000), (1, 1)],
+    ids=["rare-term shape", "common-term shape", "common-term shape, contacts by subquery"],
+)
+
+
+@SHAPES
+def test_search_finds_the_same_conversations_in_every_shape(
+    agent, inbox, monkeypatch, rare_limit, listed
+):
     monkeypatch.setattr(filters, "SEARCH_RARE_LIMIT", rare_limit)
+    monkeypatch.setattr(filters, "SEARCH_CONTACTS_LISTED", listed)
     ids, page, _ = listed(agent, "q=DishWasher")
     assert set(ids) == inbox["matches"]
     ids, _, _ = listed(agent, "q=dishwasher&archived=yes")
@@ -59,9 +70,10 @@ def test_search_finds_the_same_conversations_in_both_shapes(agent, inbox, monkey
         assert page.total == 3
 
 
-@pytest.mark.parametrize("rare_limit", [200, 1], ids=["rare-term shape", "common-term shape"])
-def test_search_queries_do_not_grow_with_the_matches(agent, monkeypatch, rare_limit):
+@SHAPES
+def test_search_queries_do_not_grow_with_the_matches(agent, monkeypatch, rare_limit, listed):
     monkeypatch.setattr(filters, "SEARCH_RARE_LIMIT", rare_limit)
+    monkeypatch.setattr(filters, "SEARCH_CONTACTS_LISTED", listed)
     for _ in range(2):
         conversation_in(Status.NEW, text="a refund please")
     _, _, few = listed(agent, "q=refund")
