@@ -46,7 +46,7 @@ def inbox(agent):
 
 
 SHAPES = pytest.mark.parametrize(
-    ("rare_limit", "listed"),
+    ("rare_limit", "contacts_listed"),
     [(200, 5000), (1, 5000), (1, 1)],
     ids=["rare-term shape", "common-term shape", "common-term shape, contacts by subquery"],
 )
@@ -54,10 +54,10 @@ SHAPES = pytest.mark.parametrize(
 
 @SHAPES
 def test_search_finds_the_same_conversations_in_every_shape(
-    agent, inbox, monkeypatch, rare_limit, listed
+    agent, inbox, monkeypatch, rare_limit, contacts_listed
 ):
     monkeypatch.setattr(filters, "SEARCH_RARE_LIMIT", rare_limit)
-    monkeypatch.setattr(filters, "SEARCH_CONTACTS_LISTED", listed)
+    monkeypatch.setattr(filters, "SEARCH_CONTACTS_LISTED", contacts_listed)
     ids, page, _ = listed(agent, "q=DishWasher")
     assert set(ids) == inbox["matches"]
     ids, _, _ = listed(agent, "q=dishwasher&archived=yes")
@@ -71,9 +71,11 @@ def test_search_finds_the_same_conversations_in_every_shape(
 
 
 @SHAPES
-def test_search_queries_do_not_grow_with_the_matches(agent, monkeypatch, rare_limit, listed):
+def test_search_queries_do_not_grow_with_the_matches(
+    agent, monkeypatch, rare_limit, contacts_listed
+):
     monkeypatch.setattr(filters, "SEARCH_RARE_LIMIT", rare_limit)
-    monkeypatch.setattr(filters, "SEARCH_CONTACTS_LISTED", listed)
+    monkeypatch.setattr(filters, "SEARCH_CONTACTS_LISTED", contacts_listed)
     for _ in range(2):
         conversation_in(Status.NEW, text="a refund please")
     _, _, few = listed(agent, "q=refund")
