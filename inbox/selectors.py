@@ -9,7 +9,7 @@ from datetime import datetime
 
 from django.contrib.postgres.expressions import ArraySubquery
 from django.db import connection
-from django.db.models import F, Max, OuterRef, Q
+from django.db.models import Exists, F, Max, OuterRef, Q
 from django.db.models.expressions import RawSQL
 from django.http import QueryDict
 
@@ -365,8 +365,10 @@ def conversation_thread(
     length: the newest THREAD_PAGE entries; with ``before`` (a cursor), the
     THREAD_PAGE entries before it; with ``since``, every entry from it on (at most
     THREAD_MAX, the newest). A bad cursor raises ``BadCursor``."""
-    messages = Message.objects.filter(conversation=conversation).select_related("author")
-    changes = StatusChange.objects.filter(conversation=conversation).select_related("actor")
+    all_messages = Message.objects.filter(conversation=conversation)
+    all_changes = StatusChange.objects.filter(conversation=conversation)
+    messages = all_messages.select_related("author")
+    changes = all_changes.select_related("actor")
     size = THREAD_PAGE
     if before:
         key = decode_thread_cursor(before)
@@ -385,11 +387,20 @@ def conversation_thread(
     shown = entries[:size]
     shown.reverse()
     thread = Thread(entries=shown, is_older_page=bool(before))
-    if shown:
-        thread.oldest = thread_cursor(shown[0])
-        if len(entries) > size:
-            thread.earlier = thread.oldest
+    if not shown:
+        if since:  # nothing from the cursor on (it does not belong here): the newest page
+            return conversation_thread(conversation=conversation)
+        return thread
+    thread.oldest = thread_cursor(shown[0])
+    if len(entries) > size:
+        thread.earlier = thread.oldest
     elif since:
-        # Nothing from the cursor on (it does not belong here): the newest page.
-        return conversation_thread(conversation=conversation)
+        # Everything from the cursor on is shown; is there anything before it?
+        key = shown[0].key
+        older = Conversation.objects.filter(pk=conversation.pk).values_list(
+            Exists(_before(all_messages, "created_at", 1, key)),
+            Exists(_before(all_changes, "at", 0, key)),
+        )
+        if any(older.get()):
+            thread.earlier = thread.oldest
     return thread
