@@ -198,7 +198,7 @@ ROW_FIELDS = (
 )
 
 
-def _with_tag_ids(queryset):
+def with_tag_ids(queryset):
     """The rows' tag ids as an array column instead of a second query for the tags
     (the FilterSet has read every tag already). PostgreSQL only; elsewhere the
     queryset's prefetch stays."""
@@ -208,7 +208,7 @@ def _with_tag_ids(queryset):
     return queryset.prefetch_related(None).annotate(tag_ids=ArraySubquery(links))
 
 
-def _attach_tags(rows: list[Conversation], tags_by_id: dict) -> None:
+def attach_tags(rows: list[Conversation], tags_by_id: dict) -> None:
     """``row_tags``: each row's tags, ordered by name (like ``tags.all()``)."""
     for row in rows:
         if hasattr(row, "tag_ids"):
@@ -252,7 +252,7 @@ def conversation_list(*, request, params: QueryDict, with_total: bool = True) ->
 
     queryset = filterset.qs
     count = with_total and cursor is None and _set_total(page, filterset, queryset)
-    ordered = _with_tag_ids(_order(queryset, sort)).only(*ROW_FIELDS)
+    ordered = with_tag_ids(_order(queryset, sort)).only(*ROW_FIELDS)
     if count:
         ordered = ordered.annotate(capped_total=_capped_count(queryset))
     if cursor is not None:
@@ -265,7 +265,7 @@ def conversation_list(*, request, params: QueryDict, with_total: bool = True) ->
     if len(rows) > limit:
         rows = rows[:limit]
         page.next_cursor = encode_cursor(sort, rows[-1])
-    _attach_tags(rows, filterset.tags_by_id)
+    attach_tags(rows, filterset.tags_by_id)
     page.rows = rows
     return page
 

@@ -36,11 +36,13 @@ from .forms import BULK_LIMIT, AssignForm, BulkActionForm
 from .selectors import (
     BadCursor,
     InboxPage,
+    attach_tags,
     canonical_query,
     conversation_list,
     conversation_thread,
     filtered_conversations,
     inbox_version,
+    with_tag_ids,
 )
 
 CHANGED = "conversationChanged"
@@ -142,7 +144,10 @@ def list_context(request, page: InboxPage) -> dict:
 
 
 def load_conversation(pk: int) -> Conversation:
-    return get_object_or_404(Conversation.objects.for_inbox().select_related("closed_by"), pk=pk)
+    """The conversation for the pane, its tags' ids as a column (see
+    ``pane_context``)."""
+    conversations = Conversation.objects.for_inbox().select_related("closed_by")
+    return get_object_or_404(with_tag_ids(conversations), pk=pk)
 
 
 def thread_context(
@@ -183,22 +188,22 @@ def pane_context(
     draft: str = "",
     keep_draft: bool = True,
     agents: list[tuple[int, str]] | None = None,
-    tag_names: list[str] | None = None,
+    tags: list[Tag] | None = None,
 ) -> dict:
-    """What the pane shows. ``agents`` and ``tag_names`` may come from the list's
-    FilterSet when both are on the page (two queries fewer)."""
+    """What the pane shows. ``agents`` and ``tags`` (every tag, by name) may come
+    from the list's FilterSet when both are on the page (two queries fewer)."""
     status, archived = conversation.status, conversation.is_archived
     if agents is None:
         agents = agent_choices()
-    if tag_names is None:
-        tag_names = list(Tag.objects.order_by("name").values_list("name", flat=True))
+    if tags is None:
+        tags = list(Tag.objects.order_by("name"))
     list_query = canonical_query(request.GET)
-    tags = list(conversation.tags.all())
-    on_it = {tag.name.lower() for tag in tags}
+    attach_tags([conversation], {tag.pk: tag for tag in tags})
+    on_it = {tag.name.lower() for tag in conversation.row_tags}
     return {
         "conversation": conversation,
         "contact": conversation.contact,
-        "conversation_tags": tags,
+        "conversation_tags": conversation.row_tags,
         **thread_context(request, conversation, before=request.GET.get("before", "")),
         "can": {
             "reply": allowed(Event.AGENT_REPLY, status, archived),
@@ -213,7 +218,7 @@ def pane_context(
         "pane_agent_options": agent_options(
             agents, selected=conversation.assignee_id, me=request.user.pk
         ),
-        "tag_suggestions": [name for name in tag_names if name.lower() not in on_it],
+        "tag_suggestions": [tag.name for tag in tags if tag.name.lower() not in on_it],
         "notice": notice,
         "notice_level": level,
         "draft": draft,
@@ -302,7 +307,7 @@ def pane(request, pk: int):
             request,
             conversation,
             agents=page.filterset.agents,
-            tag_names=page.filterset.tag_names,
+            tags=page.filterset.tags,
         )
         context["pane_open"] = True
         response = render(request, "inbox/inbox.html", context)
