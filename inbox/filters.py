@@ -12,7 +12,6 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import Exists, OuterRef, Q, Subquery
 from django.db.models.lookups import IsNull
-from django.forms.utils import flatatt
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
@@ -60,6 +59,18 @@ def agent_choices() -> list[tuple[int, str]]:
     return [(pk, f"{first} {last}".strip() or username) for pk, first, last, username in rows]
 
 
+def html_attrs(attrs: dict) -> str:
+    """Attributes as Django's ``attrs.html`` writes them: in order, ``True`` bare,
+    ``False`` left out, every value escaped."""
+    parts = []
+    for name, value in attrs.items():
+        if value is True:
+            parts.append(f" {escape(str(name))}")
+        elif value is not False:
+            parts.append(f' {escape(str(name))}="{escape(str(value))}"')
+    return "".join(parts)
+
+
 class FastSelect(forms.Select):
     """``forms.Select`` drawn in Python: the same HTML (the attributes from Django's
     ``build_attrs``, the first matching option selected) without a template per
@@ -77,7 +88,7 @@ class FastSelect(forms.Select):
             is_selected = not selected and str(option_value) in values
             selected = selected or is_selected
             options.append(self._option(option_value, label, is_selected))
-        final_attrs = flatatt(self.build_attrs(self.attrs, attrs))
+        final_attrs = html_attrs(self.build_attrs(self.attrs, attrs))
         html = f'<select name="{escape(str(name))}"{final_attrs}>{"".join(options)}</select>'
         return mark_safe(html)  # noqa: S308 (every value above is escaped)
 
@@ -86,6 +97,43 @@ class FastSelect(forms.Select):
         value = escape("" if value is None else str(value))
         selected_attr = " selected" if selected else ""
         return f'<option value="{value}"{selected_attr}>{escape(str(label))}</option>'
+
+
+# Django's templates for a bare <input> (a text or date field, a checkbox of a list
+# drawn without its label): drawn in Python by PythonInput, the same HTML.
+_INPUT_TEMPLATES = {
+    "django/forms/widgets/input.html",
+    "django/forms/widgets/text.html",
+    "django/forms/widgets/date.html",
+    "django/forms/widgets/input_option.html",
+    "django/forms/widgets/checkbox_option.html",
+}
+
+
+class PythonInput:
+    """A widget mixin: bare ``<input>``s without a template render (the filter form
+    had eight, about 0.25 ms each). Labelled options go to Django's templates."""
+
+    def _render(self, template_name, context, renderer=None):
+        widget = context["widget"]
+        if template_name not in _INPUT_TEMPLATES or widget.get("wrap_label"):
+            return super()._render(template_name, context, renderer)
+        value = "" if widget["value"] is None else f' value="{escape(str(widget["value"]))}"'
+        attrs = html_attrs(widget["attrs"])
+        html = f'<input type="{widget["type"]}" name="{escape(widget["name"])}"{value}{attrs}>'
+        return mark_safe(html)  # noqa: S308 (every value is escaped)
+
+
+class SearchInput(PythonInput, forms.TextInput):
+    pass
+
+
+class DayInput(PythonInput, forms.DateInput):
+    pass
+
+
+class Checkboxes(PythonInput, forms.CheckboxSelectMultiple):
+    pass
 
 
 class InboxFilterForm(forms.Form):
@@ -106,14 +154,12 @@ class ConversationFilter(django_filters.FilterSet):
         label="Search",
         method="filter_text",
         max_length=200,
-        widget=forms.TextInput(
-            attrs={"type": "search", "placeholder": "Search name or message text…"}
-        ),
+        widget=SearchInput(attrs={"type": "search", "placeholder": "Search name or message text…"}),
     )
     status = django_filters.MultipleChoiceFilter(
         label="Status",
         choices=STATUS_CHOICES,
-        widget=forms.CheckboxSelectMultiple,
+        widget=Checkboxes,
         distinct=False,  # a column of the row itself: DISTINCT would only defeat the indexes
     )
     archived = django_filters.ChoiceFilter(
@@ -138,12 +184,12 @@ class ConversationFilter(django_filters.FilterSet):
     active_from = django_filters.DateFilter(
         label="Active from",
         method="filter_active_from",
-        widget=forms.DateInput(attrs={"type": "date"}),
+        widget=DayInput(attrs={"type": "date"}),
     )
     active_to = django_filters.DateFilter(
         label="Active until",
         method="filter_active_to",
-        widget=forms.DateInput(attrs={"type": "date"}),
+        widget=DayInput(attrs={"type": "date"}),
     )
     # Applied by the selector, which owns the ordering (keyset pagination).
     sort = django_filters.ChoiceFilter(

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.contrib.postgres.expressions import ArraySubquery
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
-from django.db.models import Exists, F, Max, OuterRef, Q
+from django.db.models import Exists, F, Max, OuterRef, Q, Value
 from django.db.models.expressions import RawSQL
 from django.http import QueryDict
 
@@ -173,10 +174,13 @@ def _set_total(page: InboxPage, filterset, queryset) -> bool:
     return False
 
 
-def _capped_count(queryset) -> RawSQL:
+def _capped_count(queryset) -> RawSQL | Value:
     """``COUNT(*)`` of at most TOTAL_LIMIT + 1 rows of ``queryset``, as a column of
     another query (an uncorrelated subquery: PostgreSQL runs it once)."""
-    sql, params = queryset.order_by().values("pk")[: TOTAL_LIMIT + 1].query.sql_with_params()
+    try:
+        sql, params = queryset.order_by().values("pk")[: TOTAL_LIMIT + 1].query.sql_with_params()
+    except EmptyResultSet:  # a filter that can match nothing (a search without matches)
+        return Value(0)
     # The SQL is Django's own compilation of the queryset; the values stay parameters.
     return RawSQL(f"SELECT COUNT(*) FROM ({sql}) AS capped", params)  # noqa: S608, S611
 

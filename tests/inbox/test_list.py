@@ -464,3 +464,12 @@ def test_relative_times(agent_client):
     assert ago(now - timedelta(days=2)) == "2 d"
     assert ago(aware(2001, 3, 9, 12)) == "9 Mar 2001"
     assert ago(None) == ""
+
+
+@pytest.mark.parametrize("query", ["q=nothing-matches-this", "q=nothing-matches-this&tag=vip"])
+def test_a_search_without_matches_shows_an_empty_list(agent_client, query):
+    conversation_in(Status.NEW, text="Hello", tags=[TagFactory(name="vip")])
+    response = agent_client.get(f"/inbox/?{query}")
+    assert response.status_code == 200
+    assert ids_in(response) == []
+    assert "0 conversations" in response.text
