@@ -256,12 +256,19 @@ def conversation_list(*, request, params: QueryDict, with_total: bool = True) ->
 
     queryset = filterset.qs
     count = with_total and cursor is None and _set_total(page, filterset, queryset)
-    ordered = with_tag_ids(_order(queryset, sort)).only(*ROW_FIELDS)
-    if count:
-        ordered = ordered.annotate(capped_total=_capped_count(queryset))
+    ordered = _order(queryset, sort)
     if cursor is not None:
         page.is_first_page = False
         ordered = _after(ordered, sort, *cursor)
+    if filterset.form.cleaned_data.get("tag"):
+        # The walk probes each conversation's tag links and keeps about one in 60:
+        # find the page's ids first (an index-only walk), then read those rows,
+        # instead of reading every row walked (22-37 ms -> 14 ms for a common tag).
+        ids = ordered.values("pk")[: limit + 1]
+        ordered = _order(Conversation.objects.for_inbox().filter(pk__in=ids), sort)
+    ordered = with_tag_ids(ordered).only(*ROW_FIELDS)
+    if count:
+        ordered = ordered.annotate(capped_total=_capped_count(queryset))
     rows = list(ordered[: limit + 1])
     if count:
         total = rows[0].capped_total if rows else 0

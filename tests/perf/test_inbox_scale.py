@@ -17,7 +17,7 @@ from conversations import services
 from conversations.transitions import Status
 from inbox import filters
 from inbox.selectors import conversation_list
-from tests.factories import ContactFactory, conversation_in
+from tests.factories import ContactFactory, TagFactory, conversation_in
 
 pytestmark = pytest.mark.django_db
 
@@ -117,21 +117,25 @@ def test_a_filtered_total_is_counted_only_up_to_a_limit(agent, monkeypatch):
     assert page.total is None  # more than the limit: rows, no number
 
 
-def test_the_next_pages_continue_where_the_last_ended(agent, monkeypatch):
+@pytest.mark.parametrize("filters", ["", "tag=vip&"], ids=["inbox", "tag filter (ids first)"])
+def test_the_next_pages_continue_where_the_last_ended(agent, monkeypatch, filters):
     from inbox import selectors
 
     monkeypatch.setattr(selectors, "PAGE_SIZE", 3)
-    for _ in range(7):
-        conversation_in(Status.NEW)
+    vip = TagFactory(name="vip")
+    for index in range(7):
+        conversation_in(Status.NEW, tags=[vip] if index % 3 else [])
     # Two conversations with the same last activity: the id breaks the tie.
-    first = conversation_in(Status.NEW)
+    first = conversation_in(Status.NEW, tags=[vip])
     services.message_receive(
         channel=first.contact.channel, external_id=first.contact.external_id, text="again"
     )
-    everything, _, _ = listed(agent, "limit=200")
+    conversation_in(Status.CLOSED, tags=[vip], archived=True)  # not in the inbox
+    everything, page, _ = listed(agent, f"{filters}limit=200")
+    assert page.total == len(everything) == (5 if filters else 8)
     seen, cursor = [], None
     while True:
-        query = "" if cursor is None else f"cursor={cursor}"
+        query = filters + ("" if cursor is None else f"cursor={cursor}")
         request = RequestFactory().get("/inbox/")
         request.user = agent
         page = selectors.conversation_list(request=request, params=QueryDict(query))
