@@ -179,6 +179,11 @@ class Conversation(models.Model):
                 condition=Q(archived_at__isnull=True, status=Status.CLOSED),
                 name="conv_closed_activity",
             ),
+            # The inbox by id: a filtered list's capped total (tag filter) merges the
+            # tag's links with it instead of hashing every link (migration 0005).
+            models.Index(
+                fields=["id"], condition=Q(archived_at__isnull=True), name="conv_inbox_id"
+            ),
             models.Index(
                 fields=["assignee", "-last_activity_at", "-id"],
                 condition=Q(archived_at__isnull=True),

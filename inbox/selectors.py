@@ -7,11 +7,15 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import F, Max, Q
+from django.contrib.postgres.expressions import ArraySubquery
+from django.core.exceptions import EmptyResultSet
+from django.db import connection
+from django.db.models import Exists, F, Max, OuterRef, Q, Value
+from django.db.models.expressions import RawSQL
 from django.http import QueryDict
 
 from conversations.cursors import cursor_pack, cursor_unpack
-from conversations.models import Conversation
+from conversations.models import Conversation, ConversationTag, Message, StatusChange
 from conversations.selectors import status_counts
 from conversations.transitions import Status
 
@@ -147,18 +151,17 @@ COUNTED_FILTERS = ("q", "assignee", "tag", "channel", "active_from", "active_to"
 TOTAL_LIMIT = BULK_LIMIT
 
 
-def _set_total(page: InboxPage, filterset, queryset) -> None:
+def _set_total(page: InboxPage, filterset, queryset) -> bool:
     """The number of matching conversations, without scanning the archive: from the
     tab counts when only status and archived filter; else counted, but only up to
     TOTAL_LIMIT (the bulk limit: beyond it "all N matching" could not run anyway, so
-    the page shows rows without a number); not at all for a common search term."""
+    the page shows rows without a number); not at all for a common search term.
+
+    True when the total has to be counted: the rows' query then counts it too (a
+    subquery), one round trip fewer."""
     data = filterset.form.cleaned_data
     if any(data.get(name) for name in COUNTED_FILTERS):
-        if getattr(filterset, "search_is_broad", False):
-            return
-        total = queryset[: TOTAL_LIMIT + 1].count()
-        page.total = total if total <= TOTAL_LIMIT else None
-        return
+        return not getattr(filterset, "search_is_broad", False)
     counts = status_counts()
     statuses = data.get("status") or [str(status) for status in Status]
     archived = data.get("archived") or "no"
@@ -168,6 +171,55 @@ def _set_total(page: InboxPage, filterset, queryset) -> None:
     if archived in ("yes", "any") and Status.CLOSED in statuses:
         total += counts["archived"]
     page.total, page.counts = total, counts
+    return False
+
+
+def _capped_count(queryset) -> RawSQL | Value:
+    """``COUNT(*)`` of at most TOTAL_LIMIT + 1 rows of ``queryset``, as a column of
+    another query (an uncorrelated subquery: PostgreSQL runs it once)."""
+    try:
+        sql, params = queryset.order_by().values("pk")[: TOTAL_LIMIT + 1].query.sql_with_params()
+    except EmptyResultSet:  # a filter that can match nothing (a search without matches)
+        return Value(0)
+    # The SQL is Django's own compilation of the queryset; the values stay parameters.
+    return RawSQL(f"SELECT COUNT(*) FROM ({sql}) AS capped", params)  # noqa: S608, S611
+
+
+# What a row shows (inbox.display.list_rows) and its cursor need; not the contact's
+# attributes (JSON to decode) nor the assignee's password and dates.
+ROW_FIELDS = (
+    "contact__name",
+    "contact__external_id",
+    "contact__channel",
+    "status",
+    "assignee__username",
+    "assignee__first_name",
+    "assignee__last_name",
+    "last_activity_at",
+    "waiting_since",
+    "last_message_preview",
+    "archived_at",
+)
+
+
+def with_tag_ids(queryset):
+    """The rows' tag ids as an array column instead of a second query for the tags
+    (the FilterSet has read every tag already). PostgreSQL only; elsewhere the
+    queryset's prefetch stays."""
+    if connection.vendor != "postgresql":
+        return queryset
+    links = ConversationTag.objects.filter(conversation=OuterRef("pk")).values("tag_id")
+    return queryset.prefetch_related(None).annotate(tag_ids=ArraySubquery(links))
+
+
+def attach_tags(rows: list[Conversation], tags_by_id: dict) -> None:
+    """``row_tags``: each row's tags, ordered by name (like ``tags.all()``)."""
+    for row in rows:
+        if hasattr(row, "tag_ids"):
+            tags = [tags_by_id[pk] for pk in row.tag_ids if pk in tags_by_id]
+            row.row_tags = sorted(tags, key=lambda tag: tag.name)
+        else:
+            row.row_tags = list(row.tags.all())
 
 
 def conversation_list(*, request, params: QueryDict, with_total: bool = True) -> InboxPage:
@@ -203,16 +255,28 @@ def conversation_list(*, request, params: QueryDict, with_total: bool = True) ->
         return page
 
     queryset = filterset.qs
-    if with_total and cursor is None:
-        _set_total(page, filterset, queryset)
+    count = with_total and cursor is None and _set_total(page, filterset, queryset)
     ordered = _order(queryset, sort)
     if cursor is not None:
         page.is_first_page = False
         ordered = _after(ordered, sort, *cursor)
+    if filterset.form.cleaned_data.get("tag"):
+        # The walk probes each conversation's tag links and keeps about one in 60:
+        # find the page's ids first (an index-only walk), then read those rows,
+        # instead of reading every row walked (22-37 ms -> 14 ms for a common tag).
+        ids = ordered.values("pk")[: limit + 1]
+        ordered = _order(Conversation.objects.for_inbox().filter(pk__in=ids), sort)
+    ordered = with_tag_ids(ordered).only(*ROW_FIELDS)
+    if count:
+        ordered = ordered.annotate(capped_total=_capped_count(queryset))
     rows = list(ordered[: limit + 1])
+    if count:
+        total = rows[0].capped_total if rows else 0
+        page.total = total if total <= TOTAL_LIMIT else None
     if len(rows) > limit:
         rows = rows[:limit]
         page.next_cursor = encode_cursor(sort, rows[-1])
+    attach_tags(rows, filterset.tags_by_id)
     page.rows = rows
     return page
 
@@ -225,3 +289,129 @@ def inbox_version() -> str:
     newest = Conversation.objects.aggregate(at=Max("updated_at"))["at"]
     raw = newest.isoformat() if isinstance(newest, datetime) else "empty"
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+# --- the thread -------------------------------------------------------------------
+#
+# The pane shows the newest THREAD_PAGE entries (messages and status changes) and a
+# link to the ones before; 5 or 5,000 messages cost the same. An entry's place in
+# the thread is (moment, kind, id): a status change sorts before a message of the
+# same moment (a reply moves the status, then is the message).
+
+THREAD_PAGE = 50
+# A refresh keeps every entry the reader has loaded, up to this many.
+THREAD_MAX = 1000
+_KIND_RANK = {"status": 0, "message": 1}
+
+
+@dataclass(frozen=True)
+class ThreadEntry:
+    at: datetime
+    kind: str  # "message" or "status"
+    item: Message | StatusChange
+
+    @property
+    def key(self) -> tuple[datetime, int, int]:
+        return (self.at, _KIND_RANK[self.kind], self.item.pk)
+
+
+@dataclass
+class Thread:
+    entries: list[ThreadEntry]  # oldest first
+    # The cursor of the oldest entry shown, when there are older ones.
+    earlier: str | None = None
+    # The cursor of the oldest entry shown (what a refresh asks to keep).
+    oldest: str | None = None
+    # Not the newest entries (an "earlier" page opened without htmx).
+    is_older_page: bool = False
+
+
+def thread_cursor(entry: ThreadEntry) -> str:
+    at, rank, pk = entry.key
+    return cursor_pack("thread", at.isoformat(), rank, pk)
+
+
+def decode_thread_cursor(value: str) -> tuple[datetime, int, int]:
+    try:
+        kind, moment, rank, pk = cursor_unpack(value)
+        if kind != "thread" or rank not in (0, 1) or isinstance(rank, bool):
+            raise BadCursor
+        if not isinstance(pk, int) or isinstance(pk, bool) or not isinstance(moment, str):
+            raise BadCursor
+        parsed = datetime.fromisoformat(moment)
+        if parsed.tzinfo is None:
+            raise BadCursor
+        return parsed, rank, pk
+    except (BadCursor, ValueError, TypeError) as exc:
+        raise BadCursor("The link to earlier messages is not valid.") from exc
+
+
+def _before(queryset, field: str, rank: int, key: tuple[datetime, int, int]):
+    """Entries of one kind (``rank``) whose place is before ``key``."""
+    at, key_rank, pk = key
+    earlier = Q(**{f"{field}__lt": at})
+    if rank < key_rank:
+        earlier |= Q(**{field: at})
+    elif rank == key_rank:
+        earlier |= Q(**{field: at, "id__lt": pk})
+    # The first condition is redundant but bounds the index range scan.
+    return queryset.filter(**{f"{field}__lte": at}).filter(earlier)
+
+
+def _from(queryset, field: str, rank: int, key: tuple[datetime, int, int]):
+    """Entries of one kind (``rank``) whose place is ``key`` or after."""
+    at, key_rank, pk = key
+    later = Q(**{f"{field}__gt": at})
+    if rank > key_rank:
+        later |= Q(**{field: at})
+    elif rank == key_rank:
+        later |= Q(**{field: at, "id__gte": pk})
+    return queryset.filter(**{f"{field}__gte": at}).filter(later)
+
+
+def conversation_thread(
+    *, conversation: Conversation, before: str | None = None, since: str | None = None
+) -> Thread:
+    """A page of a conversation's timeline, oldest first, in two queries whatever its
+    length: the newest THREAD_PAGE entries; with ``before`` (a cursor), the
+    THREAD_PAGE entries before it; with ``since``, every entry from it on (at most
+    THREAD_MAX, the newest). A bad cursor raises ``BadCursor``."""
+    all_messages = Message.objects.filter(conversation=conversation)
+    all_changes = StatusChange.objects.filter(conversation=conversation)
+    messages = all_messages.select_related("author")
+    changes = all_changes.select_related("actor")
+    size = THREAD_PAGE
+    if before:
+        key = decode_thread_cursor(before)
+        messages = _before(messages, "created_at", 1, key)
+        changes = _before(changes, "at", 0, key)
+    elif since:
+        key = decode_thread_cursor(since)
+        messages = _from(messages, "created_at", 1, key)
+        changes = _from(changes, "at", 0, key)
+        size = THREAD_MAX
+    newest_messages = messages.order_by("-created_at", "-id")[: size + 1]
+    newest_changes = changes.order_by("-at", "-id")[: size + 1]
+    entries = [ThreadEntry(m.created_at, "message", m) for m in newest_messages]
+    entries += [ThreadEntry(c.at, "status", c) for c in newest_changes]
+    entries.sort(key=lambda entry: entry.key, reverse=True)
+    shown = entries[:size]
+    shown.reverse()
+    thread = Thread(entries=shown, is_older_page=bool(before))
+    if not shown:
+        if since:  # nothing from the cursor on (it does not belong here): the newest page
+            return conversation_thread(conversation=conversation)
+        return thread
+    thread.oldest = thread_cursor(shown[0])
+    if len(entries) > size:
+        thread.earlier = thread.oldest
+    elif since:
+        # Everything from the cursor on is shown; is there anything before it?
+        key = shown[0].key
+        older = Conversation.objects.filter(pk=conversation.pk).values_list(
+            Exists(_before(all_messages, "created_at", 1, key)),
+            Exists(_before(all_changes, "at", 0, key)),
+        )
+        if any(older.get()):
+            thread.earlier = thread.oldest
+    return thread

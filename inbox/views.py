@@ -27,23 +27,29 @@ from django_htmx.http import HttpResponseClientRedirect, push_url, trigger_clien
 from conversations import services
 from conversations.exceptions import ParleyError
 from conversations.models import Contact, Conversation, Tag
-from conversations.selectors import TABS, contact_history, conversation_timeline, status_counts
+from conversations.selectors import TABS, contact_history, status_counts
 from conversations.transitions import Event, allowed
 
-from .filters import agent_label
-from .forms import BULK_LIMIT, AssignForm, BulkActionForm, active_agents
+from .display import agent_options, list_rows, thread_entries
+from .filters import agent_choices, agent_label
+from .forms import BULK_LIMIT, AssignForm, BulkActionForm
 from .selectors import (
+    BadCursor,
     InboxPage,
+    attach_tags,
     canonical_query,
     conversation_list,
+    conversation_thread,
     filtered_conversations,
     inbox_version,
+    with_tag_ids,
 )
 
 CHANGED = "conversationChanged"
 LIST_ID = "conversation-list"
 LOAD_MORE_ID = "load-more"
 PANE_ID = "conversation-pane"
+THREAD_EARLIER_ID = "thread-earlier"
 
 
 # --- helpers ----------------------------------------------------------------------
@@ -112,18 +118,24 @@ def build_tabs(page: InboxPage, counts: dict[str, int]) -> list[dict]:
     return tabs
 
 
+def rows_context(page: InboxPage) -> dict:
+    """What the ``list-page`` partial needs: the page and its rows, ready to show."""
+    suffix = query_suffix(page.query)
+    return {"page": page, "list_suffix": suffix, "rows": list_rows(page.rows, suffix)}
+
+
 def list_context(request, page: InboxPage) -> dict:
     filterset = page.filterset
     form = filterset.form
     # Status has its tabs and search its box; the other filters live in the panel.
     in_panel = [name for name in page.query if name not in ("q", "status")]
     return {
-        "page": page,
+        **rows_context(page),
         "form": form,
-        "list_suffix": query_suffix(page.query),
         "tabs": build_tabs(page, page.counts if page.counts is not None else status_counts()),
         "version": inbox_version(),
         "agents": filterset.agents,
+        "bulk_agent_options": agent_options(filterset.agents),
         "tag_names": filterset.tag_names,
         "active_filter_count": len([name for name in page.query if name != "q"]),
         "open_filter_panel": bool(in_panel or page.errors),
@@ -132,7 +144,39 @@ def list_context(request, page: InboxPage) -> dict:
 
 
 def load_conversation(pk: int) -> Conversation:
-    return get_object_or_404(Conversation.objects.for_inbox().select_related("closed_by"), pk=pk)
+    """The conversation for the pane, its tags' ids as a column (see
+    ``pane_context``)."""
+    conversations = Conversation.objects.for_inbox().select_related("closed_by")
+    return get_object_or_404(with_tag_ids(conversations), pk=pk)
+
+
+def thread_context(
+    request, conversation: Conversation, *, before: str = "", strict: bool = False
+) -> dict:
+    """The thread's entries for the pane: the newest page; with ``before`` (a cursor:
+    "Show earlier messages") the page before it; with ``since`` (sent by the pane's
+    refreshes and actions, see inbox.js) every entry the reader has loaded. A bad
+    cursor gives the newest page, or raises ``BadCursor`` when ``strict``."""
+    since = request.GET.get("since") or request.POST.get("since") or ""
+    try:
+        thread = conversation_thread(conversation=conversation, before=before, since=since)
+    except BadCursor:
+        if strict:
+            raise
+        thread = conversation_thread(conversation=conversation)
+    list_query = canonical_query(request.GET)
+    pane_url = reverse("inbox:pane", args=[conversation.pk])
+    earlier_url = ""
+    if thread.earlier:
+        query = list_query.copy()
+        query["before"] = thread.earlier
+        earlier_url = f"{pane_url}?{query.urlencode()}"
+    return {
+        "thread": thread,
+        "entries": thread_entries(thread.entries, conversation.contact.display_name),
+        "earlier_url": earlier_url,
+        "newest_url": pane_url + query_suffix(list_query),
+    }
 
 
 def pane_context(
@@ -143,24 +187,24 @@ def pane_context(
     level: str = "success",
     draft: str = "",
     keep_draft: bool = True,
-    agents: list | None = None,
-    tag_names: list[str] | None = None,
+    agents: list[tuple[int, str]] | None = None,
+    tags: list[Tag] | None = None,
 ) -> dict:
-    """What the pane shows. ``agents`` and ``tag_names`` may come from the list's
-    FilterSet when both are on the page (two queries fewer)."""
+    """What the pane shows. ``agents`` and ``tags`` (every tag, by name) may come
+    from the list's FilterSet when both are on the page (two queries fewer)."""
     status, archived = conversation.status, conversation.is_archived
     if agents is None:
-        agents = list(active_agents())
-    if tag_names is None:
-        tag_names = list(Tag.objects.order_by("name").values_list("name", flat=True))
+        agents = agent_choices()
+    if tags is None:
+        tags = list(Tag.objects.order_by("name"))
     list_query = canonical_query(request.GET)
-    tags = list(conversation.tags.all())
-    on_it = {tag.name.lower() for tag in tags}
+    attach_tags([conversation], {tag.pk: tag for tag in tags})
+    on_it = {tag.name.lower() for tag in conversation.row_tags}
     return {
         "conversation": conversation,
         "contact": conversation.contact,
-        "conversation_tags": tags,
-        "timeline": conversation_timeline(conversation=conversation),
+        "conversation_tags": conversation.row_tags,
+        **thread_context(request, conversation, before=request.GET.get("before", "")),
         "can": {
             "reply": allowed(Event.AGENT_REPLY, status, archived),
             "close": allowed(Event.CLOSE, status, archived),
@@ -171,7 +215,10 @@ def pane_context(
             "assign": not conversation.is_closed,
         },
         "pane_agents": agents,
-        "tag_suggestions": [name for name in tag_names if name.lower() not in on_it],
+        "pane_agent_options": agent_options(
+            agents, selected=conversation.assignee_id, me=request.user.pk
+        ),
+        "tag_suggestions": [tag.name for tag in tags if tag.name.lower() not in on_it],
         "notice": notice,
         "notice_level": level,
         "draft": draft,
@@ -197,8 +244,7 @@ def inbox(request):
     load_more = htmx_partial(request) and request.htmx.target == LOAD_MORE_ID
     page = conversation_list(request=request, params=request.GET, with_total=not load_more)
     if load_more:
-        context = {"page": page, "list_suffix": query_suffix(page.query)}
-        response = render(request, "inbox/inbox.html#list-page", context)
+        response = render(request, "inbox/inbox.html#list-page", rows_context(page))
     elif htmx_partial(request):
         context = list_context(request, page)
         # A refresh keeps the URL (it may be a pane's); navigation pushes the
@@ -236,7 +282,17 @@ def poll(request):
 def pane(request, pk: int):
     """``/inbox/c/<id>/``: the conversation pane; opened directly, the inbox page
     with this pane open and the list filtered by the query string."""
-    if htmx_partial(request):
+    if htmx_partial(request) and request.htmx.target == THREAD_EARLIER_ID:
+        # "Show earlier messages": the entries before the cursor, and the next link.
+        conversation = get_object_or_404(Conversation.objects.select_related("contact"), pk=pk)
+        before = request.GET.get("before", "")
+        try:
+            context = thread_context(request, conversation, before=before, strict=True)
+        except BadCursor as exc:
+            response = render(request, "inbox/pane.html#thread-error", {"error": str(exc)})
+        else:
+            response = render(request, "inbox/pane.html#thread-entries", context)
+    elif htmx_partial(request):
         try:
             conversation = load_conversation(pk)
         except Http404:
@@ -251,7 +307,7 @@ def pane(request, pk: int):
             request,
             conversation,
             agents=page.filterset.agents,
-            tag_names=page.filterset.tag_names,
+            tags=page.filterset.tags,
         )
         context["pane_open"] = True
         response = render(request, "inbox/inbox.html", context)

@@ -1,13 +1,11 @@
 """Small display helpers for the inbox templates."""
 
 from django import template
-from django.utils import timezone
-from django.utils.html import format_html
-from django.utils.safestring import mark_safe
 
 from conversations.models import SenderKind, Source
-from conversations.transitions import STATUS_LABELS
 
+from .. import display
+from ..display import relative_time
 from ..filters import agent_label
 
 register = template.Library()
@@ -21,32 +19,12 @@ def agent_name(user) -> str:
 @register.filter
 def ago(value) -> str:
     """A short relative time: "now", "5 min", "3 h", "2 d", then the date."""
-    if not value:
-        return ""
-    seconds = (timezone.now() - value).total_seconds()
-    if seconds < 60:
-        return "now"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min"
-    if seconds < 86400:
-        return f"{int(seconds // 3600)} h"
-    if seconds < 7 * 86400:
-        return f"{int(seconds // 86400)} d"
-    local = timezone.localtime(value)
-    if local.year == timezone.localtime().year:
-        return f"{local.day} {local:%b}"
-    return f"{local.day} {local:%b %Y}"
+    return relative_time(value)
 
 
 @register.simple_tag
 def status_badge(conversation) -> str:
-    label = STATUS_LABELS.get(conversation.status, conversation.status)
-    badge = format_html(
-        '<span class="badge badge-{}">{}</span>', conversation.status.replace("_", "-"), label
-    )
-    if conversation.archived_at:
-        badge += mark_safe(' <span class="badge badge-archived">Archived</span>')  # noqa: S308
-    return badge
+    return display.status_badge(conversation)
 
 
 @register.filter

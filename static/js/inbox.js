@@ -3,6 +3,8 @@
  *  - ticked rows stay ticked when the list refreshes itself, until a bulk action is done;
  *  - the bulk bar counts the selection; "select all" ticks the rows shown;
  *  - the open conversation's row is marked, the thread scrolls to the newest message;
+ *  - the pane's refreshes and actions keep the earlier messages the reader loaded,
+ *    and "Show earlier messages" keeps the reader's place;
  *  - Ctrl/Cmd+Enter sends a reply; Enter in the bulk tag field adds the tag.
  */
 (function () {
@@ -76,6 +78,29 @@
     if (event.detail.elt.id === LIST) {
       event.detail.parameters.limit = String(Math.max(rows().length, 1));
     }
+  });
+
+  // The pane's own refreshes and actions ask for every entry shown since the oldest
+  // one loaded ("since"), so "Show earlier messages" is not undone by a refresh.
+  document.addEventListener("htmx:configRequest", (event) => {
+    const target = event.detail.target;
+    if (!target || target.id !== PANE || !event.detail.elt.closest("#" + PANE)) return;
+    const oldest = document.querySelector("#thread [data-cursor]");
+    if (oldest) event.detail.parameters.since = oldest.dataset.cursor;
+  });
+
+  // Earlier entries go above the ones being read: keep those where they are.
+  let threadBottom = null;
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    if (!event.detail.target || event.detail.target.id !== "thread-earlier") return;
+    const thread = document.getElementById("thread");
+    threadBottom = thread ? thread.scrollHeight - thread.scrollTop : null;
+  });
+  document.addEventListener("htmx:afterSwap", (event) => {
+    if (!event.detail.target || event.detail.target.id !== "thread-earlier") return;
+    const thread = document.getElementById("thread");
+    if (thread && threadBottom !== null) thread.scrollTop = thread.scrollHeight - threadBottom;
+    threadBottom = null;
   });
 
   let keep = null;

@@ -2,8 +2,9 @@
 same answers as the simple ones, in a constant number of queries.
 
 Search has two shapes: a rare term fetches its few matching conversations by key, a
-common one walks the inbox newest first. ``SEARCH_RARE_LIMIT`` is lowered here so
-that a handful of rows exercises the common-term shape too.
+common one walks the inbox newest first (its contacts as a list, or beyond
+``SEARCH_CONTACTS_LISTED`` as a subquery). The limits are lowered here so that a
+handful of rows exercises every shape.
 """
 
 import pytest
@@ -16,7 +17,7 @@ from conversations import services
 from conversations.transitions import Status
 from inbox import filters
 from inbox.selectors import conversation_list
-from tests.factories import ContactFactory, conversation_in
+from tests.factories import ContactFactory, TagFactory, conversation_in
 
 pytestmark = pytest.mark.django_db
 
@@ -44,9 +45,19 @@ def inbox(agent):
     }
 
 
-@pytest.mark.parametrize("rare_limit", [200, 1], ids=["rare-term shape", "common-term shape"])
-def test_search_finds_the_same_conversations_in_both_shapes(agent, inbox, monkeypatch, rare_limit):
+SHAPES = pytest.mark.parametrize(
+    ("rare_limit", "contacts_listed"),
+    [(200, 5000), (1, 5000), (1, 1)],
+    ids=["rare-term shape", "common-term shape", "common-term shape, contacts by subquery"],
+)
+
+
+@SHAPES
+def test_search_finds_the_same_conversations_in_every_shape(
+    agent, inbox, monkeypatch, rare_limit, contacts_listed
+):
     monkeypatch.setattr(filters, "SEARCH_RARE_LIMIT", rare_limit)
+    monkeypatch.setattr(filters, "SEARCH_CONTACTS_LISTED", contacts_listed)
     ids, page, _ = listed(agent, "q=DishWasher")
     assert set(ids) == inbox["matches"]
     ids, _, _ = listed(agent, "q=dishwasher&archived=yes")
@@ -59,9 +70,12 @@ def test_search_finds_the_same_conversations_in_both_shapes(agent, inbox, monkey
         assert page.total == 3
 
 
-@pytest.mark.parametrize("rare_limit", [200, 1], ids=["rare-term shape", "common-term shape"])
-def test_search_queries_do_not_grow_with_the_matches(agent, monkeypatch, rare_limit):
+@SHAPES
+def test_search_queries_do_not_grow_with_the_matches(
+    agent, monkeypatch, rare_limit, contacts_listed
+):
     monkeypatch.setattr(filters, "SEARCH_RARE_LIMIT", rare_limit)
+    monkeypatch.setattr(filters, "SEARCH_CONTACTS_LISTED", contacts_listed)
     for _ in range(2):
         conversation_in(Status.NEW, text="a refund please")
     _, _, few = listed(agent, "q=refund")
@@ -103,21 +117,25 @@ def test_a_filtered_total_is_counted_only_up_to_a_limit(agent, monkeypatch):
     assert page.total is None  # more than the limit: rows, no number
 
 
-def test_the_next_pages_continue_where_the_last_ended(agent, monkeypatch):
+@pytest.mark.parametrize("filters", ["", "tag=vip&"], ids=["inbox", "tag filter (ids first)"])
+def test_the_next_pages_continue_where_the_last_ended(agent, monkeypatch, filters):
     from inbox import selectors
 
     monkeypatch.setattr(selectors, "PAGE_SIZE", 3)
-    for _ in range(7):
-        conversation_in(Status.NEW)
+    vip = TagFactory(name="vip")
+    for index in range(7):
+        conversation_in(Status.NEW, tags=[vip] if index % 3 else [])
     # Two conversations with the same last activity: the id breaks the tie.
-    first = conversation_in(Status.NEW)
+    first = conversation_in(Status.NEW, tags=[vip])
     services.message_receive(
         channel=first.contact.channel, external_id=first.contact.external_id, text="again"
     )
-    everything, _, _ = listed(agent, "limit=200")
+    conversation_in(Status.CLOSED, tags=[vip], archived=True)  # not in the inbox
+    everything, page, _ = listed(agent, f"{filters}limit=200")
+    assert page.total == len(everything) == (5 if filters else 8)
     seen, cursor = [], None
     while True:
-        query = "" if cursor is None else f"cursor={cursor}"
+        query = filters + ("" if cursor is None else f"cursor={cursor}")
         request = RequestFactory().get("/inbox/")
         request.user = agent
         page = selectors.conversation_list(request=request, params=QueryDict(query))
