@@ -1,0 +1,122 @@
+"""The inbound message is Parley's most frequent write (issue #6, docs/performance.md):
+the number of SQL statements it costs is part of its contract, so a change that adds
+one fails here. Counted inside the test's transaction, so ``message_receive``'s own
+transaction shows as one SAVEPOINT and its RELEASE."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from conversations import services
+from conversations.models import Contact, Conversation, Message, StatusChange
+from conversations.transitions import Status
+from tests.factories import ContactFactory, conversation_in
+
+pytestmark = pytest.mark.django_db
+
+# Besides its transaction (BEGIN/COMMIT, here SAVEPOINT/RELEASE):
+KNOWN_CONTACT_OPEN_CONVERSATION = 2  # lock contact + conversation; message + touch
+KNOWN_CONTACT_NONE_OPEN = 3  # miss; lock the contact; conversation + history + message
+NEW_CONTACT = 4  # miss; no contact; insert it; conversation + history + message
+
+
+def _receive(**kwargs) -> tuple[services.Inbound, list[str]]:
+    with CaptureQueriesContext(connection) as queries:
+        inbound = services.message_receive(**kwargs)
+    statements = [q["sql"] for q in queries.captured_queries]
+    control = [s for s in statements if s.split()[0] in ("SAVEPOINT", "RELEASE")]
+    assert len(control) == 2, statements  # its own transaction, no savepoint inside
+    return inbound, [s for s in statements if s not in control]
+
+
+def test_a_message_into_an_open_conversation_is_two_statements():
+    conversation = conversation_in(Status.NEW)
+    contact = conversation.contact
+    inbound, statements = _receive(
+        channel=contact.channel, external_id=contact.external_id, text="any news?"
+    )
+    assert len(statements) == KNOWN_CONTACT_OPEN_CONVERSATION, statements
+    assert (inbound.conversation.pk, inbound.conversation.status) == (conversation.pk, "new")
+    stored = Conversation.objects.get(pk=conversation.pk)
+    message = Message.objects.get(pk=inbound.message.pk)
+    assert (message.conversation_id, message.text, message.direction) == (
+        conversation.pk,
+        "any news?",
+        "inbound",
+    )
+    assert stored.last_activity_at == message.created_at
+    assert stored.last_message_preview == "any news?"
+    assert stored.waiting_since is not None
+
+
+def test_a_message_after_a_closed_conversation_is_three_statements():
+    closed = conversation_in(Status.CLOSED)
+    contact = closed.contact
+    inbound, statements = _receive(
+        channel=contact.channel, external_id=contact.external_id, text="me again"
+    )
+    assert len(statements) == KNOWN_CONTACT_NONE_OPEN, statements
+    new = Conversation.objects.get(pk=inbound.conversation.pk)
+    assert new.pk != closed.pk and new.status == "new"
+    message = Message.objects.get(pk=inbound.message.pk)
+    # One INSERT gave the conversation its activity, preview and waiting time.
+    assert new.last_activity_at == new.waiting_since == message.created_at
+    assert new.last_message_preview == "me again"
+    change = StatusChange.objects.get(conversation=new)
+    assert (change.from_status, change.to_status, change.event, change.source) == (
+        "",
+        "new",
+        "contact_writes",
+        "contact",
+    )
+    assert change.at == message.created_at
+    assert Conversation.objects.get(pk=closed.pk).status == "closed"
+
+
+def test_a_message_from_a_new_contact_is_four_statements():
+    inbound, statements = _receive(channel="web", external_id="first-timer", text="hello")
+    assert len(statements) == NEW_CONTACT, statements
+    assert inbound.contact_created
+    contact = Contact.objects.get(channel="web", external_id="first-timer")
+    assert inbound.conversation.contact_id == contact.pk
+    assert contact.conversations.get().status == "new"
+
+
+def test_a_not_contacted_conversation_becomes_new_with_its_history_line():
+    contact = ContactFactory()
+    conversation = contact.conversations.get()
+    inbound = services.message_receive(
+        channel=contact.channel, external_id=contact.external_id, text="hi"
+    )
+    assert (inbound.conversation.pk, inbound.conversation.status) == (conversation.pk, "new")
+    changes = list(conversation.status_changes.values_list("from_status", "to_status"))
+    assert changes == [("", "not_contacted"), ("not_contacted", "new")]
+    message = Message.objects.get(pk=inbound.message.pk)
+    assert StatusChange.objects.filter(conversation=conversation).last().at <= message.created_at
+
+
+def test_the_name_given_updates_a_known_contact():
+    contact = ContactFactory(name="")
+    services.message_receive(
+        channel=contact.channel, external_id=contact.external_id, text="hi", name="Ann"
+    )
+    contact.refresh_from_db()
+    assert contact.name == "Ann"
+
+
+def test_the_hand_written_sql_returns_every_column_of_the_models():
+    """The inbound statements are SQL written by hand and read back into model
+    instances: their columns must be the models' own, in order."""
+    conversation = conversation_in(Status.NEW)
+    contact = conversation.contact
+    columns = {
+        model: [f.column for f in model._meta.concrete_fields] for model in (Contact, Conversation)
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(services.SQL_LOCKED_OPEN, (contact.channel, contact.external_id))
+        assert [d.name for d in cursor.description] == columns[Contact] + columns[Conversation]
+        cursor.execute(services.SQL_LOCKED_CONTACT, (contact.channel, contact.external_id))
+        assert [d.name for d in cursor.description] == columns[Contact]
+    found = services._locked_contact_and_open_conversation(contact.channel, contact.external_id)
+    assert found[0] == contact and found[0].attributes == contact.attributes
+    assert found[1] == conversation and found[1].status == "new"
