@@ -11,6 +11,7 @@ import re
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+import psycopg
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -293,8 +294,24 @@ SQL_APPEND_MESSAGE = """
 """
 
 
+class _PreparedCursor(psycopg.Cursor):
+    """Server-side binding, and each statement prepared once per connection: the
+    inbound statements are planned once, not once per message."""
+
+    def execute(self, query, params=None, **kwargs):
+        return super().execute(query, params, prepare=True, **kwargs)
+
+
 def _fetchone(sql: str, params):
-    with connection.cursor() as cursor:
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None or connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    with connection.wrap_database_errors:
+        cursor = connection._prepare_cursor(_PreparedCursor(raw))
+    with cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
 
