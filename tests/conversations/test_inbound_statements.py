@@ -120,3 +120,19 @@ def test_the_hand_written_sql_returns_every_column_of_the_models():
     found = services._locked_contact_and_open_conversation(contact.channel, contact.external_id)
     assert found[0] == contact and found[0].attributes == contact.attributes
     assert found[1] == conversation and found[1].status == "new"
+
+
+def test_the_inbound_statements_are_prepared_once_per_connection():
+    conversation = conversation_in(Status.NEW)
+    contact = conversation.contact
+    for text in ("one", "two"):
+        services.message_receive(
+            channel=contact.channel, external_id=contact.external_id, text=text
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE from_sql IS FALSE")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert sum("FOR UPDATE OF ct, cv" in s for s in prepared) == 1
+    assert sum("RETURNING (SELECT id FROM m)" in s for s in prepared) == 1
+    # Django's own queries are not prepared.
+    assert all("conversations_message" in s or "conversations_contact" in s for s in prepared)
