@@ -292,6 +292,25 @@ SQL_APPEND_MESSAGE = """
     WHERE id = %(conversation)s
     RETURNING (SELECT id FROM m)
 """
+SQL_APPEND_MESSAGE_AND_STATUS = """
+    WITH m AS (
+        INSERT INTO conversations_message (conversation_id, direction, sender_kind, text,
+            created_at)
+        VALUES (%(conversation)s, %(direction)s, %(sender_kind)s, %(text)s, %(now)s)
+        RETURNING id
+    ), sc AS (
+        INSERT INTO conversations_statuschange (conversation_id, from_status, to_status, event,
+            source, note, at)
+        VALUES (%(conversation)s, %(from_status)s, %(status)s, %(event)s, %(source)s, '',
+            %(now)s)
+        RETURNING id
+    )
+    UPDATE conversations_conversation
+    SET status = %(status)s, last_activity_at = %(now)s, updated_at = %(now)s,
+        last_message_preview = %(preview)s, waiting_since = %(waiting)s
+    WHERE id = %(conversation)s
+    RETURNING (SELECT id FROM m), (SELECT id FROM sc)
+"""
 
 
 class _PreparedCursor(psycopg.Cursor):
@@ -401,29 +420,59 @@ def _open_with_message(contact: Contact, move: Move, *, text: str, source: str, 
     return conversation, _inbound_message(conversation, message_id, text, now)
 
 
-def _append_message(conversation: Conversation, *, text: str, now) -> Message:
-    """Store the message in a locked open conversation and bring its inbox columns
-    up to date (an agent is awaited, except in a flow: the flow answers)."""
+def _append_message(
+    conversation: Conversation, move: Move, *, text: str, source: str, now
+) -> Message:
+    """Store the message in a locked open conversation, apply the move (Not contacted
+    → New) and bring its inbox columns up to date (an agent is awaited, except in a
+    flow: the flow answers), in one statement. The status edge is checked by the
+    transition table here and by the database's trigger."""
     waiting = conversation.waiting_since
-    if conversation.status != Status.IN_FLOW and waiting is None:
+    if move.target != Status.IN_FLOW and waiting is None:
         waiting = now
     preview = _preview(text)
-    row = _fetchone(
-        SQL_APPEND_MESSAGE,
-        {
-            "conversation": conversation.pk,
-            "direction": str(Direction.INBOUND),
-            "sender_kind": str(SenderKind.CONTACT),
-            "text": text,
-            "now": now,
-            "preview": preview,
-            "waiting": waiting,
-        },
-    )
+    params = {
+        "conversation": conversation.pk,
+        "direction": str(Direction.INBOUND),
+        "sender_kind": str(SenderKind.CONTACT),
+        "text": text,
+        "now": now,
+        "preview": preview,
+        "waiting": waiting,
+    }
+    before = conversation.status
+    if move.changes_status:
+        params |= {
+            "from_status": str(before),
+            "status": str(move.target),
+            "event": str(move.rule.event),
+            "source": str(source),
+        }
+        message_id, change_id = _fetchone(SQL_APPEND_MESSAGE_AND_STATUS, params)
+        conversation.status = conversation._loaded_status = move.target
+    else:
+        (message_id,) = _fetchone(SQL_APPEND_MESSAGE, params)
     conversation.last_activity_at = conversation.updated_at = now
     conversation.last_message_preview = preview
     conversation.waiting_since = waiting
-    return _inbound_message(conversation, row[0], text, now)
+    if move.changes_status:
+        change = _loaded(
+            StatusChange,
+            id=change_id,
+            conversation_id=conversation.pk,
+            from_status=before,
+            to_status=move.target,
+            event=move.rule.event,
+            source=source,
+            actor_id=None,
+            note="",
+            at=now,
+        )
+        change.conversation = conversation
+        hooks.status_changed.send(
+            sender=Conversation, conversation=conversation, change=change, rule=move.rule
+        )
+    return _inbound_message(conversation, message_id, text, now)
 
 
 # --- messages ---------------------------------------------------------------------
@@ -449,8 +498,8 @@ def message_receive(
     when none is open (the closed one stays in history untouched).
 
     Statements (besides BEGIN and COMMIT): 2 when the contact has an open
-    conversation; 3 when it has none; 4 for a new contact (tests/conversations/
-    test_inbound_statements.py holds these numbers)."""
+    conversation (Not contacted → New included); 3 when it has none; 4 for a new
+    contact (tests/conversations/test_inbound_statements.py holds these numbers)."""
     channel = clean_channel(channel)
     external_id = clean_text(external_id, field="External id", max_length=255)
     text = clean_text(text, field="Message", max_length=MESSAGE_MAX_LENGTH)
@@ -479,10 +528,7 @@ def message_receive(
             conversation.contact = contact
             move = resolve(Event.CONTACT_WRITES, conversation.status)
     if message is None:
-        if move.changes_status:
-            _change_status(conversation, move, source=source, actor=None, now=now)
-            now = timezone.now()  # the message comes after its status change
-        message = _append_message(conversation, text=text, now=now)
+        message = _append_message(conversation, move, text=text, source=source, now=now)
 
     recorded = _recorded.set([])
     try:
