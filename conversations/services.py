@@ -324,7 +324,7 @@ class _PreparedCursor(psycopg.Cursor):
 def _fetchone(sql: str, params):
     connection.ensure_connection()
     raw = connection.connection
-    if raw.prepare_threshold is None or connection.vendor != "postgresql":
+    if raw.prepare_threshold is None:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchone()
@@ -475,6 +475,66 @@ def _append_message(
     return _inbound_message(conversation, message_id, text, now)
 
 
+def _receive(
+    channel: str, external_id: str, name: str, text: str, source: str
+) -> tuple[Contact, bool, Conversation, Message]:
+    """Lock (or create) the contact and its open conversation, open one if needed,
+    store the message: the contact, whether it was created, the conversation (its
+    state after the message) and the message."""
+    now = timezone.now()
+    found = _locked_contact_and_open_conversation(channel, external_id)
+    if found is not None:
+        contact, conversation = found
+        created = False
+    else:
+        contact, created = _contact_for_inbound(channel, external_id, name, now)
+        conversation = None
+    move = resolve(Event.CONTACT_WRITES, conversation.status if conversation else None)
+    if move.opens_new:
+        opened = _open_with_message(contact, move, text=text, source=source, now=now)
+        if opened is not None:
+            return contact, created, *opened
+        # Opened by another request since this statement's snapshot: write into it.
+        conversation = _open_conversation_of(contact)
+        conversation.contact = contact
+        move = resolve(Event.CONTACT_WRITES, conversation.status)
+    message = _append_message(conversation, move, text=text, source=source, now=now)
+    return contact, created, conversation, message
+
+
+def _receive_portable(
+    channel: str, external_id: str, name: str, text: str, source: str
+) -> tuple[Contact, bool, Conversation, Message]:
+    """The same as the statements above with the ORM, for a database other than
+    PostgreSQL (the embedded SQLite default, which has no row locks to take)."""
+    contact = Contact.objects.filter(channel=channel, external_id=external_id).first()
+    created = contact is None
+    if created:
+        try:
+            with transaction.atomic():
+                contact = Contact.objects.create(
+                    channel=channel, external_id=external_id, name=name
+                )
+        except IntegrityError:  # another request created it first
+            contact = Contact.objects.get(channel=channel, external_id=external_id)
+            created = False
+    conversation = _open_conversation_of(contact)
+    move = resolve(Event.CONTACT_WRITES, conversation.status if conversation else None)
+    if move.opens_new:
+        conversation = _start_conversation(contact, move, source=source, actor=None)
+    elif move.changes_status:
+        _change_status(conversation, move, source=source, actor=None)
+    message = Message.objects.create(
+        conversation=conversation,
+        direction=Direction.INBOUND,
+        sender_kind=SenderKind.CONTACT,
+        text=text,
+    )
+    _touch(conversation, message, waiting=True if conversation.status != Status.IN_FLOW else None)
+    conversation.contact = contact
+    return contact, created, conversation, message
+
+
 # --- messages ---------------------------------------------------------------------
 
 
@@ -504,31 +564,15 @@ def message_receive(
     external_id = clean_text(external_id, field="External id", max_length=255)
     text = clean_text(text, field="Message", max_length=MESSAGE_MAX_LENGTH)
     name = clean_text(name, field="Name", max_length=200, required=False)
-    now = timezone.now()
-
-    found = _locked_contact_and_open_conversation(channel, external_id)
-    if found is not None:
-        contact, conversation = found
-        created = False
+    if connection.vendor == "postgresql":
+        contact, created, conversation, message = _receive(channel, external_id, name, text, source)
     else:
-        contact, created = _contact_for_inbound(channel, external_id, name, now)
-        conversation = None
+        contact, created, conversation, message = _receive_portable(
+            channel, external_id, name, text, source
+        )
     if name and not created and contact.name != name:
         contact.name = name
         contact.save(update_fields=["name"])
-
-    message = None
-    move = resolve(Event.CONTACT_WRITES, conversation.status if conversation else None)
-    if move.opens_new:
-        opened = _open_with_message(contact, move, text=text, source=source, now=now)
-        if opened is not None:
-            conversation, message = opened
-        else:  # opened by another request since our snapshot: write into that one
-            conversation = _open_conversation_of(contact)
-            conversation.contact = contact
-            move = resolve(Event.CONTACT_WRITES, conversation.status)
-    if message is None:
-        message = _append_message(conversation, move, text=text, source=source, now=now)
 
     recorded = _recorded.set([])
     try:

@@ -140,3 +140,38 @@ def test_the_inbound_statements_are_prepared_once_per_connection():
     assert sum(s.rstrip().endswith("RETURNING (SELECT id FROM m)") for s in prepared) == 1
     # Django's own queries are not prepared.
     assert all("conversations_message" in s or "conversations_contact" in s for s in prepared)
+
+
+@pytest.mark.parametrize("receive", ["_receive", "_receive_portable"])
+@pytest.mark.parametrize("start", ["new contact", "not_contacted", "new", "in_flow", "closed"])
+def test_the_portable_path_writes_what_the_postgresql_one_writes(receive, start):
+    """The embedded SQLite default takes the ORM path (``_receive_portable``); both
+    give the same rows, compared here on PostgreSQL."""
+    if start == "new contact":
+        channel, external_id, before = "web", "someone", None
+    else:
+        before = conversation_in(start)
+        channel, external_id = before.contact.channel, before.contact.external_id
+    contact, created, conversation, message = getattr(services, receive)(
+        channel, external_id, "", "hello there", "contact"
+    )
+    stored = Conversation.objects.get(pk=conversation.pk)
+    assert created == (start == "new contact")
+    assert stored.status == conversation.status == ("in_flow" if start == "in_flow" else "new")
+    same = before is not None and stored.pk == before.pk
+    assert same == (start not in ("new contact", "closed"))
+    assert stored.last_message_preview == "hello there"
+    assert stored.last_activity_at == Message.objects.get(pk=message.pk).created_at
+    assert (stored.waiting_since is None) == (start == "in_flow")
+    assert Conversation.objects.filter(contact=contact).open().count() == 1
+    history = list(stored.status_changes.values_list("from_status", "to_status"))
+    assert (
+        history[-1]
+        == {
+            "new contact": ("", "new"),
+            "closed": ("", "new"),
+            "not_contacted": ("not_contacted", "new"),
+            "new": ("not_contacted", "new"),
+            "in_flow": ("not_contacted", "in_flow"),
+        }[start]
+    )
