@@ -490,14 +490,17 @@ def _receive(
         contact, created = _contact_for_inbound(channel, external_id, name, now)
         conversation = None
     move = resolve(Event.CONTACT_WRITES, conversation.status if conversation else None)
-    if move.opens_new:
+    while move.opens_new:
         opened = _open_with_message(contact, move, text=text, source=source, now=now)
         if opened is not None:
             return contact, created, *opened
-        # Opened by another request since this statement's snapshot: write into it.
+        # Opened by another request since this statement's snapshot: write into it
+        # (unless it was closed meanwhile: then open one again; nobody else can open
+        # one now, this transaction holds the contact).
         conversation = _open_conversation_of(contact)
-        conversation.contact = contact
-        move = resolve(Event.CONTACT_WRITES, conversation.status)
+        if conversation is not None:
+            conversation.contact = contact
+            move = resolve(Event.CONTACT_WRITES, conversation.status)
     message = _append_message(conversation, move, text=text, source=source, now=now)
     return contact, created, conversation, message
 

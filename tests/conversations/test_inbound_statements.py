@@ -175,3 +175,36 @@ def test_the_portable_path_writes_what_the_postgresql_one_writes(receive, start)
             "in_flow": ("not_contacted", "in_flow"),
         }[start]
     )
+
+
+def test_a_conversation_opened_since_the_snapshot_is_a_conflict_not_an_error(monkeypatch):
+    """As if another request opened a conversation after this one looked: the INSERT
+    meets the one-open-per-contact index (ON CONFLICT DO NOTHING) and the message goes
+    into that conversation."""
+    conversation = conversation_in(Status.NEW)
+    contact = conversation.contact
+    monkeypatch.setattr(services, "_locked_contact_and_open_conversation", lambda *a: None)
+    inbound = services.message_receive(
+        channel=contact.channel, external_id=contact.external_id, text="raced"
+    )
+    assert inbound.conversation.pk == conversation.pk
+    assert Conversation.objects.filter(contact=contact).count() == 1
+    assert Message.objects.get(pk=inbound.message.pk).conversation_id == conversation.pk
+
+
+def test_a_conflicting_conversation_closed_meanwhile_opens_a_new_one(monkeypatch):
+    closed = conversation_in(Status.CLOSED)
+    contact = closed.contact
+    real = services._open_with_message
+    calls = []
+
+    def conflict_once(*args, **kwargs):  # as if one was opened, then closed, meanwhile
+        calls.append(1)
+        return None if len(calls) == 1 else real(*args, **kwargs)
+
+    monkeypatch.setattr(services, "_open_with_message", conflict_once)
+    inbound = services.message_receive(
+        channel=contact.channel, external_id=contact.external_id, text="hello again"
+    )
+    assert len(calls) == 2
+    assert inbound.conversation.pk != closed.pk and inbound.conversation.status == "new"
