@@ -11,9 +11,11 @@ queries, template rendering; no network), median and p95 over --requests request
 after --warmup requests. Queries per request come from one more request under
 ``CaptureQueriesContext``; "SQL" is the same queries replayed by psycopg on their
 own connection (inside a transaction that is rolled back), so page/SQL shows how
-much of a page is Python. The inbound API runs under gunicorn (2 workers) on
-127.0.0.1 for --api-seconds; the broadcast calls bench/broadcast.py (the flows
-benchmark) on a database of its own, ``<name>_broadcast_bench``, which it recreates.
+much of a page is Python. The inbound API runs under gunicorn (2 workers, otherwise
+config/gunicorn.conf.py) on 127.0.0.1 for --api-seconds, each client opening a
+connection per request unless --api-keepalive; the broadcast calls bench/broadcast.py
+(the flows benchmark) on a database of its own, ``<name>_broadcast_bench``, which it
+recreates.
 
 The actions (reply, close, archive) and the inbound API change the database a
 little on every run (tens of conversations closed and archived, a few thousand
@@ -21,6 +23,7 @@ messages); run bench/seed --reset for a clean slate.
 """
 
 import argparse
+import http.client
 import json
 import os
 import random
@@ -31,8 +34,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,7 +91,15 @@ def parse_args():
     parser.add_argument("--api-seconds", type=float, default=30.0)
     parser.add_argument("--api-clients", type=int, default=6)
     parser.add_argument(
-        "--api-threads", type=int, default=1, help="gunicorn threads per worker (1: sync)"
+        "--api-threads",
+        type=int,
+        default=None,
+        help="gunicorn threads per worker (default: config/gunicorn.conf.py's)",
+    )
+    parser.add_argument(
+        "--api-keepalive",
+        action="store_true",
+        help="each API client keeps its HTTP connection open (default: one per request)",
     )
     parser.add_argument(
         "--async-commit",
@@ -403,6 +412,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _configured_threads() -> int:
+    namespace: dict = {}
+    exec((ROOT / "config" / "gunicorn.conf.py").read_text(), namespace)  # noqa: S102 - ours
+    return namespace["threads"]
+
+
 def section_api(args) -> dict:
     from django.db import connection
 
@@ -424,14 +439,15 @@ def section_api(args) -> dict:
     if args.async_commit:
         env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " -c synchronous_commit=off").strip()
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    command = [gunicorn, "-c", "config/gunicorn.conf.py", "config.wsgi", "--workers", "2"]
+    command += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
+    if args.api_threads is not None:
+        command += ["--threads", str(args.api_threads)]
+    threads = args.api_threads or _configured_threads()
     server = subprocess.Popen(  # noqa: S603 - our own gunicorn, loopback only
-        [gunicorn, "config.wsgi", "--workers", "2", "--bind", f"127.0.0.1:{port}"]
-        + ["--threads", str(args.api_threads), "--log-level", "warning"],
-        cwd=ROOT,
-        env=env,
+        command, cwd=ROOT, env=env
     )
     try:
-        url = f"http://127.0.0.1:{port}/api/v1/messages/inbound"
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -446,26 +462,34 @@ def section_api(args) -> dict:
         latencies: list[float] = []
         lock = threading.Lock()
         errors: list[str] = []
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        if not args.api_keepalive:  # like urllib: a new connection for each request
+            headers["Connection"] = "close"
 
-        def post(payload: dict) -> int:
-            request = urllib.request.Request(  # noqa: S310 - http://127.0.0.1 only
-                url,
-                data=json.dumps(payload).encode(),
-                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-                method="POST",
-            )
+        def post(connection: http.client.HTTPConnection | None, payload: dict):
+            """Status code, and the connection to reuse (None: open a new one)."""
+            if connection is None:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             try:
-                with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-                    response.read()
-                    return response.status
-            except urllib.error.HTTPError as exc:
+                connection.request("POST", "/api/v1/messages/inbound", json.dumps(payload), headers)
+                response = connection.getresponse()
+                body = response.read()
+            except (http.client.HTTPException, OSError) as exc:
+                connection.close()
                 if len(errors) < 3:
-                    errors.append(f"{exc.code}: {exc.read()[:200]!r}")
-                return exc.code
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                return 0, None
+            if response.status != 201 and len(errors) < 3:
+                errors.append(f"{response.status}: {body[:200]!r}")
+            if not args.api_keepalive or response.will_close:
+                connection.close()
+                return response.status, None
+            return response.status, connection
 
         def client(seed: int, until: float, warm: float):
             rng = random.Random(seed)
             n = 0
+            connection = None
             while time.monotonic() < until:
                 n += 1
                 if rng.random() < 0.2:  # a contact we have never seen
@@ -478,7 +502,7 @@ def section_api(args) -> dict:
                     "text": f"Hello, any news about order #{rng.randint(10000, 99999)}?",
                 }
                 t0 = time.monotonic()
-                status = post(payload)
+                status, connection = post(connection, payload)
                 if t0 < warm:
                     continue
                 with lock:
@@ -488,13 +512,13 @@ def section_api(args) -> dict:
         start = time.monotonic()
         warm = start + 3  # the first seconds warm the workers up and are not counted
         until = warm + args.api_seconds
-        threads = [
+        clients = [
             threading.Thread(target=client, args=(i, until, warm), daemon=True)
             for i in range(args.api_clients)
         ]
-        for thread in threads:
+        for thread in clients:
             thread.start()
-        for thread in threads:
+        for thread in clients:
             thread.join(args.api_seconds + 60)
         elapsed = time.monotonic() - warm
     finally:
@@ -508,8 +532,9 @@ def section_api(args) -> dict:
     verdict = "met" if rate >= 400 else f"MISSED (-{400 - rate:.0f}/s)"
     median = statistics.median(latencies) if latencies else 0
     print(
-        f"  inbound API, gunicorn 2 workers × {args.api_threads} threads, {args.api_clients} "
-        f"clients{', synchronous_commit=off' if args.async_commit else ''}: {rate:.0f} messages/s "
+        f"  inbound API, gunicorn 2 workers × {threads} threads, {args.api_clients} clients"
+        f"{' (keep-alive)' if args.api_keepalive else ''}"
+        f"{', synchronous_commit=off' if args.async_commit else ''}: {rate:.0f} messages/s "
         f"over {elapsed:.0f} s ({counts['ok']} created, {counts['error']} errors, "
         f"median latency {median:.1f} ms) (target 400/s: {verdict})",
         flush=True,

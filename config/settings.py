@@ -100,6 +100,11 @@ DATABASES = {
 }
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.postgresql":
+    # Statements are prepared only where the code asks for it (psycopg's prepare=True:
+    # the inbound message's hand-written statements); Django's own queries are not.
+    # DATABASE_PREPARE=false for a connection pooler that cannot keep them.
+    if env_bool("DATABASE_PREPARE", True):
+        _db.setdefault("OPTIONS", {}).setdefault("prepare_threshold", 1_000_000_000)
     if env_bool("DATABASE_POOL", True):
         _db.setdefault("OPTIONS", {})["pool"] = {
             "min_size": int(os.environ.get("DATABASE_POOL_MIN", "1")),

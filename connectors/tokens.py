@@ -3,12 +3,24 @@
 A token is ``prl_`` + 32 random bytes (URL-safe base64). The database keeps its
 SHA-256 digest, which is enough for a secret of that entropy: a stolen table does
 not give usable tokens, and lookup stays one indexed query.
+
+Each process remembers a token it accepted, by digest, for ``TOKEN_CACHE_SECONDS``,
+so an API client's steady stream of requests costs no query for the token. The
+memory is forgotten at once when a token or a user is saved or deleted in this
+process (revoking, deactivating); a token revoked through another process is
+refused here within ``TOKEN_CACHE_SECONDS``. Unknown or refused tokens are never
+remembered: they are looked up every time.
 """
 
 import hashlib
 import secrets
+import time
 from datetime import timedelta
 
+from django.conf import settings
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.utils import timezone
 
 from .models import ApiToken
@@ -16,6 +28,31 @@ from .models import ApiToken
 TOKEN_PREFIX = "prl_"  # noqa: S105 (a label, not a secret)
 # last_used_at is refreshed at most this often, so each request does not write.
 LAST_USED_PRECISION = timedelta(seconds=60)
+# How long a process trusts a token it has accepted (revocation elsewhere is seen
+# within this delay; here, at once).
+TOKEN_CACHE_SECONDS = 5.0
+TOKEN_CACHE_SIZE = 1000
+
+# digest -> (trusted until, token id, user, last_used_at as last written here)
+_accepted: dict[str, tuple[float, int, object, object]] = {}
+
+
+def _clock() -> float:
+    return time.monotonic()
+
+
+def forget_tokens() -> None:
+    _accepted.clear()
+
+
+@receiver([post_save, post_delete], sender=ApiToken, dispatch_uid="connectors.token_cache")
+@receiver(
+    [post_save, post_delete], sender=settings.AUTH_USER_MODEL, dispatch_uid="connectors.token_users"
+)
+def _token_or_user_changed(**kwargs) -> None:
+    forget_tokens()
+    # A request of this process may look the token up again before this commits.
+    transaction.on_commit(forget_tokens)
 
 
 def _digest(token: str) -> str:
@@ -42,13 +79,28 @@ def token_authenticate(secret: str):
     """The active user a token belongs to, or None (unknown, revoked, inactive user)."""
     if not secret or len(secret) > 200:
         return None
-    token = ApiToken.objects.active().select_related("user").filter(digest=_digest(secret)).first()
-    if token is None:
-        return None
+    digest = _digest(secret)
+    cached = _accepted.get(digest)
+    if cached is not None and cached[0] > _clock():
+        trusted_until, token_id, user, last_used_at = cached
+    else:
+        token = ApiToken.objects.active().select_related("user").filter(digest=digest).first()
+        if token is None:
+            _accepted.pop(digest, None)
+            return None
+        if len(_accepted) >= TOKEN_CACHE_SIZE:
+            _accepted.clear()
+        trusted_until = _clock() + TOKEN_CACHE_SECONDS
+        token_id, user, last_used_at = token.pk, token.user, token.last_used_at
+        cached = None
     now = timezone.now()
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_PRECISION:
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return token.user
+    if last_used_at is None or now - last_used_at > LAST_USED_PRECISION:
+        ApiToken.objects.filter(pk=token_id).update(last_used_at=now)
+        last_used_at = now
+        cached = None
+    if cached is None:
+        _accepted[digest] = (trusted_until, token_id, user, last_used_at)
+    return user
 
 
 def token_revoke(*, token: ApiToken) -> ApiToken:

@@ -13,7 +13,9 @@ from django.dispatch import Signal
 status_changed = Signal()
 
 # A contact's message was stored and the inbound transition applied.
-# kwargs: message, conversation
+# kwargs: message, conversation. A receiver that may have changed the conversation
+# (a flow resumed or started) returns True: ``message_receive`` then re-reads it
+# before answering, and only then.
 message_received = Signal()
 
 # An outbound message (agent, flow or broadcast) was stored.

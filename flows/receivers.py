@@ -6,7 +6,6 @@ commits or rolls back with the change that caused it.
 
 import logging
 
-from django.db import transaction
 from django.dispatch import receiver
 
 from conversations import hooks
@@ -23,16 +22,19 @@ CANCEL_OUTCOMES = {
 
 
 @receiver(hooks.message_received, dispatch_uid="flows.message_received")
-def on_message_received(sender, message, conversation, **kwargs) -> None:
+def on_message_received(sender, message, conversation, **kwargs) -> bool:
+    """Hands the message to a waiting flow or starts a keyword's flow; returns whether
+    a flow acted, so that ``message_receive`` re-reads the conversation only then."""
     # The contact's message is stored whatever happens to the flow: a flow that
-    # fails here rolls back to this savepoint and is logged, not the message.
+    # fails rolls back to its savepoint (``handle_inbound``) and is logged, not the
+    # message.
     try:
-        with transaction.atomic():
-            services.handle_inbound(message=message, conversation=conversation)
+        return services.handle_inbound(message=message, conversation=conversation) is not None
     except Exception:
         logger.exception(
             "Flow handling failed for message %s on conversation %s", message.pk, conversation.pk
         )
+        return False
 
 
 @receiver(hooks.status_changed, dispatch_uid="flows.status_changed")

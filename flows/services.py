@@ -375,7 +375,9 @@ def _status_before_message(conversation: Conversation) -> str | None:
 
 
 def keyword_flow(text: str) -> Flow | None:
-    words = " ".join(text.split()).lower()
+    from . import keywords  # here, not above: this file's imports are not the inbound path's
+
+    words = keywords.normalise(text)
     if not words or len(words) > 50:
         return None
     return Flow.objects.filter(is_active=True, trigger_keyword__iexact=words).order_by("pk").first()
@@ -383,24 +385,35 @@ def keyword_flow(text: str) -> Flow | None:
 
 def handle_inbound(*, message, conversation: Conversation) -> FlowRun | None:
     """Called inside ``message_receive``'s transaction: resume a waiting run with the
-    reply, or start the flow whose keyword the contact wrote."""
+    reply, or start the flow whose keyword the contact wrote. Returns the run when a
+    flow acted (the conversation may have moved on), else None.
+
+    A flow that fails rolls back to its own savepoint, and the contact's message
+    stays. A message that is neither for a flow nor possibly a keyword (almost all)
+    costs no statement: the keywords are cached per process (``flows.keywords``)."""
+    from . import keywords  # here, not above: this file's imports are not the inbound path's
+
     if conversation.status == Status.IN_FLOW:
-        run = FlowRun.objects.filter(conversation=conversation, state=RunState.WAITING).first()
-        if run is not None:
-            return flow_resume(run=run, text=message.text)
+        with transaction.atomic():
+            run = FlowRun.objects.filter(conversation=conversation, state=RunState.WAITING).first()
+            if run is not None:
+                return flow_resume(run=run, text=message.text)
         return None
     if not allowed(Event.KEYWORD, conversation.status):
         return None
-    flow = keyword_flow(message.text)
-    if flow is None:
+    if not keywords.may_be_keyword(message.text):
         return None
-    return flow_start(
-        flow=flow,
-        contact=conversation.contact_id,
-        trigger=Trigger.KEYWORD,
-        keyword=True,
-        status_before_flow=_status_before_message(conversation) or "",
-    )
+    with transaction.atomic():
+        flow = keyword_flow(message.text)
+        if flow is None:
+            return None
+        return flow_start(
+            flow=flow,
+            contact=conversation.contact_id,
+            trigger=Trigger.KEYWORD,
+            keyword=True,
+            status_before_flow=_status_before_message(conversation) or "",
+        )
 
 
 # --- broadcasts -------------------------------------------------------------------

@@ -75,3 +75,13 @@ def token(agent) -> str:
 @pytest.fixture
 def api(live_server, token) -> ApiClient:
     return ApiClient(live_server.url, token)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_token_cache():
+    """Each test's tokens and users roll back with it; so must the per-process cache."""
+    from connectors import tokens
+
+    tokens.forget_tokens()
+    yield
+    tokens.forget_tokens()

@@ -123,3 +123,59 @@ def test_the_admin_revokes_tokens(staff_client, agent, token):
     assert response.status_code == 200
     stored.refresh_from_db()
     assert stored.revoked_at is not None
+
+
+# --- the per-process token cache (connectors/tokens.py) --------------------------------
+
+
+def _token_queries(client, token) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/api/v1/conversations", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code in (200, 401)
+    if response.status_code == 401:
+        return -1
+    return sum("connectors_apitoken" in q["sql"] for q in queries.captured_queries)
+
+
+def test_an_accepted_token_is_not_looked_up_again(client, token):
+    assert _token_queries(client, token) == 2  # looked up; its first use recorded
+    assert _token_queries(client, token) == 0
+    assert _token_queries(client, token) == 0
+
+
+def test_a_token_revoked_in_this_process_is_refused_at_once(client, token):
+    assert _token_queries(client, token) >= 0
+    token_revoke(token=ApiToken.objects.get())
+    assert _token_queries(client, token) == -1
+
+
+def test_a_deactivated_user_is_refused_at_once(client, token, agent):
+    assert _token_queries(client, token) >= 0
+    agent.is_active = False
+    agent.save(update_fields=["is_active"])
+    assert _token_queries(client, token) == -1
+
+
+def test_a_token_revoked_elsewhere_is_refused_within_the_cache_delay(client, token, monkeypatch):
+    from django.utils import timezone
+
+    from connectors import tokens
+
+    now = [1000.0]
+    monkeypatch.setattr(tokens, "_clock", lambda: now[0])
+    assert _token_queries(client, token) >= 0
+    # As another process would: no signal reaches this one.
+    ApiToken.objects.update(revoked_at=timezone.now())
+    now[0] += tokens.TOKEN_CACHE_SECONDS - 0.5
+    assert _token_queries(client, token) == 0  # still trusted, for a few seconds at most
+    now[0] += 0.5
+    assert _token_queries(client, token) == -1
+
+
+def test_an_unknown_token_is_looked_up_every_time(client, token):
+    assert _token_queries(client, "prl_unknown") == -1
+    assert _token_queries(client, "prl_unknown") == -1
+    assert _token_queries(client, token) >= 0
