@@ -274,6 +274,10 @@ def main():
     if args.seconds > 600 or args.rate > 2000 or args.agents > 500:
         raise SystemExit("bounded: at most 600 s, 2000 messages/s, 500 agents")
 
+    sys.path.insert(0, str(ROOT / "bench"))
+    from seed import ensure_database  # the seeder's own helper
+
+    ensure_database(os.environ["DATABASE_URL"])
     setup_django()
     agents, token = prepare(args.agents)
     from conversations.models import Message
