@@ -2,8 +2,6 @@
 
 from django import template
 
-from conversations.models import SenderKind, Source
-
 from .. import display
 from ..display import relative_time
 from ..filters import agent_label
@@ -25,21 +23,3 @@ def ago(value) -> str:
 @register.simple_tag
 def status_badge(conversation) -> str:
     return display.status_badge(conversation)
-
-
-@register.filter
-def sender_label(message) -> str:
-    if message.sender_kind == SenderKind.CONTACT:
-        return message.conversation.contact.display_name
-    if message.sender_kind == SenderKind.AGENT:
-        return agent_label(message.author) if message.author else "An agent"
-    return "Flow" if message.sender_kind == SenderKind.FLOW else "Broadcast"
-
-
-@register.filter
-def change_actor(change) -> str:
-    if change.actor is not None:
-        return agent_label(change.actor)
-    if change.source == Source.CONTACT:
-        return "the contact"
-    return Source(change.source).label if change.source in Source.values else change.source
