@@ -33,56 +33,27 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/parley
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 
-def recreate_database(url: str) -> None:
-    import dj_database_url
+def recreate_database(url: str, template: str | None = None) -> None:
+    """Drop and create the database named in ``url`` (its name must end in _bench),
+    empty or, with ``template``, as a copy of that database (``bench/seed``'s 1M
+    conversations: the broadcast then runs at full size without changing the
+    original; nobody may be connected to it)."""
     import psycopg
     from psycopg import sql
+    from seed import maintenance_connection  # bench/seed.py, beside this script
 
-    settings = dj_database_url.parse(url)
-    name = settings["NAME"]
+    conn, name = maintenance_connection(url)
     if not name.endswith("_bench"):
         sys.exit(f"Refusing to recreate {name!r}: the benchmark database name must end in _bench.")
-    with psycopg.connect(
-        host=settings["HOST"] or "127.0.0.1",
-        port=settings["PORT"] or 5432,
-        user=settings["USER"] or "postgres",
-        password=settings["PASSWORD"] or None,
-        dbname="postgres",
-        autocommit=True,
-    ) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def copy_database(url: str, source: str) -> None:
-    """Recreate the database named in ``url`` as a copy of ``source`` (the 1M
-    conversations of ``bench/seed``): the broadcast then runs against a full-size
-    database without changing the original. Nobody may be connected to ``source``."""
-    import dj_database_url
-    import psycopg
-    from psycopg import sql
-
-    settings = dj_database_url.parse(url)
-    name = settings["NAME"]
-    if not name.endswith("_bench"):
-        sys.exit(f"Refusing to recreate {name!r}: the benchmark database name must end in _bench.")
-    with psycopg.connect(
-        host=settings["HOST"] or "127.0.0.1",
-        port=settings["PORT"] or 5432,
-        user=settings["USER"] or "postgres",
-        password=settings["PASSWORD"] or None,
-        dbname="postgres",
-        autocommit=True,
-    ) as conn:
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+    with conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
         try:
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                    sql.Identifier(name), sql.Identifier(source)
-                )
-            )
+            conn.execute(create)
         except psycopg.errors.ObjectInUse:
-            sys.exit(f"Cannot copy {source!r}: another session is connected to it; retry later.")
+            sys.exit(f"Cannot copy {template!r}: another session is connected to it; retry later.")
 
 
 def seed(n: int, prefix: str = "bench") -> None:
@@ -159,7 +130,7 @@ def main() -> None:
 
     if args.copy_of:
         t0 = time.perf_counter()
-        copy_database(os.environ["DATABASE_URL"], args.copy_of)
+        recreate_database(os.environ["DATABASE_URL"], template=args.copy_of)
         print(f"copied {args.copy_of} in {time.perf_counter() - t0:.1f} s")
     else:
         recreate_database(os.environ["DATABASE_URL"])

@@ -421,27 +421,34 @@ def database_url() -> str:
     return url
 
 
-def ensure_database(url: str) -> None:
-    """Create the database when it does not exist yet."""
+def maintenance_connection(url: str):
+    """An autocommit connection to the server's ``postgres`` database, to create or
+    drop the database named in ``url``; returns it and that name."""
     import dj_database_url
     import psycopg
-    from psycopg import sql
 
     settings = dj_database_url.parse(url)
-    with psycopg.connect(
+    conn = psycopg.connect(
         host=settings["HOST"] or "127.0.0.1",
         port=settings["PORT"] or 5432,
         user=settings["USER"] or "postgres",
         password=settings["PASSWORD"] or None,
         dbname="postgres",
         autocommit=True,
-    ) as conn:
-        exists = conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", [settings["NAME"]]
-        ).fetchone()
+    )
+    return conn, settings["NAME"]
+
+
+def ensure_database(url: str) -> None:
+    """Create the database when it does not exist yet."""
+    from psycopg import sql
+
+    conn, name = maintenance_connection(url)
+    with conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(settings["NAME"])))
-            print(f"created database {settings['NAME']}")
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            print(f"created database {name}")
 
 
 def migrate() -> None:
