@@ -401,11 +401,19 @@ def _open_with_message(contact: Contact, move: Move, *, text: str, source: str, 
     conversation = _from_row(Conversation, row[:width])
     conversation.contact = contact
     change_id, message_id = row[width:]
+    _announce_inbound_change(conversation, move, change_id, "", source=source, now=now)
+    return conversation, _inbound_message(conversation, message_id, text, now)
+
+
+def _announce_inbound_change(
+    conversation: Conversation, move: Move, change_id: int, from_status: str, *, source, now
+) -> None:
+    """Send ``hooks.status_changed`` for the history line the inbound SQL wrote."""
     change = _loaded(
         StatusChange,
         id=change_id,
         conversation_id=conversation.pk,
-        from_status="",
+        from_status=from_status,
         to_status=move.target,
         event=move.rule.event,
         source=source,
@@ -417,7 +425,6 @@ def _open_with_message(contact: Contact, move: Move, *, text: str, source: str, 
     hooks.status_changed.send(
         sender=Conversation, conversation=conversation, change=change, rule=move.rule
     )
-    return conversation, _inbound_message(conversation, message_id, text, now)
 
 
 def _append_message(
@@ -456,22 +463,7 @@ def _append_message(
     conversation.last_message_preview = preview
     conversation.waiting_since = waiting
     if move.changes_status:
-        change = _loaded(
-            StatusChange,
-            id=change_id,
-            conversation_id=conversation.pk,
-            from_status=before,
-            to_status=move.target,
-            event=move.rule.event,
-            source=source,
-            actor_id=None,
-            note="",
-            at=now,
-        )
-        change.conversation = conversation
-        hooks.status_changed.send(
-            sender=Conversation, conversation=conversation, change=change, rule=move.rule
-        )
+        _announce_inbound_change(conversation, move, change_id, before, source=source, now=now)
     return _inbound_message(conversation, message_id, text, now)
 
 
