@@ -515,16 +515,24 @@ def _deliver_one(broadcast: Broadcast, contact: Contact) -> BroadcastDelivery:
                 keyword=False,
                 status_before_flow=None,
             )
-    except ConversationOngoing as exc:  # became ongoing since the classification
-        row.outcome, row.reason = DeliveryOutcome.SKIPPED, exc.detail[:200]
-    except ParleyError as exc:
-        row.outcome, row.reason = DeliveryOutcome.FAILED, f"{exc.code}: {exc.detail}"[:200]
+    except ParleyError as exc:  # e.g. became ongoing since the classification
+        _refused(row, exc)
     except Exception as exc:  # one contact's failure must not stop the broadcast
         logger.exception("Broadcast %s failed for contact %s", broadcast.pk, contact.pk)
         row.outcome, row.reason = DeliveryOutcome.FAILED, f"{type(exc).__name__}: {exc}"[:200]
     else:
         row.outcome, row.conversation_id = DeliveryOutcome.STARTED, run.conversation_id
     return row
+
+
+def _refused(row: BroadcastDelivery, refusal: ParleyError) -> None:
+    """The delivery row of a refused start: skipped when the conversation is ongoing
+    (no priority), failed with the refusal's code otherwise."""
+    if isinstance(refusal, ConversationOngoing):
+        row.outcome, row.reason = DeliveryOutcome.SKIPPED, refusal.detail[:200]
+    else:
+        row.outcome = DeliveryOutcome.FAILED
+        row.reason = f"{refusal.code}: {refusal.detail}"[:200]
 
 
 def _deliver_many(broadcast: Broadcast, contact_ids: list[int]) -> list[BroadcastDelivery]:
@@ -578,11 +586,8 @@ def _deliver_set(broadcast: Broadcast, contact_ids: list[int]) -> list[Broadcast
     rows = []
     for target in targets:
         row = BroadcastDelivery(broadcast=broadcast, contact_id=target.contact.pk)
-        if isinstance(target.refusal, ConversationOngoing):
-            row.outcome, row.reason = DeliveryOutcome.SKIPPED, target.refusal.detail[:200]
-        elif target.refusal is not None:
-            exc = target.refusal
-            row.outcome, row.reason = DeliveryOutcome.FAILED, f"{exc.code}: {exc.detail}"[:200]
+        if target.refusal is not None:
+            _refused(row, target.refusal)
         else:
             row.outcome, row.conversation = DeliveryOutcome.STARTED, target.conversation
         rows.append(row)
