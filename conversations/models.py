@@ -1,16 +1,18 @@
 """The core: contacts, their conversations, messages, tags and the status history.
 
-Fields, constraints, indexes and intent-named querysets only. Every write goes
-through ``services.py``; ``signals.py`` guards ``save()`` and the tag links; the
-database (constraints here, triggers in the migrations) refuses what signals
-cannot see.
+Fields, constraints, indexes, triggers and intent-named querysets only. Every write
+goes through ``services.py``; ``signals.py`` guards ``save()`` and the tag links; the
+database (constraints here, triggers declared in ``triggers.py``) refuses what the
+signals cannot see.
 """
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower, Upper
 
+from . import triggers as guards
 from .transitions import EVENT_CHOICES, ONGOING, OPEN, STATUS_CHOICES, Status
 
 MESSAGE_MAX_LENGTH = 10_000
@@ -38,6 +40,8 @@ class Contact(models.Model):
             models.Index(Lower("name"), name="contact_name_lower"),
             # The inbox search matches an external id exactly (``iexact`` is UPPER = UPPER).
             models.Index(Upper("external_id"), name="contact_external_id_upper"),
+            # The inbox search: ``icontains`` is ``UPPER(col) LIKE UPPER('%term%')``.
+            GinIndex(OpClass(Upper("name"), name="gin_trgm_ops"), name="contact_name_trgm"),
         ]
 
     def __str__(self) -> str:
@@ -198,6 +202,12 @@ class Conversation(models.Model):
             # The inbox's change fingerprint reads the newest write (a MAX, one index probe).
             models.Index(fields=["updated_at"], name="conv_updated_at"),
         ]
+        triggers = [
+            guards.status_edges(),
+            guards.status_recorded(),
+            guards.closed_is_permanent(),
+            *guards.conversation_counts(),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.contact} ({self.get_status_display()})"
@@ -224,8 +234,8 @@ class Conversation(models.Model):
 
 
 class ConversationTag(models.Model):
-    """The conversation–tag link. On PostgreSQL a trigger refuses to insert, change or
-    delete a link of a closed conversation (see migration 0002)."""
+    """The conversation–tag link. A trigger refuses to insert, change or delete a link
+    of a closed conversation (``triggers.tags_locked``)."""
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="tag_links"
@@ -241,6 +251,7 @@ class ConversationTag(models.Model):
             models.Index(fields=["tag", "conversation"], name="conversationtag_by_tag"),
             models.Index(fields=["added_at"], name="conversationtag_added"),
         ]
+        triggers = [guards.tags_locked(), *guards.link_counts()]
 
     def __str__(self) -> str:
         return f"{self.tag} on #{self.conversation_id}"
@@ -285,7 +296,11 @@ class Message(models.Model):
                 name="message_direction_matches_sender",
             ),
         ]
-        indexes = [models.Index(fields=["conversation", "created_at", "id"], name="message_thread")]
+        indexes = [
+            models.Index(fields=["conversation", "created_at", "id"], name="message_thread"),
+            GinIndex(OpClass(Upper("text"), name="gin_trgm_ops"), name="message_text_trgm"),
+        ]
+        triggers = guards.message_guards()
 
     def __str__(self) -> str:
         return f"{self.get_direction_display()} on #{self.conversation_id}: {self.text[:40]}"
@@ -327,6 +342,7 @@ class StatusChange(models.Model):
     class Meta:
         ordering = ["at", "id"]
         indexes = [models.Index(fields=["conversation", "at", "id"], name="statuschange_timeline")]
+        triggers = guards.status_change_guards()
 
     def __str__(self) -> str:
         return f"#{self.conversation_id}: {self.from_status or '—'} → {self.to_status}"

