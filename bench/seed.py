@@ -652,12 +652,14 @@ class Loader:
         )
         self.conn.execute("ALTER TABLE bench_agents ADD PRIMARY KEY (slot)")
         self.conn.execute(
-            """INSERT INTO conversations_tag (name, colour) VALUES
+            """INSERT INTO conversations_tag (name, colour, key)
+               SELECT name, colour, name FROM (VALUES
                ('billing', '#2563eb'), ('refund', '#dc2626'), ('shipping', '#16a34a'),
                ('vip', '#9333ea'), ('bug', '#ea580c'), ('feedback', '#0891b2'),
                ('returns', '#be123c'), ('warranty', '#4d7c0f'), ('account', '#7c3aed'),
                ('invoice', '#0f766e'), ('urgent', '#b91c1c'), ('wholesale', '#a16207'),
-               ('press', '#475569'), ('partner', '#1d4ed8'), ('spam', '#6b7280')"""
+               ('press', '#475569'), ('partner', '#1d4ed8'), ('spam', '#6b7280')
+               ) AS t (name, colour)"""
         )
         self.step(
             "contacts",

@@ -6,8 +6,11 @@ database (constraints here, triggers declared in ``triggers.py``) refuses what t
 signals cannot see.
 """
 
+import unicodedata
+
 from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex, OpClass
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower, Upper
@@ -52,22 +55,67 @@ class Contact(models.Model):
         return self.name or self.external_id
 
 
+# Characters a tag name may not hold: controls, format characters (zero-width
+# spaces and joiners, bidi overrides and isolates), private use, unassigned, and line
+# or paragraph separators. They make two names look the same or rearrange the text.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cn", "Cs", "Zl", "Zp"})
+
+
+def clean_tag_name(value: str) -> str:
+    """A tag name as it is stored and shown: NFKC (fullwidth and compatibility forms
+    become their plain letters), spaces collapsed. Refuses invisible and bidi control
+    characters with a ValidationError."""
+    text = unicodedata.normalize("NFKC", value or "")
+    hidden = sorted(
+        {f"U+{ord(ch):04X}" for ch in text if unicodedata.category(ch) in _INVISIBLE_CATEGORIES}
+    )
+    if hidden:
+        raise ValidationError(
+            "A tag name cannot contain invisible or text-direction characters "
+            f"({', '.join(hidden[:3])}).",
+            code="invalid_tag_name",
+        )
+    return " ".join(text.split())
+
+
+def tag_key(name: str) -> str:
+    """The identity of a tag name: two names with the same key are the same tag.
+
+    Unicode case folding over NFKC (``STRAẞE`` = ``straße`` = ``strasse``, the Kelvin
+    sign = ``k``, ``ｆｏｏ`` = ``foo``), with the dotted capital I's fold (``i`` plus a
+    combining dot) taken as a plain ``i`` (``İADE`` = ``iade``). Computed here, in
+    one place, for the lookup and for the unique constraint alike."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    return " ".join(folded.replace("i\u0307", "i").split())
+
+
+class TagQuerySet(models.QuerySet):
+    def named(self, name: str):
+        """The tag whose name is ``name`` up to case, width and Unicode form."""
+        return self.filter(key=tag_key(name))
+
+
 class Tag(models.Model):
-    name = models.CharField(max_length=50)
+    name = models.CharField(max_length=50, validators=[clean_tag_name])
+    # tag_key(name), kept by save(): the tag's identity, unique.
+    key = models.CharField(max_length=200, editable=False)
     colour = models.CharField(
         max_length=7,
         default="#64748b",
         help_text="A hex colour such as #2563eb.",
     )
 
+    objects = TagQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(
-                Lower("name"),
-                name="tag_unique_name_ci",
+                fields=["key"],
+                name="tag_unique_key",
                 violation_error_message="A tag with this name already exists.",
             ),
+            models.CheckConstraint(condition=~Q(key=""), name="tag_key_not_empty"),
             models.CheckConstraint(
                 condition=Q(colour__regex=r"^#[0-9A-Fa-f]{6}$"),
                 name="tag_colour_hex",
@@ -77,6 +125,24 @@ class Tag(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs):
+        # The name's identity is derived data: keep it with the name, whatever saves it.
+        self.name = clean_tag_name(self.name)
+        self.key = tag_key(self.name)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "name" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "key"}
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        # Forms (the admin) see a look-alike name as the duplicate it is.
+        if self.name:
+            twin = Tag.objects.named(clean_tag_name(self.name)).exclude(pk=self.pk)
+            if twin.exists():
+                raise ValidationError(
+                    {"name": f"A tag with this name already exists: “{twin.first().name}”."}
+                )
 
 
 class ConversationQuerySet(models.QuerySet):

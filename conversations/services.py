@@ -12,6 +12,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 import psycopg
+from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -34,6 +35,7 @@ from .models import (
     Source,
     StatusChange,
     Tag,
+    clean_tag_name,
 )
 from .transitions import Event, Move, Status, resolve
 
@@ -743,16 +745,30 @@ def conversation_assign(
 # --- tags -------------------------------------------------------------------------
 
 
+def _tag_name(value) -> str:
+    """A tag name as stored (models.clean_tag_name), or InvalidInput with the reason."""
+    name = clean_text(value, field="Tag name", max_length=50)
+    try:
+        name = clean_tag_name(name)
+    except ValidationError as error:
+        raise InvalidInput(error.messages[0]) from None
+    if not name:
+        raise InvalidInput("Tag name is required.")
+    return name
+
+
 def tag_get_or_create(*, name: str, colour: str | None = None) -> Tag:
-    name = clean_text(name, field="Tag name", max_length=50)
-    tag = Tag.objects.filter(name__iexact=name).first()
+    """The tag of that name up to case, width and Unicode form (models.tag_key),
+    created when there is none: a name that only looks different reuses the tag."""
+    name = _tag_name(name)
+    tag = Tag.objects.named(name).first()
     if tag is not None:
         return tag
     try:
         with transaction.atomic():
             return Tag.objects.create(name=name, colour=colour or TAG_COLOUR_DEFAULT)
-    except IntegrityError:
-        return Tag.objects.get(name__iexact=name)
+    except IntegrityError:  # created by someone else a moment ago
+        return Tag.objects.named(name).get()
 
 
 def _locked_open_conversation(conversation: Conversation | int) -> Conversation:
@@ -793,8 +809,7 @@ def conversation_tag_remove(
     """Remove a tag from an open conversation; returns whether it carried it."""
     conversation = _locked_open_conversation(conversation)
     if not isinstance(tag, Tag):
-        name = clean_text(tag, field="Tag name", max_length=50)
-        tag = Tag.objects.filter(name__iexact=name).first()
+        tag = Tag.objects.named(_tag_name(tag)).first()
         if tag is None:
             return False
     link = ConversationTag.objects.filter(conversation=conversation, tag=tag).first()

@@ -4,7 +4,6 @@ import pgtrigger.compiler
 import pgtrigger.migrations
 from django.db import migrations
 
-
 DROP_HAND_WRITTEN = """
 DROP TRIGGER IF EXISTS conversation_status_guard ON conversations_conversation;
 DROP FUNCTION IF EXISTS parley_guard_conversation_status();

@@ -6,7 +6,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from conversations import services
-from conversations.exceptions import TagsLocked
+from conversations.exceptions import InvalidInput, TagsLocked
 from conversations.models import ConversationTag, Tag
 from tests.factories import TagFactory, conversation_in
 
@@ -185,3 +185,57 @@ def test_tags_stay_after_contact_writes_again(closed, billing):
     assert result.conversation.pk != closed.pk
     assert _tag_ids(closed) == {billing.pk}
     assert _tag_ids(result.conversation) == set()
+
+
+# --- one identity for tag names ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("iade", "İADE"),
+        ("straße", "STRAẞE"),
+        ("straße", "STRASSE"),
+        ("k", "\u212a"),  # the Kelvin sign
+        ("foo", "ｆｏｏ"),  # fullwidth
+        ("Billing", "billing"),
+        ("two words", "Two   Words"),
+    ],
+)
+def test_names_that_look_the_same_are_one_tag(first, second):
+    conversation = conversation_in("new")
+    services.conversation_tag_add(conversation=conversation, tag=first)
+    services.conversation_tag_add(conversation=conversation, tag=second)
+    assert Tag.objects.count() == 1
+    assert conversation.tags.count() == 1
+    assert services.tag_get_or_create(name=second) == Tag.objects.get()
+    assert services.conversation_tag_remove(conversation=conversation, tag=second) is True
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["foo\u200b", "\u202efoo", "fo\u200do", "foo\u2066", "\u00adfoo", "foo\x07"],
+    ids=["zero-width-space", "rtl-override", "zwj", "isolate", "soft-hyphen", "bell"],
+)
+def test_invisible_and_bidi_characters_are_refused(name):
+    conversation = conversation_in("new")
+    with pytest.raises(InvalidInput, match="invisible or text-direction"):
+        services.conversation_tag_add(conversation=conversation, tag=name)
+    assert not Tag.objects.exists()
+
+
+def test_the_database_refuses_a_second_row_with_the_same_identity():
+    Tag.objects.create(name="straße")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Tag.objects.create(name="STRASSE")
+    assert Tag.objects.get().key == "strasse"
+
+
+def test_the_admin_form_reports_a_look_alike_name(staff_client):
+    Tag.objects.create(name="refund")
+    response = staff_client.post(
+        "/admin/conversations/tag/add/", {"name": "ＲＥＦＵＮＤ", "colour": "#2563eb"}
+    )
+    assert response.status_code == 200
+    assert "already exists" in response.content.decode()
+    assert Tag.objects.count() == 1

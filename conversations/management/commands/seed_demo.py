@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from conversations import services
-from conversations.models import Contact, Source, Tag
+from conversations.models import Contact, Source
 from conversations.transitions import Event
 
 DEMO_PASSWORD = "parley-demo"  # noqa: S105  (printed by bin/run; demo only)
@@ -182,7 +182,7 @@ class Command(BaseCommand):
         with transaction.atomic():
             agents, admin = self._users()
             for name, colour in TAGS:
-                Tag.objects.get_or_create(name=name, defaults={"colour": colour})
+                services.tag_get_or_create(name=name, colour=colour)
             counts = self._contacts(rng, agents)
         self.stdout.write(
             self.style.SUCCESS(
