@@ -25,21 +25,33 @@ class StatusBadgeMedia:
     css = {"all": ["conversations/admin.css"]}
 
 
+class ReadOnlyMixin:
+    """For admins and inlines that show history: nothing is added, changed or deleted
+    through them (the services and the database guards are the only writers)."""
+
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 # --- Contact ------------------------------------------------------------------------
 
 
-class ConversationHistoryInline(admin.TabularInline):
+class ConversationHistoryInline(ReadOnlyMixin, admin.TabularInline):
     model = Conversation
     fields = ("link", "status_badge", "assignee", "last_activity_at", "archived_at")
     readonly_fields = fields
     ordering = ("-created_at", "-id")
     extra = 0
-    can_delete = False
     show_change_link = False
     verbose_name_plural = "Conversation history (newest first)"
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("assignee")
@@ -147,32 +159,24 @@ class ConversationForm(forms.ModelForm):
         return assignee
 
 
-class MessageInline(admin.TabularInline):
+class MessageInline(ReadOnlyMixin, admin.TabularInline):
     model = Message
     fields = ("created_at", "direction", "sender_kind", "author", "text")
     readonly_fields = fields
     extra = 0
-    can_delete = False
     ordering = ("created_at", "id")
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("author")
 
 
-class StatusChangeInline(admin.TabularInline):
+class StatusChangeInline(ReadOnlyMixin, admin.TabularInline):
     model = StatusChange
     fields = ("at", "from_status", "to_status", "event", "source", "actor", "note")
     readonly_fields = fields
     extra = 0
-    can_delete = False
     ordering = ("at", "id")
     verbose_name_plural = "Status history"
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("actor")
@@ -269,19 +273,8 @@ class ConversationAdmin(admin.ModelAdmin):
 # --- Message, Tag, StatusChange ----------------------------------------------------
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(Message)
-class MessageAdmin(ReadOnlyAdmin):
+class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "conversation",
@@ -303,7 +296,7 @@ class MessageAdmin(ReadOnlyAdmin):
 
 
 @admin.register(StatusChange)
-class StatusChangeAdmin(ReadOnlyAdmin):
+class StatusChangeAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("at", "conversation", "from_status", "to_status", "event", "source", "actor")
     list_filter = ("to_status", "event", "source")
     list_select_related = ("conversation__contact", "actor")

@@ -4,6 +4,8 @@ from /flows/ or the API, so that they always run through the background worker).
 
 from django.contrib import admin
 
+from conversations.admin import ReadOnlyMixin
+
 from . import services
 from .models import Broadcast, BroadcastDelivery, Flow, FlowRun, FlowStep
 
@@ -24,19 +26,8 @@ class FlowAdmin(admin.ModelAdmin):
     inlines = [FlowStepInline]
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(FlowRun)
-class FlowRunAdmin(ReadOnlyAdmin):
+class FlowRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("id", "flow", "conversation", "trigger", "state", "outcome", "started_at")
     list_filter = ("state", "trigger", "outcome", "flow")
     list_select_related = ("flow", "conversation__contact")
@@ -73,7 +64,7 @@ def resume_broadcasts(modeladmin, request, queryset):
 
 
 @admin.register(Broadcast)
-class BroadcastAdmin(ReadOnlyAdmin):
+class BroadcastAdmin(ReadOnlyMixin, admin.ModelAdmin):
     actions = [resume_broadcasts]
     list_display = ("id", "flow", "segment", "segment_value", "has_priority", "state")
     list_display += ("total", "sent", "skipped", "failed", "created_at")
@@ -83,7 +74,7 @@ class BroadcastAdmin(ReadOnlyAdmin):
 
 
 @admin.register(BroadcastDelivery)
-class BroadcastDeliveryAdmin(ReadOnlyAdmin):
+class BroadcastDeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("id", "broadcast", "contact", "outcome", "reason", "created_at")
     list_filter = ("outcome",)
     list_select_related = ("broadcast__flow", "contact")
