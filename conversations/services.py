@@ -22,6 +22,7 @@ from .exceptions import (
     InvalidInput,
     TagsLocked,
 )
+from .locks import lock_contact, lock_conversation, open_conversation_of, retrying_atomic
 from .models import (
     MESSAGE_MAX_LENGTH,
     PREVIEW_LENGTH,
@@ -78,28 +79,6 @@ def _preview(text: str) -> str:
 # --- internals --------------------------------------------------------------------
 
 
-def _lock_conversation(conversation: Conversation | int) -> Conversation:
-    pk = conversation.pk if isinstance(conversation, Conversation) else conversation
-    # The contact comes along (hook receivers need its channel) without being locked.
-    return Conversation.objects.select_for_update(of=("self",)).select_related("contact").get(pk=pk)
-
-
-def _lock_contact(contact: Contact | int) -> Contact:
-    pk = contact.pk if isinstance(contact, Contact) else contact
-    return Contact.objects.select_for_update().get(pk=pk)
-
-
-def _open_conversation_of(contact: Contact) -> Conversation | None:
-    """The contact's open conversation, locked (the contact must be locked first)."""
-    return (
-        Conversation.objects.select_for_update()
-        .filter(contact=contact)
-        .open()
-        .order_by("-created_at")
-        .first()
-    )
-
-
 # The status changes recorded meanwhile, while ``message_receive`` hands a message to
 # its receivers (so that it knows whether to re-read the conversation).
 _recorded: ContextVar[list | None] = ContextVar("conversations_recorded", default=None)
@@ -144,9 +123,18 @@ def _start_conversation(
 
 
 def _change_status(
-    conversation: Conversation, move: Move, *, source: str, actor, note: str = "", now=None
-) -> None:
-    """Apply ``move`` to a locked conversation and record it."""
+    conversation: Conversation,
+    move: Move,
+    *,
+    source: str,
+    actor,
+    note: str = "",
+    now=None,
+    save: bool = True,
+) -> list[str]:
+    """Apply ``move`` to a locked conversation and record it; with ``save=False``
+    the caller saves the returned fields together with its own (one update of the
+    row per transaction, see ``locks``)."""
     before = conversation.status
     fields = ["status", "updated_at"]
     conversation.status = move.target
@@ -155,12 +143,17 @@ def _change_status(
         conversation.closed_by = actor
         conversation.waiting_since = None
         fields += ["closed_at", "closed_by", "waiting_since"]
-    conversation.save(update_fields=fields)
+    if save:
+        conversation.save(update_fields=fields)
     _record(conversation, from_status=before, move=move, source=source, actor=actor, note=note)
+    return fields
 
 
-def _touch(conversation: Conversation, message: Message, *, waiting: bool | None) -> None:
-    """Keep the inbox's denormalised columns in step with the newest message."""
+def _touch(
+    conversation: Conversation, message: Message, *, waiting: bool | None, save: bool = True
+) -> list[str]:
+    """Keep the inbox's denormalised columns in step with the newest message (the
+    fields are returned, and saved unless ``save=False``)."""
     conversation.last_activity_at = message.created_at
     conversation.last_message_preview = _preview(message.text)
     fields = ["last_activity_at", "last_message_preview", "updated_at"]
@@ -170,13 +163,15 @@ def _touch(conversation: Conversation, message: Message, *, waiting: bool | None
     elif waiting is False and conversation.waiting_since is not None:
         conversation.waiting_since = None
         fields.append("waiting_since")
-    conversation.save(update_fields=fields)
+    if save:
+        conversation.save(update_fields=fields)
+    return fields
 
 
 # --- contacts ---------------------------------------------------------------------
 
 
-@transaction.atomic
+@retrying_atomic
 def contact_create(
     *,
     channel: str,
@@ -244,12 +239,12 @@ SQL_LOCKED_OPEN = """
     FROM conversations_contact ct
     JOIN conversations_conversation cv ON cv.contact_id = ct.id AND NOT (cv.status = 'closed')
     WHERE ct.channel = %s AND ct.external_id = %s
-    FOR UPDATE OF ct, cv
+    FOR NO KEY UPDATE OF ct, cv
 """
 SQL_LOCKED_CONTACT = """
     SELECT id, channel, external_id, name, attributes, created_at
     FROM conversations_contact WHERE channel = %s AND external_id = %s
-    FOR UPDATE
+    FOR NO KEY UPDATE
 """
 SQL_INSERT_CONTACT = """
     INSERT INTO conversations_contact (channel, external_id, name, attributes, created_at)
@@ -489,44 +484,11 @@ def _receive(
         # Opened by another request since this statement's snapshot: write into it
         # (unless it was closed meanwhile: then open one again; nobody else can open
         # one now, this transaction holds the contact).
-        conversation = _open_conversation_of(contact)
+        conversation = open_conversation_of(contact)
         if conversation is not None:
             conversation.contact = contact
             move = resolve(Event.CONTACT_WRITES, conversation.status)
     message = _append_message(conversation, move, text=text, source=source, now=now)
-    return contact, created, conversation, message
-
-
-def _receive_portable(
-    channel: str, external_id: str, name: str, text: str, source: str
-) -> tuple[Contact, bool, Conversation, Message]:
-    """The same as the statements above with the ORM, for a database other than
-    PostgreSQL (the embedded SQLite default, which has no row locks to take)."""
-    contact = Contact.objects.filter(channel=channel, external_id=external_id).first()
-    created = contact is None
-    if created:
-        try:
-            with transaction.atomic():
-                contact = Contact.objects.create(
-                    channel=channel, external_id=external_id, name=name
-                )
-        except IntegrityError:  # another request created it first
-            contact = Contact.objects.get(channel=channel, external_id=external_id)
-            created = False
-    conversation = _open_conversation_of(contact)
-    move = resolve(Event.CONTACT_WRITES, conversation.status if conversation else None)
-    if move.opens_new:
-        conversation = _start_conversation(contact, move, source=source, actor=None)
-    elif move.changes_status:
-        _change_status(conversation, move, source=source, actor=None)
-    message = Message.objects.create(
-        conversation=conversation,
-        direction=Direction.INBOUND,
-        sender_kind=SenderKind.CONTACT,
-        text=text,
-    )
-    _touch(conversation, message, waiting=True if conversation.status != Status.IN_FLOW else None)
-    conversation.contact = contact
     return contact, created, conversation, message
 
 
@@ -540,7 +502,7 @@ class Inbound:
     contact_created: bool
 
 
-@transaction.atomic
+@retrying_atomic
 def message_receive(
     *,
     channel: str,
@@ -559,12 +521,7 @@ def message_receive(
     external_id = clean_text(external_id, field="External id", max_length=255)
     text = clean_text(text, field="Message", max_length=MESSAGE_MAX_LENGTH)
     name = clean_text(name, field="Name", max_length=200, required=False)
-    if connection.vendor == "postgresql":
-        contact, created, conversation, message = _receive(channel, external_id, name, text, source)
-    else:
-        contact, created, conversation, message = _receive_portable(
-            channel, external_id, name, text, source
-        )
+    contact, created, conversation, message = _receive(channel, external_id, name, text, source)
     if name and not created and contact.name != name:
         contact.name = name
         contact.save(update_fields=["name"])
@@ -584,17 +541,18 @@ def message_receive(
     return Inbound(message=message, conversation=conversation, contact_created=created)
 
 
-@transaction.atomic
+@retrying_atomic
 def conversation_reply(
     *, conversation: Conversation | int, agent, text: str, source: str = Source.AGENT
 ) -> Message:
     """An agent answers. Takes over from a running flow; assigns the conversation
     to the agent when nobody has it; refused on a closed conversation."""
     text = clean_text(text, field="Reply", max_length=MESSAGE_MAX_LENGTH)
-    conversation = _lock_conversation(conversation)
+    conversation = lock_conversation(conversation)
     move = resolve(Event.AGENT_REPLY, conversation.status, conversation.is_archived)
+    fields = []
     if move.changes_status:
-        _change_status(conversation, move, source=source, actor=agent)
+        fields += _change_status(conversation, move, source=source, actor=agent, save=False)
     message = Message.objects.create(
         conversation=conversation,
         direction=Direction.OUTBOUND,
@@ -604,13 +562,15 @@ def conversation_reply(
     )
     if conversation.assignee_id is None:
         conversation.assignee = agent
-        conversation.save(update_fields=["assignee", "updated_at"])
-    _touch(conversation, message, waiting=False)
+        fields.append("assignee")
+    fields += _touch(conversation, message, waiting=False, save=False)
+    # One update of the row (status, assignee and inbox columns together).
+    conversation.save(update_fields=list(dict.fromkeys(fields)))
     hooks.message_sent.send(sender=Message, message=message, conversation=conversation)
     return message
 
 
-@transaction.atomic
+@retrying_atomic
 def message_send_automated(
     *,
     conversation: Conversation | int,
@@ -623,7 +583,7 @@ def message_send_automated(
     if sender_kind not in (SenderKind.FLOW, SenderKind.BROADCAST):
         raise InvalidInput("Automated messages are sent by a flow or a broadcast.")
     text = clean_text(text, field="Message", max_length=MESSAGE_MAX_LENGTH)
-    conversation = _lock_conversation(conversation)
+    conversation = lock_conversation(conversation)
     if conversation.is_closed:
         raise ConversationClosed()
     message = Message.objects.create(
@@ -641,7 +601,7 @@ def message_send_automated(
 # --- status events ----------------------------------------------------------------
 
 
-@transaction.atomic
+@retrying_atomic
 def conversation_apply_event(
     *,
     event: Event,
@@ -670,10 +630,10 @@ def conversation_apply_event(
         )
     else:
         contact_id = contact.pk if isinstance(contact, Contact) else contact
-    locked_contact = _lock_contact(contact_id)
+    locked_contact = lock_contact(contact_id)
     # The event applies to the contact's current (open) conversation; a closed one
     # is history, so with none open the rule decides whether a new one starts.
-    target = _open_conversation_of(locked_contact)
+    target = open_conversation_of(locked_contact)
     move = resolve(
         event,
         target.status if target else None,
@@ -686,23 +646,23 @@ def conversation_apply_event(
     return target
 
 
-@transaction.atomic
+@retrying_atomic
 def conversation_close(
     *, conversation: Conversation | int, actor=None, source: str = Source.AGENT, note: str = ""
 ) -> Conversation:
     """Close (agent, admin, API): history from now on; tags lock; a running flow
     run is cancelled (the flows app listens to ``hooks.status_changed``)."""
-    conversation = _lock_conversation(conversation)
+    conversation = lock_conversation(conversation)
     move = resolve(Event.CLOSE, conversation.status, conversation.is_archived)
     _change_status(conversation, move, source=source, actor=actor, note=note)
     return conversation
 
 
-@transaction.atomic
+@retrying_atomic
 def conversation_archive(
     *, conversation: Conversation | int, actor=None, source: str = Source.AGENT
 ) -> Conversation:
-    conversation = _lock_conversation(conversation)
+    conversation = lock_conversation(conversation)
     move = resolve(Event.ARCHIVE, conversation.status, conversation.is_archived)
     conversation.archived_at = timezone.now()
     conversation.save(update_fields=["archived_at", "updated_at"])
@@ -710,11 +670,11 @@ def conversation_archive(
     return conversation
 
 
-@transaction.atomic
+@retrying_atomic
 def conversation_unarchive(
     *, conversation: Conversation | int, actor=None, source: str = Source.AGENT
 ) -> Conversation:
-    conversation = _lock_conversation(conversation)
+    conversation = lock_conversation(conversation)
     move = resolve(Event.UNARCHIVE, conversation.status, conversation.is_archived)
     conversation.archived_at = None
     conversation.save(update_fields=["archived_at", "updated_at"])
@@ -722,12 +682,12 @@ def conversation_unarchive(
     return conversation
 
 
-@transaction.atomic
+@retrying_atomic
 def conversation_assign(
     *, conversation: Conversation | int, assignee, actor=None, source: str = Source.AGENT
 ) -> Conversation:
     """Give the conversation to an agent (or to nobody with ``assignee=None``)."""
-    conversation = _lock_conversation(conversation)
+    conversation = lock_conversation(conversation)
     if conversation.is_closed:
         raise ConversationClosed(
             "Cannot assign: the conversation is closed, and closed conversations are read-only."
@@ -756,7 +716,7 @@ def tag_get_or_create(*, name: str, colour: str | None = None) -> Tag:
 
 
 def _locked_open_conversation(conversation: Conversation | int) -> Conversation:
-    conversation = _lock_conversation(conversation)
+    conversation = lock_conversation(conversation)
     if conversation.is_closed:
         raise TagsLocked(
             "Tags are locked: the conversation is closed, so its tags can no longer change."
@@ -764,7 +724,7 @@ def _locked_open_conversation(conversation: Conversation | int) -> Conversation:
     return conversation
 
 
-@transaction.atomic
+@retrying_atomic
 def conversation_tag_add(
     *,
     conversation: Conversation | int,
@@ -782,7 +742,7 @@ def conversation_tag_add(
     return tag
 
 
-@transaction.atomic
+@retrying_atomic
 def conversation_tag_remove(
     *,
     conversation: Conversation | int,

@@ -9,6 +9,7 @@ import logging
 from django.dispatch import receiver
 
 from conversations import hooks
+from conversations.locks import is_retryable
 from conversations.transitions import FLOW_EVENTS, Event
 
 from . import services
@@ -30,7 +31,9 @@ def on_message_received(sender, message, conversation, **kwargs) -> bool:
     # message.
     try:
         return services.handle_inbound(message=message, conversation=conversation) is not None
-    except Exception:
+    except Exception as exc:
+        if is_retryable(exc):  # a deadlock: the whole message_receive runs again
+            raise
         logger.exception(
             "Flow handling failed for message %s on conversation %s", message.pk, conversation.pk
         )

@@ -20,6 +20,7 @@ from django.utils import timezone
 from conversations import bulk
 from conversations import services as core
 from conversations.exceptions import ConversationOngoing, InvalidInput, ParleyError
+from conversations.locks import is_retryable, lock_conversation, retrying_atomic
 from conversations.models import (
     Contact,
     Conversation,
@@ -216,6 +217,7 @@ def note_status_change(change) -> None:
         changes.append(change)
 
 
+@retrying_atomic
 def flow_start(
     *,
     flow: Flow | int,
@@ -237,18 +239,17 @@ def flow_start(
     where the conversation was before the contact's message). Returns the run, which
     has already executed its steps up to the first ask (or the end).
     """
-    with transaction.atomic():
-        return _flow_start(
-            flow=flow,
-            conversation=conversation,
-            contact=contact,
-            has_priority=has_priority,
-            trigger=trigger,
-            actor=actor,
-            broadcast=broadcast,
-            keyword=keyword,
-            status_before_flow=status_before_flow,
-        )
+    return _flow_start(
+        flow=flow,
+        conversation=conversation,
+        contact=contact,
+        has_priority=has_priority,
+        trigger=trigger,
+        actor=actor,
+        broadcast=broadcast,
+        keyword=keyword,
+        status_before_flow=status_before_flow,
+    )
 
 
 def _flow_start(
@@ -322,16 +323,17 @@ def _flow_start(
     return _advance(run, current)
 
 
-@transaction.atomic
+@retrying_atomic
 def flow_resume(*, run: FlowRun, text: str) -> FlowRun:
     """The contact answered the run's waiting *ask*: store the reply on the contact's
     attributes and carry on."""
+    # The lock order (conversations.locks): contact and conversation, then the run.
+    conversation = lock_conversation(run.conversation_id)
+    contact = conversation.contact
     run = FlowRun.objects.select_for_update().select_related("flow").get(pk=run.pk)
     if run.state != RunState.WAITING:
         return run
     steps = _steps_of(run.flow)
-    conversation = run.conversation
-    contact = Contact.objects.select_for_update().get(pk=conversation.contact_id)
     if run.cursor < len(steps) and steps[run.cursor].kind == StepKind.ASK:
         step = steps[run.cursor]
         contact.attributes = {
@@ -463,7 +465,7 @@ def clean_segment(segment: str, value: str) -> tuple[str, str]:
     return segment, value
 
 
-@transaction.atomic
+@retrying_atomic
 def broadcast_create(
     *,
     flow: Flow | int,
@@ -518,6 +520,8 @@ def _deliver_one(broadcast: Broadcast, contact: Contact) -> BroadcastDelivery:
     except ParleyError as exc:  # e.g. became ongoing since the classification
         _refused(row, exc)
     except Exception as exc:  # one contact's failure must not stop the broadcast
+        if is_retryable(exc):  # a deadlock: the whole chunk runs again (retrying_atomic)
+            raise
         logger.exception("Broadcast %s failed for contact %s", broadcast.pk, contact.pk)
         row.outcome, row.reason = DeliveryOutcome.FAILED, f"{type(exc).__name__}: {exc}"[:200]
     else:
@@ -543,7 +547,9 @@ def _deliver_many(broadcast: Broadcast, contact_ids: list[int]) -> list[Broadcas
     try:
         with transaction.atomic():
             return _deliver_set(broadcast, contact_ids)
-    except Exception:
+    except Exception as exc:
+        if is_retryable(exc):  # a deadlock: the whole chunk runs again (retrying_atomic)
+            raise
         logger.warning(
             "Broadcast %s: the set-based delivery of %d contacts failed; delivering one by one",
             broadcast.pk,
@@ -686,7 +692,7 @@ def broadcast_plan(*, broadcast_id: int, chunk_size: int | None = None) -> list[
     chunks still to run. Safe to call again: a resumed broadcast re-plans nothing."""
     chunk_size = chunk_size or BROADCAST_CHUNK_SIZE
     with transaction.atomic():
-        broadcast = Broadcast.objects.select_for_update().get(pk=broadcast_id)
+        broadcast = Broadcast.objects.select_for_update(no_key=True).get(pk=broadcast_id)
         if broadcast.state in (BroadcastState.DONE, BroadcastState.FAILED):
             return []
         if not broadcast.chunks.exists():
@@ -726,7 +732,7 @@ def _finish(broadcast: Broadcast) -> None:
     broadcast.save(update_fields=["state", "finished_at", "total"])
 
 
-@transaction.atomic
+@retrying_atomic
 def broadcast_run_chunk(*, chunk_id: int) -> int:
     """Deliver the broadcast to the contacts of one chunk that have no delivery row
     yet; returns how many were processed.

@@ -136,23 +136,22 @@ def test_the_inbound_statements_are_prepared_once_per_connection():
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements WHERE from_sql IS FALSE")
         prepared = [row[0] for row in cursor.fetchall()]
-    assert sum("FOR UPDATE OF ct, cv" in s for s in prepared) == 1
+    assert sum("FOR NO KEY UPDATE OF ct, cv" in s for s in prepared) == 1
     assert sum(s.rstrip().endswith("RETURNING (SELECT id FROM m)") for s in prepared) == 1
     # Django's own queries are not prepared.
     assert all("conversations_message" in s or "conversations_contact" in s for s in prepared)
 
 
-@pytest.mark.parametrize("receive", ["_receive", "_receive_portable"])
 @pytest.mark.parametrize("start", ["new contact", "not_contacted", "new", "in_flow", "closed"])
-def test_the_portable_path_writes_what_the_postgresql_one_writes(receive, start):
-    """The embedded SQLite default takes the ORM path (``_receive_portable``); both
-    give the same rows, compared here on PostgreSQL."""
+def test_the_inbound_statements_write_the_rows_of_each_transition(start):
+    """From every starting point: the conversation (the same one, or a new one), its
+    status, inbox columns and history line."""
     if start == "new contact":
         channel, external_id, before = "web", "someone", None
     else:
         before = conversation_in(start)
         channel, external_id = before.contact.channel, before.contact.external_id
-    contact, created, conversation, message = getattr(services, receive)(
+    contact, created, conversation, message = services._receive(
         channel, external_id, "", "hello there", "contact"
     )
     stored = Conversation.objects.get(pk=conversation.pk)
