@@ -33,7 +33,7 @@ from .models import (
     StatusChange,
     Tag,
 )
-from .services import _preview, clean_text
+from .text import clean_text, preview
 from .transitions import Event, Move, Status, resolve
 
 
@@ -360,7 +360,7 @@ def send_automated(
         # The inbox's denormalised columns, as ``services._touch(waiting=None)``.
         touch = {
             "last_activity_at": now,
-            "last_message_preview": _preview(text),
+            "last_message_preview": preview(text),
             "updated_at": now,
         }
         target.pending.update(touch)

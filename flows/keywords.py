@@ -6,7 +6,7 @@ forgets them whenever a Flow is saved or deleted here (at once, and again when t
 transaction commits); another process's change is seen within the delay.
 
 The cache only rules texts *out*: a text that may be a keyword is still looked up in
-the database (``flows.services.keyword_flow``), which decides, with PostgreSQL's own
+the database (``flows.engine.keyword_flow``), which decides, with PostgreSQL's own
 case-insensitive comparison. To rule out safely, the test here is looser than the
 database's: ``UPPER`` maps character by character (the length in characters does not
 change), so a text whose length matches no keyword cannot match; among ASCII texts

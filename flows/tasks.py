@@ -8,13 +8,13 @@ enqueueing them again (a resume) only reaches contacts without a delivery row.
 from django.db import transaction
 from django.tasks import task
 
-from . import services
+from . import broadcasts
 
 
 @task()
 def run_broadcast(broadcast_id: int) -> dict:
     """Plan the broadcast (its chunks) and queue every chunk not done yet."""
-    pending = services.broadcast_plan(broadcast_id=broadcast_id)
+    pending = broadcasts.broadcast_plan(broadcast_id=broadcast_id)
     for chunk_id in pending:
         transaction.on_commit(lambda chunk_id=chunk_id: run_broadcast_chunk.enqueue(chunk_id))
     return {"chunks": len(pending)}
@@ -22,5 +22,5 @@ def run_broadcast(broadcast_id: int) -> dict:
 
 @task()
 def run_broadcast_chunk(chunk_id: int) -> dict:
-    processed = services.broadcast_run_chunk(chunk_id=chunk_id)
+    processed = broadcasts.broadcast_run_chunk(chunk_id=chunk_id)
     return {"processed": processed}
