@@ -8,7 +8,9 @@ its own delivery row and the others still get the broadcast.
 """
 
 import logging
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
@@ -126,9 +128,10 @@ def broadcast_create(
     broadcast.total = segment_contacts(segment=segment, value=segment_value).count()
     broadcast.save(update_fields=["total"])
     if enqueue:
-        from .tasks import run_broadcast
+        from .tasks import run_broadcast, schedule_watch
 
         transaction.on_commit(lambda: run_broadcast.enqueue(broadcast_id=broadcast.pk))
+        transaction.on_commit(lambda: schedule_watch(broadcast.pk))
     return broadcast
 
 
@@ -358,7 +361,56 @@ def broadcast_plan(*, broadcast_id: int, chunk_size: int | None = None) -> list[
         )
         if not pending:
             _finish(broadcast)
+        # Handed to the queue now: leased again. SKIP LOCKED: a chunk a worker runs
+        # is not waited for (it locks the broadcast's row last, which this holds).
+        handed = BroadcastChunk.objects.filter(pk__in=pending).select_for_update(skip_locked=True)
+        BroadcastChunk.objects.filter(pk__in=list(handed.values_list("pk", flat=True))).update(
+            lease_expires_at=timezone.now() + timedelta(seconds=chunk_lease_seconds())
+        )
     return pending
+
+
+def chunk_lease_seconds() -> float:
+    """How long a chunk handed to the queue may wait before it counts as stalled."""
+    return float(getattr(settings, "BROADCAST_CHUNK_LEASE_SECONDS", 30))
+
+
+def sweep_seconds() -> float:
+    """How often a running broadcast is checked for stalled chunks."""
+    return float(getattr(settings, "BROADCAST_SWEEP_SECONDS", 15))
+
+
+def broadcast_sweep(*, broadcast_id: int) -> int:
+    """Run here the broadcast's stalled chunks: not done, past their lease, and not
+    locked by a worker running them (a dead worker's transaction rolled back and let
+    go of its lock). Returns how many chunks it ran. Exactly once per contact still
+    holds: a chunk runs under its row lock and skips contacts with a delivery row."""
+    with transaction.atomic():
+        stalled = list(
+            BroadcastChunk.objects.filter(broadcast_id=broadcast_id)
+            .stalled()
+            .select_for_update(skip_locked=True)
+            .order_by("index")
+            .values_list("pk", flat=True)
+        )
+    for chunk_id in stalled:
+        logger.warning("Broadcast %s: chunk %s stalled; running it again", broadcast_id, chunk_id)
+        broadcast_run_chunk(chunk_id=chunk_id)
+    return len(stalled)
+
+
+def broadcast_is_over(broadcast_id: int) -> bool:
+    state = Broadcast.objects.filter(pk=broadcast_id).values_list("state", flat=True).first()
+    return state is None or state in (BroadcastState.DONE, BroadcastState.FAILED)
+
+
+def broadcast_plan_is_overdue(broadcast_id: int) -> bool:
+    """Queued for longer than a lease and still not split into chunks: the task that
+    plans it was lost with its worker."""
+    deadline = timezone.now() - timedelta(seconds=chunk_lease_seconds())
+    return Broadcast.objects.filter(
+        pk=broadcast_id, state=BroadcastState.QUEUED, created_at__lt=deadline, chunks=None
+    ).exists()
 
 
 def _finish(broadcast: Broadcast) -> None:
@@ -459,7 +511,8 @@ def broadcast_resume(*, broadcast_id: int) -> bool:
     state = Broadcast.objects.filter(pk=broadcast_id).values_list("state", flat=True).first()
     if state is None or state in (BroadcastState.DONE, BroadcastState.FAILED):
         return False
-    from .tasks import run_broadcast
+    from .tasks import run_broadcast, schedule_watch
 
     transaction.on_commit(lambda: run_broadcast.enqueue(broadcast_id=broadcast_id))
+    transaction.on_commit(lambda: schedule_watch(broadcast_id))
     return True

@@ -203,8 +203,10 @@ def test_invalid_segment_is_refused_and_nothing_created(send_only_flow):
 def test_the_background_worker_runs_the_broadcast(send_only_flow):
     every_status()
     broadcast = services.broadcast_create(flow=send_only_flow, segment=Segment.ALL)
-    task = DBTaskResult.objects.get()  # enqueued on commit
-    assert task.task_path == "flows.tasks.run_broadcast"
+    task = DBTaskResult.objects.get(task_path="flows.tasks.run_broadcast")  # on commit
+    watch = DBTaskResult.objects.get(task_path="flows.tasks.watch_broadcast")
+    assert watch.run_after > watch.enqueued_at  # one sweep period later
+    assert DBTaskResult.objects.count() == 2
     broadcast.refresh_from_db()
     assert broadcast.state == BroadcastState.QUEUED
     assert broadcast.total == 6
