@@ -49,5 +49,10 @@ def watch_broadcast(broadcast_id: int) -> dict:
 
 
 def schedule_watch(broadcast_id: int) -> None:
+    """Queue the broadcast's next watch one sweep period from now. A backend that
+    cannot defer a task (the ImmediateBackend runs everything at once, in the
+    request) gets none: there is no worker to lose there."""
+    if not watch_broadcast.get_backend().supports_defer:
+        return
     later = timezone.now() + timedelta(seconds=broadcasts.sweep_seconds())
     watch_broadcast.using(run_after=later).enqueue(broadcast_id)

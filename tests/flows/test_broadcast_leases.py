@@ -102,3 +102,11 @@ def test_the_broadcast_page_says_when_it_is_catching_up(planned, staff_client):
     assert 'id="broadcast-catching-up"' in page
     broadcasts.broadcast_sweep(broadcast_id=planned.pk)
     assert "Catching up" not in staff_client.get(url).content.decode()
+
+
+def test_a_backend_that_cannot_defer_gets_no_watch(settings, send_only_flow):
+    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+    ContactFactory()
+    broadcast = broadcasts.broadcast_create(flow=send_only_flow, segment=Segment.ALL)
+    broadcast.refresh_from_db()
+    assert broadcast.state == BroadcastState.DONE  # run at once, in the request
