@@ -77,3 +77,24 @@ def test_a_conversation_is_locked_with_its_contact_first(django_assert_num_queri
     assert sql.endswith(
         'FOR NO KEY UPDATE OF "conversations_contact", "conversations_conversation"'
     )
+
+
+def test_a_reply_locks_contact_and_conversation_once_and_updates_the_row_once(agent):
+    """A second update of a row the transaction wrote re-checks its foreign keys at
+    COMMIT (FOR KEY SHARE on the contact): the reply writes its row once."""
+    from django.test.utils import CaptureQueriesContext
+
+    from conversations import services
+    from tests.factories import conversation_in
+
+    conversation = conversation_in("new")
+    with CaptureQueriesContext(connection) as queries:
+        services.conversation_reply(conversation=conversation.pk, agent=agent, text="On it!")
+    statements = [q["sql"] for q in queries.captured_queries]
+    updates = [s for s in statements if s.startswith('UPDATE "conversations_conversation"')]
+    assert len(updates) == 1, statements
+    assert sum("FOR NO KEY UPDATE" in s for s in statements) == 1
+    assert not any("FOR UPDATE" in s.replace("NO KEY UPDATE", "") for s in statements)
+    conversation.refresh_from_db()
+    assert (conversation.status, conversation.assignee_id) == ("in_progress", agent.pk)
+    assert conversation.last_message_preview == "On it!" and conversation.waiting_since is None
