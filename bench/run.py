@@ -129,7 +129,7 @@ def database_url() -> str:
         sys.exit(
             "bench/run needs the PostgreSQL database that bench/seed filled: set DATABASE_URL,\n"
             "  DATABASE_URL=postgres://postgres@127.0.0.1:5432/parley_bench bench/run\n"
-            "(the benchmarks never run on SQLite)."
+            "(PostgreSQL, like the app and the tests)."
         )
     return url
 

@@ -417,7 +417,7 @@ def database_url() -> str:
         sys.exit(
             "bench/seed needs a PostgreSQL database: set DATABASE_URL, for example\n"
             "  DATABASE_URL=postgres://postgres@127.0.0.1:5432/parley_bench bench/seed\n"
-            "(the benchmarks never run on SQLite)."
+            "(PostgreSQL, like the app and the tests)."
         )
     return url
 

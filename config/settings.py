@@ -133,6 +133,11 @@ TASKS = {
     }
 }
 
+# A broadcast chunk whose worker died is run again by any live worker once its lease
+# has expired; the broadcast's watch looks every BROADCAST_SWEEP_SECONDS.
+BROADCAST_CHUNK_LEASE_SECONDS = float(os.environ.get("BROADCAST_CHUNK_LEASE_SECONDS", "30"))
+BROADCAST_SWEEP_SECONDS = float(os.environ.get("BROADCAST_SWEEP_SECONDS", "15"))
+
 # --- Auth -----------------------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [

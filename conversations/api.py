@@ -367,9 +367,7 @@ def _tags(conversation_id: int) -> dict:
 )
 def conversation_tag_add(request, conversation_id: int, payload: TagIn):
     _require_conversation(conversation_id)
-    services.conversation_tag_add(
-        conversation=conversation_id, tag=payload.name, actor=request.auth, source=Source.API
-    )
+    services.conversation_tag_add(conversation=conversation_id, tag=payload.name)
     return Respond(201, _tags(conversation_id))
 
 
@@ -382,9 +380,7 @@ def conversation_tag_add(request, conversation_id: int, payload: TagIn):
 )
 def conversation_tag_remove(request, conversation_id: int, name: str):
     _require_conversation(conversation_id)
-    removed = services.conversation_tag_remove(
-        conversation=conversation_id, tag=name, actor=request.auth, source=Source.API
-    )
+    removed = services.conversation_tag_remove(conversation=conversation_id, tag=name)
     if not removed:
         raise Http404(f"The conversation does not carry the tag {name!r}.")
     return _tags(conversation_id)

@@ -33,7 +33,7 @@ from .models import (
     StatusChange,
     Tag,
 )
-from .services import _preview, clean_text
+from .text import clean_text, preview
 from .transitions import Event, Move, Status, resolve
 
 
@@ -49,10 +49,10 @@ def insert_rows(
 
     ``same`` holds the values every row shares, ``each`` one list per column (field
     attnames; values as you would give the model). Fields given in neither get
-    their default (``auto_now``/``auto_now_add`` ones: now). On PostgreSQL the
-    shared values are sent once and the lists as arrays through ``unnest()`` —
-    a broadcast's rows are mostly alike, and dumping the same value a thousand
-    times is what makes ``bulk_create`` slow; elsewhere this is ``bulk_create``.
+    their default (``auto_now``/``auto_now_add`` ones: now). The shared values are
+    sent once and the lists as arrays through ``unnest()`` — a broadcast's rows are
+    mostly alike, and dumping the same value a thousand times is what makes
+    ``bulk_create`` slow.
     Nothing goes around the database's own checks: constraints and triggers see
     every row. ``ignore_conflicts`` skips rows a unique constraint refuses (their
     ids are then not returned)."""
@@ -69,13 +69,6 @@ def insert_rows(
             same[name] = now
         else:
             same[name] = model_field.get_default()
-    if connection.vendor != "postgresql":
-        objects = [
-            model(**same, **{name: values[i] for name, values in each.items()})
-            for i in range(count)
-        ]
-        model.objects.bulk_create(objects, ignore_conflicts=ignore_conflicts)
-        return [o.pk for o in objects if o.pk is not None]
     fields = {f.attname: f for f in meta.concrete_fields}
     for name, values in list(each.items()):  # a column alike in every row is sent once
         if len(values) == count and all(v == values[0] for v in values):
@@ -142,10 +135,12 @@ def lock_targets(contact_ids: Iterable[int]) -> list[Target]:
     """Lock the contacts (in primary-key order) and then their open conversations:
     two queries for the whole set. Unknown ids are left out."""
     ids = sorted(set(contact_ids))
-    contacts = list(Contact.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
+    contacts = list(
+        Contact.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk")
+    )
     open_by_contact = {
         conversation.contact_id: conversation
-        for conversation in Conversation.objects.select_for_update()
+        for conversation in Conversation.objects.select_for_update(no_key=True)
         .filter(contact_id__in=ids)
         .open()
         .order_by("pk")
@@ -249,7 +244,7 @@ def apply_event(
             opened[move.target].append(target)
     for status, group in opened.items():
         values = {"status": status, "last_activity_at": now, "created_at": now, "updated_at": now}
-        if defer and connection.vendor == "postgresql":
+        if defer:
             ids = _next_ids(Conversation, len(group))  # the row is inserted by flush()
         else:
             ids = insert_rows(
@@ -263,7 +258,7 @@ def apply_event(
             conversation._loaded_status = status
             target.conversation = conversation
             target.from_status = ""
-            target.pending_insert = defer and connection.vendor == "postgresql"
+            target.pending_insert = defer
 
     # Status changes of existing rows: one UPDATE per (source, target) pair, now or
     # at flush(); the database guard checks every row's edge again.
@@ -365,7 +360,7 @@ def send_automated(
         # The inbox's denormalised columns, as ``services._touch(waiting=None)``.
         touch = {
             "last_activity_at": now,
-            "last_message_preview": _preview(text),
+            "last_message_preview": preview(text),
             "updated_at": now,
         }
         target.pending.update(touch)

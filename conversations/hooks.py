@@ -15,7 +15,7 @@ status_changed = Signal()
 # A contact's message was stored and the inbound transition applied.
 # kwargs: message, conversation. A receiver that may have changed the conversation
 # (a flow resumed or started) returns True: ``message_receive`` then re-reads it
-# before answering, and only then.
+# before answering, and only then. The return value is the only way it learns.
 message_received = Signal()
 
 # An outbound message (agent, flow or broadcast) was stored.

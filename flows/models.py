@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 from conversations.models import Contact, Conversation, Tag
 from conversations.transitions import STATUS_CHOICES
@@ -237,16 +238,31 @@ class Broadcast(models.Model):
         return f"{self.get_segment_display()}: {self.segment_value}"
 
 
+class BroadcastChunkQuerySet(models.QuerySet):
+    def stalled(self):
+        """Not done and past the lease (whether a worker still holds the row is for
+        the caller to ask: ``select_for_update(skip_locked=True)``)."""
+        return self.filter(done_at__isnull=True, lease_expires_at__lt=timezone.now())
+
+
 class BroadcastChunk(models.Model):
     """A slice of a broadcast's contacts (by id range), run as one background task in
     one transaction: several workers run chunks side by side, and a chunk that died
-    half-way left nothing behind and simply runs again."""
+    half-way left nothing behind and simply runs again.
+
+    ``lease_expires_at``: the chunk was handed to the queue until then. A chunk not
+    done, past its lease and whose row nobody holds locked (a worker running it
+    holds the lock until it commits) is stalled: its worker died. Any live worker's
+    sweep (``flows.broadcasts.broadcast_sweep``) then runs it again."""
 
     broadcast = models.ForeignKey(Broadcast, on_delete=models.CASCADE, related_name="chunks")
     index = models.PositiveIntegerField()
     first_contact_id = models.BigIntegerField()
     last_contact_id = models.BigIntegerField()
     done_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    objects = BroadcastChunkQuerySet.as_manager()
 
     class Meta:
         ordering = ["broadcast", "index"]

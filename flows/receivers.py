@@ -9,15 +9,16 @@ import logging
 from django.dispatch import receiver
 
 from conversations import hooks
+from conversations.locks import is_retryable
 from conversations.transitions import FLOW_EVENTS, Event
 
-from . import services
+from . import engine
 
 logger = logging.getLogger(__name__)
 
 CANCEL_OUTCOMES = {
-    Event.AGENT_REPLY: (services.Outcome.TAKEOVER, "An agent replied: human takeover."),
-    Event.CLOSE: (services.Outcome.CONVERSATION_CLOSED, "The conversation was closed."),
+    Event.AGENT_REPLY: (engine.Outcome.TAKEOVER, "An agent replied: human takeover."),
+    Event.CLOSE: (engine.Outcome.CONVERSATION_CLOSED, "The conversation was closed."),
 }
 
 
@@ -29,8 +30,10 @@ def on_message_received(sender, message, conversation, **kwargs) -> bool:
     # fails rolls back to its savepoint (``handle_inbound``) and is logged, not the
     # message.
     try:
-        return services.handle_inbound(message=message, conversation=conversation) is not None
-    except Exception:
+        return engine.handle_inbound(message=message, conversation=conversation) is not None
+    except Exception as exc:
+        if is_retryable(exc):  # a deadlock: the whole message_receive runs again
+            raise
         logger.exception(
             "Flow handling failed for message %s on conversation %s", message.pk, conversation.pk
         )
@@ -39,12 +42,11 @@ def on_message_received(sender, message, conversation, **kwargs) -> bool:
 
 @receiver(hooks.status_changed, dispatch_uid="flows.status_changed")
 def on_status_changed(sender, conversation, change, rule, **kwargs) -> None:
-    services.note_status_change(change)
     if not rule.cancels_flow or rule.event in FLOW_EVENTS:
         return
     outcome, detail = CANCEL_OUTCOMES.get(
-        rule.event, (services.Outcome.CONVERSATION_CLOSED, f"Cancelled: {rule.event.label}.")
+        rule.event, (engine.Outcome.CONVERSATION_CLOSED, f"Cancelled: {rule.event.label}.")
     )
     if change.actor_id:
         detail = f"{detail} ({change.actor})"
-    services.flow_cancel_for(conversation=conversation, outcome=outcome, detail=detail)
+    engine.flow_cancel_for(conversation=conversation, outcome=outcome, detail=detail)

@@ -34,5 +34,11 @@ def broadcast_failures(broadcast: Broadcast, limit: int = 20):
     )
 
 
+def broadcast_catching_up(broadcast: Broadcast) -> bool:
+    """A running broadcast with a chunk past its lease: a worker stopped half-way and
+    its part is being picked up again (one query, only while it runs)."""
+    return broadcast.is_running and broadcast.chunks.stalled().exists()
+
+
 def active_run_for(conversation) -> FlowRun | None:
     return FlowRun.objects.active().filter(conversation=conversation).select_related("flow").first()

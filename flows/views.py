@@ -157,6 +157,7 @@ def broadcast_detail(request, pk: int):
     context = {
         "broadcast": broadcast,
         "failures": list(selectors.broadcast_failures(broadcast)),
+        "catching_up": selectors.broadcast_catching_up(broadcast),
         "progress_url": reverse("flows:broadcast", args=[broadcast.pk]),
     }
     if request.htmx:

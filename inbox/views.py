@@ -401,7 +401,7 @@ def assign(request, pk: int):
         if not form.is_valid():
             raise ParleyError(" ".join(form.errors["assignee"]), code="invalid_input")
         assignee = form.cleaned_data["assignee"]
-        services.conversation_assign(conversation=pk, assignee=assignee, actor=request.user)
+        services.conversation_assign(conversation=pk, assignee=assignee)
         return assignee
 
     def message(assignee):
@@ -421,7 +421,7 @@ def tag_add(request, pk: int):
     return pane_action(
         request,
         pk,
-        lambda: services.conversation_tag_add(conversation=pk, tag=name, actor=request.user),
+        lambda: services.conversation_tag_add(conversation=pk, tag=name),
         success=lambda tag: f"Tag “{tag.name}” added.",
     )
 
@@ -433,7 +433,7 @@ def tag_remove(request, pk: int):
     return pane_action(
         request,
         pk,
-        lambda: services.conversation_tag_remove(conversation=pk, tag=name, actor=request.user),
+        lambda: services.conversation_tag_remove(conversation=pk, tag=name),
         success=lambda removed: (
             f"Tag “{name.strip()}” removed." if removed else "That tag was not on it."
         ),
@@ -471,13 +471,9 @@ def _bulk_step(request, form, pk: int) -> None:
     elif action == "archive":
         services.conversation_archive(conversation=pk, actor=request.user)
     elif action == "assign":
-        services.conversation_assign(
-            conversation=pk, assignee=form.cleaned_data["assignee_user"], actor=request.user
-        )
+        services.conversation_assign(conversation=pk, assignee=form.cleaned_data["assignee_user"])
     else:
-        services.conversation_tag_add(
-            conversation=pk, tag=form.cleaned_data["tag"], actor=request.user
-        )
+        services.conversation_tag_add(conversation=pk, tag=form.cleaned_data["tag"])
 
 
 def bulk_summary(form, done: int, refused: list[tuple[int, str]]) -> str:

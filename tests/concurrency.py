@@ -1,7 +1,9 @@
 """Run callables in real threads, released at the same moment, each with its own
 database connection (so each runs its own transactions)."""
 
+import os
 import threading
+from urllib.parse import urlsplit, urlunsplit
 
 from django.db import close_old_connections, connection
 
@@ -27,3 +29,18 @@ def run_together(functions, *, timeout: float = 60):
     assert not any(thread.is_alive() for thread in threads), "a thread hung"
     close_old_connections()
     return results, errors
+
+
+def database_url_for_subprocess() -> str:
+    """``DATABASE_URL`` pointed at the test database: a subprocess (gunicorn, a
+    worker) must reach the very database the test writes, so everything of the
+    original URL is kept (a ``?host=`` socket folder above all), only the name
+    changes."""
+    name = connection.settings_dict["NAME"]
+    url = os.environ.get("DATABASE_URL", "")
+    if url:
+        parts = urlsplit(url)
+        return urlunsplit(parts._replace(path=f"/{name}"))
+    s = connection.settings_dict
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"postgres://{auth}@{s['HOST'] or 'localhost'}:{s['PORT'] or 5432}/{name}"

@@ -7,6 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from conversations import services
+from conversations.memo import Memo
 from conversations.transitions import Status
 from flows import keywords
 from flows.models import Flow, FlowStep, StepKind
@@ -67,7 +68,7 @@ def test_a_flow_saved_in_this_process_counts_at_once():
 
 def test_a_flow_changed_by_another_process_counts_after_the_cache_delay(monkeypatch):
     now = [1000.0]
-    monkeypatch.setattr(keywords, "_clock", lambda: now[0])
+    monkeypatch.setattr(Memo, "clock", staticmethod(lambda: now[0]))
     flow = _flow("menu", is_active=False)
     conversation = conversation_in(Status.NEW)
     _receive(conversation, "first")  # loads the keywords: none active

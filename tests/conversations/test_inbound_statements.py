@@ -7,6 +7,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from conversations import inbound as engine
 from conversations import services
 from conversations.models import Contact, Conversation, Message, StatusChange
 from conversations.transitions import Status
@@ -117,11 +118,11 @@ def test_the_hand_written_sql_returns_every_column_of_the_models():
         model: [f.column for f in model._meta.concrete_fields] for model in (Contact, Conversation)
     }
     with connection.cursor() as cursor:
-        cursor.execute(services.SQL_LOCKED_OPEN, (contact.channel, contact.external_id))
+        cursor.execute(engine.SQL_LOCKED_OPEN, (contact.channel, contact.external_id))
         assert [d.name for d in cursor.description] == columns[Contact] + columns[Conversation]
-        cursor.execute(services.SQL_LOCKED_CONTACT, (contact.channel, contact.external_id))
+        cursor.execute(engine.SQL_LOCKED_CONTACT, (contact.channel, contact.external_id))
         assert [d.name for d in cursor.description] == columns[Contact]
-    found = services._locked_contact_and_open_conversation(contact.channel, contact.external_id)
+    found = engine._locked_contact_and_open_conversation(contact.channel, contact.external_id)
     assert found[0] == contact and found[0].attributes == contact.attributes
     assert found[1] == conversation and found[1].status == "new"
 
@@ -136,23 +137,22 @@ def test_the_inbound_statements_are_prepared_once_per_connection():
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements WHERE from_sql IS FALSE")
         prepared = [row[0] for row in cursor.fetchall()]
-    assert sum("FOR UPDATE OF ct, cv" in s for s in prepared) == 1
+    assert sum("FOR NO KEY UPDATE OF ct, cv" in s for s in prepared) == 1
     assert sum(s.rstrip().endswith("RETURNING (SELECT id FROM m)") for s in prepared) == 1
     # Django's own queries are not prepared.
     assert all("conversations_message" in s or "conversations_contact" in s for s in prepared)
 
 
-@pytest.mark.parametrize("receive", ["_receive", "_receive_portable"])
 @pytest.mark.parametrize("start", ["new contact", "not_contacted", "new", "in_flow", "closed"])
-def test_the_portable_path_writes_what_the_postgresql_one_writes(receive, start):
-    """The embedded SQLite default takes the ORM path (``_receive_portable``); both
-    give the same rows, compared here on PostgreSQL."""
+def test_the_inbound_statements_write_the_rows_of_each_transition(start):
+    """From every starting point: the conversation (the same one, or a new one), its
+    status, inbox columns and history line."""
     if start == "new contact":
         channel, external_id, before = "web", "someone", None
     else:
         before = conversation_in(start)
         channel, external_id = before.contact.channel, before.contact.external_id
-    contact, created, conversation, message = getattr(services, receive)(
+    contact, created, conversation, message = engine.receive(
         channel, external_id, "", "hello there", "contact"
     )
     stored = Conversation.objects.get(pk=conversation.pk)
@@ -183,7 +183,7 @@ def test_a_conversation_opened_since_the_snapshot_is_a_conflict_not_an_error(mon
     into that conversation."""
     conversation = conversation_in(Status.NEW)
     contact = conversation.contact
-    monkeypatch.setattr(services, "_locked_contact_and_open_conversation", lambda *a: None)
+    monkeypatch.setattr(engine, "_locked_contact_and_open_conversation", lambda *a: None)
     inbound = services.message_receive(
         channel=contact.channel, external_id=contact.external_id, text="raced"
     )
@@ -195,14 +195,14 @@ def test_a_conversation_opened_since_the_snapshot_is_a_conflict_not_an_error(mon
 def test_a_conflicting_conversation_closed_meanwhile_opens_a_new_one(monkeypatch):
     closed = conversation_in(Status.CLOSED)
     contact = closed.contact
-    real = services._open_with_message
+    real = engine._open_with_message
     calls = []
 
     def conflict_once(*args, **kwargs):  # as if one was opened, then closed, meanwhile
         calls.append(1)
         return None if len(calls) == 1 else real(*args, **kwargs)
 
-    monkeypatch.setattr(services, "_open_with_message", conflict_once)
+    monkeypatch.setattr(engine, "_open_with_message", conflict_once)
     inbound = services.message_receive(
         channel=contact.channel, external_id=contact.external_id, text="hello again"
     )

@@ -45,8 +45,40 @@ def test_debug_alone_is_enough_for_local_development():
 def test_postgres_uses_a_connection_pool():
     from django.db import connection
 
-    assert connection.vendor == "postgresql"
+    assert connection.settings_dict["ENGINE"] == "django.db.backends.postgresql"
     assert connection.settings_dict["OPTIONS"].get("pool")
+
+
+@pytest.mark.parametrize("url", ["sqlite:///db.sqlite3", "mysql://root@127.0.0.1/parley"])
+def test_refuses_a_database_that_is_not_postgresql(url):
+    result = _django_check({"DEBUG": "true", "DATABASE_URL": url})
+    assert result.returncode != 0
+    assert "DATABASE_URL must point at PostgreSQL" in result.stderr
+
+
+def test_without_database_url_it_points_at_the_embedded_cluster():
+    from config.pgembed import default_url
+
+    result = subprocess.run(  # noqa: S603 — our own manage.py with a fixed argv
+        [
+            sys.executable,
+            "-c",
+            "from django.conf import settings; import django; "
+            "print(settings.DATABASES['default']['HOST'])",
+        ],
+        cwd=ROOT,
+        env={
+            **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DEBUG": "true",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str((ROOT / ".pgdata").resolve())
+    assert default_url(ROOT / ".pgdata", "parley").endswith("/parley")
 
 
 @pytest.mark.django_db

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from conversations import bulk
 from conversations.models import Conversation, Message, StatusChange
 from conversations.transitions import Status
-from flows import services
+from flows import broadcasts, services
 from flows.models import Broadcast, BroadcastDelivery, DeliveryOutcome, FlowRun, Segment
 from tests.factories import ContactFactory, conversation_in
 
@@ -104,7 +104,7 @@ def run_broadcast(flow, *, has_priority, one_by_one, monkeypatch):
         def refuse(*args, **kwargs):
             raise RuntimeError("set path disabled for this test")
 
-        monkeypatch.setattr(services, "_deliver_set", refuse)
+        monkeypatch.setattr(broadcasts, "_deliver_set", refuse)
     broadcast = Broadcast.objects.create(
         flow=flow, segment=Segment.CHANNEL, segment_value=channel, has_priority=has_priority
     )
@@ -136,9 +136,9 @@ def test_the_set_path_is_really_taken(monkeypatch):
     """Guards the test above: without the set path it would compare a path to itself."""
     contacts_in_every_state()
     calls = []
-    real = services._deliver_set
+    real = broadcasts._deliver_set
     monkeypatch.setattr(
-        services, "_deliver_set", lambda b, ids: calls.append(len(ids)) or real(b, ids)
+        broadcasts, "_deliver_set", lambda b, ids: calls.append(len(ids)) or real(b, ids)
     )
     flow = make_flow(*FLOWS["ask"])
     broadcast = Broadcast.objects.create(flow=flow, segment=Segment.ALL)
@@ -183,13 +183,13 @@ def test_a_failure_in_the_set_rolls_the_set_back_and_delivers_one_by_one(monkeyp
     good = [ContactFactory() for _ in range(3)]
     bad = ContactFactory(attributes={"bio": "x" * 10_001})
     calls = []
-    real = services._deliver_set
+    real = broadcasts._deliver_set
 
     def spy(broadcast, ids):
         calls.append(ids)
         return real(broadcast, ids)
 
-    monkeypatch.setattr(services, "_deliver_set", spy)
+    monkeypatch.setattr(broadcasts, "_deliver_set", spy)
     broadcast = Broadcast.objects.create(flow=flow, segment=Segment.ALL)
     broadcast = services.broadcast_execute(broadcast_id=broadcast.pk)
 

@@ -9,9 +9,10 @@ from django.db import connection
 from django_tasks_db.models import DBTaskResult
 
 from conversations import bulk
+from conversations.exceptions import InvalidInput
 from conversations.models import Message, SenderKind
 from conversations.transitions import Status
-from flows import services
+from flows import broadcasts, services
 from flows.models import (
     Broadcast,
     BroadcastDelivery,
@@ -187,12 +188,12 @@ def test_resumed_after_a_crash_half_way_nobody_gets_it_twice(monkeypatch, send_o
 
 
 def test_invalid_segment_is_refused_and_nothing_created(send_only_flow):
-    with pytest.raises(services.InvalidInput) as refused:
+    with pytest.raises(InvalidInput) as refused:
         services.broadcast_create(flow=send_only_flow, segment=Segment.STATUS, segment_value="x")
     assert "Status must be one of" in refused.value.detail
-    with pytest.raises(services.InvalidInput):
+    with pytest.raises(InvalidInput):
         services.broadcast_create(flow=send_only_flow, segment=Segment.TAG, segment_value=" ")
-    with pytest.raises(services.InvalidInput):
+    with pytest.raises(InvalidInput):
         services.broadcast_create(flow=999_999, segment=Segment.ALL)
     assert not Broadcast.objects.exists()
     assert not DBTaskResult.objects.exists()
@@ -202,8 +203,10 @@ def test_invalid_segment_is_refused_and_nothing_created(send_only_flow):
 def test_the_background_worker_runs_the_broadcast(send_only_flow):
     every_status()
     broadcast = services.broadcast_create(flow=send_only_flow, segment=Segment.ALL)
-    task = DBTaskResult.objects.get()  # enqueued on commit
-    assert task.task_path == "flows.tasks.run_broadcast"
+    task = DBTaskResult.objects.get(task_path="flows.tasks.run_broadcast")  # on commit
+    watch = DBTaskResult.objects.get(task_path="flows.tasks.watch_broadcast")
+    assert watch.run_after > watch.enqueued_at  # one sweep period later
+    assert DBTaskResult.objects.count() == 2
     broadcast.refresh_from_db()
     assert broadcast.state == BroadcastState.QUEUED
     assert broadcast.total == 6
@@ -226,7 +229,7 @@ def test_worker_dies_half_way_and_the_resumed_broadcast_sends_to_nobody_twice(
     monkeypatch, send_only_flow
 ):
     contacts = [ContactFactory() for _ in range(7)]
-    monkeypatch.setattr(services, "BROADCAST_CHUNK_SIZE", 3)
+    monkeypatch.setattr(broadcasts, "BROADCAST_CHUNK_SIZE", 3)
     broadcast = services.broadcast_create(flow=send_only_flow, segment=Segment.ALL)
     real_send = bulk.send_automated
     calls = {"n": 0}
