@@ -217,3 +217,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- API errors (issue 12) ---------------------------------------------------------
+# Every error under /api/v1/ is {"error", "detail"} JSON, even those made outside the
+# API's handlers (405, 413, 500): first, so it sees every response.
+MIDDLEWARE.insert(1, "config.api.ApiErrorShapeMiddleware")
