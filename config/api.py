@@ -6,20 +6,26 @@ Routers live in their apps and know nothing of the auth; they are attached here.
 
 import json
 import logging
+from types import SimpleNamespace
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
-from django.http import Http404, JsonResponse
-from ninja import NinjaAPI, Router
+from django.http import Http404, JsonResponse, QueryDict
+from ninja import NinjaAPI, Query, Router
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
 from ninja.security import HttpBearer
 
 from connectors.api import router as connectors_router
 from connectors.tokens import token_authenticate
+from conversations.api import conversations_for_api
 from conversations.api import router as conversations_router
-from conversations.exceptions import ParleyError
+from conversations.exceptions import InvalidInput, ParleyError
+from conversations.models import Tag
+from conversations.schemas import ConversationFilters, ConversationPageOut, ErrorOut
 from flows.api import router as flows_router
+from inbox import selectors as inbox
 
 
 class BearerToken(HttpBearer):
@@ -133,6 +139,107 @@ def object_not_found(request, exc: ObjectDoesNotExist):
     return _error(request, 404, "not_found", "Not found.")
 
 
+# --- the conversation list: the inbox's own -----------------------------------------
+#
+# ``GET /conversations`` runs the inbox's selector: its FilterSet (one set of filter
+# semantics, the measured search shapes) and its keyset cursor. It is wired here, not
+# in conversations/api.py, because the core does not import the inbox.
+
+list_router = Router(tags=["conversations"])
+# Filters whose value may simply match nothing: an empty page, not an error.
+MATCH_NOTHING = {"tag", "channel", "assignee"}
+EMPTY_PAGE = {"items": [], "next_cursor": None}
+
+
+def _inbox_params(filters: ConversationFilters) -> QueryDict | None:
+    """The API's parameters as the inbox's query string; None when a tag or an
+    assignee names nothing (the page is empty)."""
+    params = QueryDict(mutable=True)
+    statuses = [s.strip() for value in filters.status for s in value.split(",") if s.strip()]
+    params.setlist("status", statuses)
+    params["archived"] = filters.archived
+    params["sort"] = filters.sort
+    params["limit"] = str(filters.limit)
+    if filters.q and filters.q.strip():
+        params["q"] = filters.q
+    if filters.channel and filters.channel.strip():
+        params["channel"] = filters.channel.strip().lower()
+    if filters.tag and filters.tag.strip():
+        # The inbox offers the tags by their name; the API matches any case.
+        names = Tag.objects.filter(name__iexact=filters.tag.strip()).values_list("name", flat=True)
+        name = names.first()
+        if name is None:
+            return None
+        params["tag"] = name
+    if filters.assignee in ("me", "none"):
+        params["assignee"] = filters.assignee
+    elif filters.assignee:
+        # The inbox's choices are agent ids; the API names agents by username.
+        users = get_user_model().objects.filter(username=filters.assignee, is_active=True)
+        pk = users.values_list("pk", flat=True).first()
+        if pk is None:
+            return None
+        params["assignee"] = str(pk)
+    if filters.active_from:
+        params["active_from"] = filters.active_from.isoformat()
+    if filters.active_to:
+        params["active_to"] = filters.active_to.isoformat()
+    if filters.cursor:
+        try:
+            inbox.decode_cursor(filters.cursor, sort=filters.sort)
+        except inbox.BadCursor:
+            raise InvalidInput(
+                "The cursor is not valid: pass the next_cursor of a previous page "
+                "(of the same sort).",
+                code="invalid_cursor",
+            ) from None
+        params["cursor"] = filters.cursor
+    return params
+
+
+def _matches_nothing(form) -> bool:
+    errors = form.errors.as_data()
+    return set(errors) <= MATCH_NOTHING and all(
+        error.code == "invalid_choice" for field in errors.values() for error in field
+    )
+
+
+@list_router.get(
+    "/conversations",
+    response={200: ConversationPageOut, 401: ErrorOut, 422: ErrorOut},
+    summary="List conversations, most recently active first (cursor-paginated)",
+)
+def conversation_list(request, filters: Query[ConversationFilters]):
+    """The inbox's filters. `status` may be repeated (`?status=new&status=in_progress`)
+    or comma-separated; `archived` defaults to `no`, like the inbox."""
+    params = _inbox_params(filters)
+    if params is None:
+        return EMPTY_PAGE
+    # The FilterSet reads the agent from ``request.user``; the API's is the token's.
+    page = inbox.conversation_list(
+        request=SimpleNamespace(user=request.auth), params=params, with_total=False
+    )
+    if page.errors:
+        if _matches_nothing(page.filterset.form):
+            return EMPTY_PAGE
+        raise InvalidInput(" ".join(page.errors))
+    # The inbox shows at least a page of 50; the API may ask for fewer.
+    rows = page.rows[: filters.limit]
+    next_cursor = page.next_cursor
+    if len(page.rows) > len(rows):
+        next_cursor = inbox.encode_cursor(page.sort, rows[-1])
+    # The inbox reads only what a row shows: the API's items are the whole objects,
+    # with the tags the page already has.
+    whole = conversations_for_api().prefetch_related(None).in_bulk([row.pk for row in rows])
+    items = []
+    for row in rows:
+        conversation = whole[row.pk]
+        conversation.row_tags = row.row_tags
+        items.append(conversation)
+    return {"items": items, "next_cursor": next_cursor}
+
+
+api.add_router("/", list_router)
 api.add_router("/", conversations_router)
 api.add_router("/", flows_router)
 api.add_router("/", connectors_router)

@@ -272,3 +272,4 @@ AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "connectors.ratelimit.client_ip"
 AXES_LOCKOUT_CALLABLE = "config.login.lockout_response"
 AXES_VERBOSE = False
+LOGGING["loggers"]["axes"] = {"level": "WARNING"}  # not a line per successful login
