@@ -149,6 +149,7 @@ list_router = Router(tags=["conversations"])
 # Filters whose value may simply match nothing: an empty page, not an error.
 MATCH_NOTHING = {"tag", "channel", "assignee"}
 EMPTY_PAGE = {"items": [], "next_cursor": None}
+REPEATABLE = {"status"}
 
 
 def _inbox_params(filters: ConversationFilters) -> QueryDict | None:
@@ -211,7 +212,14 @@ def _matches_nothing(form) -> bool:
 )
 def conversation_list(request, filters: Query[ConversationFilters]):
     """The inbox's filters. `status` may be repeated (`?status=new&status=in_progress`)
-    or comma-separated; `archived` defaults to `no`, like the inbox."""
+    or comma-separated; `archived` defaults to `no`, like the inbox. An unknown
+    parameter is refused (a misspelt filter would otherwise list everything)."""
+    unknown = sorted(set(request.GET) - set(ConversationFilters.model_fields))
+    if unknown:
+        raise InvalidInput(f"Unknown parameter {unknown[0]!r}.", code="invalid_request")
+    repeated = sorted(k for k, v in request.GET.lists() if len(v) > 1 and k not in REPEATABLE)
+    if repeated:
+        raise InvalidInput(f"{repeated[0]} is given more than once.", code="invalid_request")
     params = _inbox_params(filters)
     if params is None:
         return EMPTY_PAGE

@@ -10,11 +10,12 @@ that are not plain attributes have a ``resolve_<field>``.
 """
 
 import math
+import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from ninja import Schema
-from pydantic import Field, field_validator
+from pydantic import Field, Strict, field_validator
 
 from .models import MESSAGE_MAX_LENGTH, Contact, Tag
 from .services import CHANNEL_RE
@@ -35,6 +36,9 @@ USERNAME_MAX_LENGTH = 150
 CHANNEL_PATTERN = CHANNEL_RE.pattern.replace("a-z", "A-Za-z")
 
 Id = Annotated[int, Field(ge=1, le=ID_MAX)]
+# In a JSON body a number is a number and a boolean a boolean (not "1" nor 0).
+BodyId = Annotated[int, Strict(), Field(ge=1, le=ID_MAX)]
+Flag = Annotated[bool, Strict()]
 Channel = Annotated[
     str,
     Field(
@@ -54,6 +58,9 @@ ExternalId = Annotated[
     ),
 ]
 Name = Annotated[str, Field(max_length=NAME_MAX_LENGTH)]
+DAY_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# Days a filter can compute with (the day after the last one still exists).
+Day = Annotated[date, Field(ge=date(1900, 1, 1), le=date(9998, 12, 31))]
 Text = Annotated[str, Field(min_length=1, max_length=MESSAGE_MAX_LENGTH)]
 TagName = Annotated[
     str,
@@ -155,37 +162,52 @@ class ConversationFilters(TextSchema):
     )
     tag: str | None = Field(
         None,
+        min_length=1,
         max_length=TAG_MAX_LENGTH,
         description="Only conversations carrying this tag (any case); an unknown tag "
         "matches nothing.",
     )
     channel: str | None = Field(
         None,
+        min_length=1,
         max_length=CHANNEL_MAX_LENGTH,
         description="Only contacts of this channel; an unknown channel matches nothing.",
     )
     assignee: str | None = Field(
         None,
+        min_length=1,
         max_length=USERNAME_MAX_LENGTH,
         description="`me` (the token's user), `none` (unassigned) or an active agent's username.",
     )
     q: str | None = Field(
         None,
+        min_length=1,
         max_length=SEARCH_MAX_LENGTH,
         description="Text in the contact's name or in a message, or the contact's exact "
         "external id.",
     )
-    active_from: date | None = Field(None, description="Last activity on or after this day.")
-    active_to: date | None = Field(None, description="Last activity on or before this day.")
+    active_from: Day | None = Field(None, description="Last activity on or after this day.")
+    active_to: Day | None = Field(None, description="Last activity on or before this day.")
     sort: Literal["activity", "waiting"] = Field(
         "activity",
         description="`activity` (most recently active first, the default) or `waiting` "
         "(longest waiting first).",
     )
     cursor: str | None = Field(
-        None, max_length=500, description="The `next_cursor` of the previous page."
+        None,
+        min_length=1,
+        max_length=500,
+        description="The `next_cursor` of the previous page.",
     )
     limit: int = Field(PAGE_SIZE_DEFAULT, ge=1, le=PAGE_SIZE_MAX)
+
+    @field_validator("active_from", "active_to", mode="before")
+    @classmethod
+    def _iso_day(cls, value):
+        # pydantic would also read a number as a Unix time: the schema says a date.
+        if value is not None and not (isinstance(value, str) and DAY_RE.fullmatch(value)):
+            raise ValueError("must be a day written YYYY-MM-DD")
+        return value
 
 
 # --- responses ---------------------------------------------------------------------

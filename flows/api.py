@@ -8,7 +8,7 @@ from ninja import Field, Router, Schema
 from ninja.responses import Status as Respond
 
 from conversations.models import Conversation
-from conversations.schemas import ErrorOut, Id, TextSchema
+from conversations.schemas import BodyId, ErrorOut, Flag, Id, TextSchema
 
 from . import services
 from .models import Broadcast, Flow, Segment, Trigger
@@ -19,8 +19,8 @@ ERRORS = {401: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
 
 
 class FlowStartIn(TextSchema):
-    conversation_id: Id = Field(description="The conversation whose contact gets the flow.")
-    has_priority: bool = Field(
+    conversation_id: BodyId = Field(description="The conversation whose contact gets the flow.")
+    has_priority: Flag = Field(
         False, description="Interrupt an ongoing conversation (and any running flow)."
     )
 
@@ -50,14 +50,14 @@ class FlowStartOut(Schema):
 
 
 class BroadcastIn(TextSchema):
-    flow_id: Id
+    flow_id: BodyId
     segment: Segment = Field(description="`all`, `tag`, `channel` or `status`.")
     segment_value: str = Field(
         "",
         max_length=200,
         description="The tag name, the channel or the status (not for `all`).",
     )
-    has_priority: bool = Field(
+    has_priority: Flag = Field(
         False, description="Also reach contacts whose conversation is ongoing (else skipped)."
     )
 

@@ -91,6 +91,11 @@ def test_the_list_filters_by_tag_case_insensitively(api):
         ("status=snoozed", "invalid_input"),
         ("archived=maybe", "invalid_request"),  # the schema's enum
         ("sort=newest", "invalid_request"),
+        ("stauts=new", "invalid_request"),  # a misspelt filter is not ignored
+        ("tag=a&tag=b", "invalid_request"),
+        ("tag=", "invalid_request"),
+        ("active_to=0", "invalid_request"),  # not a Unix time: a day
+        ("active_to=9999-12-31", "invalid_request"),
         ("cursor=not-a-cursor", "invalid_cursor"),
         ("cursor=WzEsMl0", "invalid_cursor"),  # base64 of [1,2]: well-formed, wrong content
         ("limit=0", "invalid_request"),

@@ -111,6 +111,8 @@ def test_broadcast_refusals(api):
         ({"flow_id": flow.pk, "segment": "tag", "segment_value": " "}, 422, "invalid_input"),
         ({"flow_id": flow.pk, "segment": "status", "segment_value": "zzz"}, 422, "invalid_input"),
         ({"flow_id": flow.pk}, 422, "invalid_request"),
+        ({"flow_id": flow.pk, "segment": "all", "has_priority": 0}, 422, "invalid_request"),
+        ({"flow_id": str(flow.pk), "segment": "all"}, 422, "invalid_request"),
     ]
     for body, status, code in cases:
         response = api.post("/broadcasts", body)
