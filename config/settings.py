@@ -222,3 +222,59 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- API errors (issue 12) ---------------------------------------------------------
+# Every error under /api/v1/ is {"error", "detail"} JSON, even those made outside the
+# API's handlers (405, 413, 500): first, so it sees every response.
+MIDDLEWARE.insert(1, "config.api.ApiErrorShapeMiddleware")
+
+# --- Client addresses, web chat limits, login throttling (issue 12) -------------------
+# How many reverse proxies of ours stand in front of the app and append to
+# X-Forwarded-For. 0 (the default): the address is REMOTE_ADDR and X-Forwarded-For is
+# ignored; never set it higher than the proxies you really run, or clients choose
+# their own address (connectors/ratelimit.py).
+TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
+
+# The anonymous web chat: rates as "<hits>/<period>" (s, m, h, d); 0/1m switches one
+# off. New conversations per client address follow Chatwoot's default (6 per 12 h).
+CHAT_LIMITS = {
+    "new_conversations_per_address": os.environ.get("CHAT_NEW_CONVERSATIONS_PER_ADDRESS", "6/12h"),
+    "new_conversations_per_visitor": os.environ.get("CHAT_NEW_CONVERSATIONS_PER_VISITOR", "3/1h"),
+    "messages_per_visitor": os.environ.get("CHAT_MESSAGES_PER_VISITOR", "20/1m"),
+    "messages_per_address": os.environ.get("CHAT_MESSAGES_PER_ADDRESS", "60/1m"),
+}
+# Where the counters live: "postgresql" (default, a table of connectors; no extra
+# infrastructure) or "cache" (CACHES["ratelimit"], Redis when REDIS_URL or CACHE_URL
+# is set).
+_cache_url = os.environ.get("CACHE_URL") or os.environ.get("REDIS_URL")
+RATE_LIMIT_STORE = os.environ.get("RATE_LIMIT_STORE", "cache" if _cache_url else "postgresql")
+RATE_LIMIT_CACHE = "ratelimit"
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "ratelimit": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}
+        if _cache_url
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    ),
+}
+
+# Login throttling (django-axes, database handler: shared by every process): after
+# LOGIN_FAILURE_LIMIT failed log-ins for one username, or from one address, that
+# username or address is refused (even with the right password) for
+# LOGIN_LOCKOUT_MINUTES; the inbox's and the admin's login alike.
+INSTALLED_APPS.append("axes")
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env_bool("LOGIN_THROTTLING", True)
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+LOGIN_LOCKOUT_MINUTES = int(os.environ.get("LOGIN_LOCKOUT_MINUTES", "15"))
+AXES_COOLOFF_TIME = LOGIN_LOCKOUT_MINUTES / 60  # hours
+AXES_LOCKOUT_PARAMETERS = env_list("LOGIN_LOCKOUT_BY", "username,ip_address")
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "connectors.ratelimit.client_ip"
+AXES_LOCKOUT_CALLABLE = "config.login.lockout_response"
+AXES_VERBOSE = False
+LOGGING["loggers"]["axes"] = {"level": "WARNING"}  # not a line per successful login

@@ -46,7 +46,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
     list_display = ["slug", "kind", "webhook_url", "is_active"]
-    fields = ["slug", "kind", "webhook_url", "webhook_secret", "is_active"]
+    fields = ["slug", "kind", "webhook_url", "webhook_secret", "identity_secret", "is_active"]
     list_filter = ["kind", "is_active"]
     search_fields = ["slug"]
 

@@ -1,9 +1,11 @@
 """The connectors router: outbound delivery status of a message."""
 
+from datetime import datetime
+
 from django.http import Http404
 from ninja import Router, Schema
 
-from conversations.schemas import ErrorOut
+from conversations.schemas import ErrorOut, Id
 
 from .models import Delivery
 
@@ -11,29 +13,28 @@ router = Router(tags=["delivery"])
 
 
 class DeliveryOut(Schema):
+    """From the Delivery."""
+
     message_id: int
     channel: str
     status: str
     attempts: int
     last_error: str
-    delivered_at: str | None
+    delivered_at: datetime | None
+
+    @staticmethod
+    def resolve_channel(delivery) -> str:
+        return delivery.channel.slug
 
 
 @router.get(
     "/messages/{message_id}/delivery",
-    response={200: DeliveryOut, 401: ErrorOut, 404: ErrorOut},
+    response={200: DeliveryOut, 401: ErrorOut, 404: ErrorOut, 422: ErrorOut},
     summary="How an outbound message went out to a webhook channel",
     description="404 when the message has no delivery (web chat and API channels).",
 )
-def delivery_detail(request, message_id: int):
+def delivery_detail(request, message_id: Id):
     delivery = Delivery.objects.select_related("channel").filter(message_id=message_id).first()
     if delivery is None:
         raise Http404(f"Message {message_id} has no webhook delivery.")
-    return {
-        "message_id": message_id,
-        "channel": delivery.channel.slug,
-        "status": delivery.status,
-        "attempts": delivery.attempts,
-        "last_error": delivery.last_error,
-        "delivered_at": delivery.delivered_at.isoformat() if delivery.delivered_at else None,
-    }
+    return delivery

@@ -14,14 +14,13 @@ default ``web`` channel and gets no delivery otherwise (API clients read replies
 from the API).
 """
 
-import time
 from typing import Protocol
 
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from conversations import hooks
+from conversations.memo import Memo
 from conversations.models import Message
 
 from .models import Channel, ChannelKind, Delivery, DeliveryStatus
@@ -57,22 +56,12 @@ CONNECTORS: dict[str, Connector] = {
 # what it looked up, forgotten whenever a Channel is saved or deleted here, and after
 # CHANNEL_CACHE_SECONDS anyway (another process may have changed it).
 CHANNEL_CACHE_SECONDS = 30
-_channel_cache: dict[str, tuple[float, Channel | None]] = {}
-
-
-@receiver([post_save, post_delete], sender=Channel, dispatch_uid="connectors.channel_cache")
-def _forget_channels(**kwargs) -> None:
-    _channel_cache.clear()
+channels = Memo(seconds=CHANNEL_CACHE_SECONDS, watch=[Channel])
 
 
 def channel_for(slug: str) -> Channel | None:
     """The active channel for a contact channel slug (``web`` exists by default)."""
-    cached = _channel_cache.get(slug)
-    if cached is not None and cached[0] > time.monotonic():
-        return cached[1]
-    channel = _channel_lookup(slug)
-    _channel_cache[slug] = (time.monotonic() + CHANNEL_CACHE_SECONDS, channel)
-    return channel
+    return channels.get(slug, lambda: _channel_lookup(slug))
 
 
 def _channel_lookup(slug: str) -> Channel | None:

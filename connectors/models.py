@@ -70,6 +70,16 @@ class Channel(models.Model):
             "of the body with this secret>, so the receiver can check it came from Parley."
         ),
     )
+    identity_secret = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text=(
+            "Web chats, optional. When set, a site can open the chat as its logged-in "
+            "customer: /chat/<channel>/?identifier=<id>&identifier_hash=<hex HMAC-SHA256 "
+            "of the id with this secret>&name=<name>. The id becomes the contact's "
+            "external id; a wrong hash is refused."
+        ),
+    )
     is_active = models.BooleanField(default=True)
 
     class Meta:
@@ -116,3 +126,18 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"message {self.message_id} → {self.channel.slug}: {self.status}"
+
+
+class RateCounter(models.Model):
+    """One fixed-window counter of ``connectors.ratelimit`` (the PostgreSQL store):
+    moved on only by its ``INSERT … ON CONFLICT DO UPDATE``, never through the ORM."""
+
+    key = models.CharField(max_length=200, primary_key=True)
+    window_ends_at = models.DateTimeField()
+    count = models.PositiveIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["window_ends_at"], name="ratecounter_window_ends")]
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.count} until {self.window_ends_at:%H:%M:%S}"

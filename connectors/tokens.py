@@ -14,14 +14,12 @@ remembered: they are looked up every time.
 
 import hashlib
 import secrets
-import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models.signals import post_delete, post_save
-from django.dispatch import receiver
 from django.utils import timezone
+
+from conversations.memo import Memo
 
 from .models import ApiToken
 
@@ -33,26 +31,17 @@ LAST_USED_PRECISION = timedelta(seconds=60)
 TOKEN_CACHE_SECONDS = 5.0
 TOKEN_CACHE_SIZE = 1000
 
-# digest -> (trusted until, token id, user, last_used_at as last written here)
-_accepted: dict[str, tuple[float, int, object, object]] = {}
-
-
-def _clock() -> float:
-    return time.monotonic()
+# digest -> [token id, user, last_used_at as last written here]; a list, so that
+# recording a use does not extend the time the token is trusted.
+accepted = Memo(
+    seconds=TOKEN_CACHE_SECONDS,
+    watch=[ApiToken, settings.AUTH_USER_MODEL],
+    size=TOKEN_CACHE_SIZE,
+)
 
 
 def forget_tokens() -> None:
-    _accepted.clear()
-
-
-@receiver([post_save, post_delete], sender=ApiToken, dispatch_uid="connectors.token_cache")
-@receiver(
-    [post_save, post_delete], sender=settings.AUTH_USER_MODEL, dispatch_uid="connectors.token_users"
-)
-def _token_or_user_changed(**kwargs) -> None:
-    forget_tokens()
-    # A request of this process may look the token up again before this commits.
-    transaction.on_commit(forget_tokens)
+    accepted.forget()
 
 
 def _digest(token: str) -> str:
@@ -80,27 +69,20 @@ def token_authenticate(secret: str):
     if not secret or len(secret) > 200:
         return None
     digest = _digest(secret)
-    cached = _accepted.get(digest)
-    if cached is not None and cached[0] > _clock():
-        trusted_until, token_id, user, last_used_at = cached
-    else:
-        token = ApiToken.objects.active().select_related("user").filter(digest=digest).first()
-        if token is None:
-            _accepted.pop(digest, None)
-            return None
-        if len(_accepted) >= TOKEN_CACHE_SIZE:
-            _accepted.clear()
-        trusted_until = _clock() + TOKEN_CACHE_SECONDS
-        token_id, user, last_used_at = token.pk, token.user, token.last_used_at
-        cached = None
+    held = accepted.get(digest, lambda: _lookup(digest), keep=lambda held: held is not None)
+    if held is None:
+        return None
+    token_id, user, last_used_at = held
     now = timezone.now()
     if last_used_at is None or now - last_used_at > LAST_USED_PRECISION:
         ApiToken.objects.filter(pk=token_id).update(last_used_at=now)
-        last_used_at = now
-        cached = None
-    if cached is None:
-        _accepted[digest] = (trusted_until, token_id, user, last_used_at)
+        held[2] = now
     return user
+
+
+def _lookup(digest: str) -> list | None:
+    token = ApiToken.objects.active().select_related("user").filter(digest=digest).first()
+    return None if token is None else [token.pk, token.user, token.last_used_at]
 
 
 def token_revoke(*, token: ApiToken) -> ApiToken:

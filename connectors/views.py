@@ -5,8 +5,16 @@ A visitor is identified by a signed cookie holding a random id (their
 exactly like the API's inbound endpoint; the page polls the thread, so the agents'
 and the flows' replies appear by themselves. Works without JavaScript too (the
 form posts and redirects back).
+
+A site can open the chat as its logged-in customer (``identity.py``): a valid
+``identifier`` + ``identifier_hash`` makes the identifier the contact's external id
+and lets the given name through; a wrong one is refused (403) with a sentence.
+
+Sending is rate-limited per client address and per visitor (``limits.py``): a
+refused message is a 429 with a sentence the page shows, and nothing is written.
 """
 
+import json
 import secrets
 
 from django.http import Http404, HttpRequest, HttpResponse
@@ -17,7 +25,9 @@ from conversations import services
 from conversations.exceptions import ParleyError
 from conversations.models import Contact, Message
 
-from .delivery import is_web_chat
+from .delivery import channel_for, is_web_chat
+from .identity import IdentityRefused, Visitor, verified_visitor
+from .limits import ChatLimited, chat_send_allowed
 
 COOKIE_SALT = "parley.chat"
 COOKIE_MAX_AGE = 60 * 60 * 24 * 365
@@ -29,14 +39,31 @@ def _cookie_name(channel: str) -> str:
     return f"parley_chat_{channel}"
 
 
+def _visitor(request: HttpRequest, channel: str) -> Visitor | None:
+    """The visitor of the signed cookie: a random id (anonymous) or, after a signed
+    identity, ``{"id", "name"}`` as JSON."""
+    value = request.get_signed_cookie(_cookie_name(channel), default=None, salt=COOKIE_SALT)
+    if not value:
+        return None
+    if value.startswith("{"):
+        try:
+            data = json.loads(value)
+            return Visitor(id=str(data["id"]), name=str(data.get("name", "")), verified=True)
+        except (ValueError, KeyError, TypeError):
+            return None
+    return Visitor(id=value)
+
+
 def _visitor_id(request: HttpRequest, channel: str) -> str | None:
-    return request.get_signed_cookie(_cookie_name(channel), default=None, salt=COOKIE_SALT)
+    visitor = _visitor(request, channel)
+    return visitor.id if visitor else None
 
 
-def _remember(response: HttpResponse, request: HttpRequest, channel: str, visitor: str):
+def _remember(response: HttpResponse, request: HttpRequest, channel: str, visitor: Visitor):
+    value = json.dumps({"id": visitor.id, "name": visitor.name}) if visitor.verified else visitor.id
     response.set_signed_cookie(
         _cookie_name(channel),
-        visitor,
+        value,
         salt=COOKIE_SALT,
         max_age=COOKIE_MAX_AGE,
         httponly=True,
@@ -52,9 +79,11 @@ def _web_channel(channel: str) -> str:
     return channel
 
 
-def _context(channel: str, visitor: str | None, **extra) -> dict:
+def _context(channel: str, visitor_id: str | None, **extra) -> dict:
     contact = (
-        Contact.objects.filter(channel=channel, external_id=visitor).first() if visitor else None
+        Contact.objects.filter(channel=channel, external_id=visitor_id).first()
+        if visitor_id
+        else None
     )
     messages = []
     if contact is not None:
@@ -71,13 +100,27 @@ def _is_fetch(request: HttpRequest) -> bool:
     return request.headers.get("X-Requested-With") == "fetch"
 
 
+def _refused_identity(request: HttpRequest, channel: str, refusal: IdentityRefused):
+    visitor = _visitor(request, channel)
+    context = _context(channel, visitor.id if visitor else None, error=refusal.detail)
+    return render(request, PAGE, context, status=403)
+
+
 @require_GET
 def chat(request: HttpRequest, channel: str) -> HttpResponse:
     channel = _web_channel(channel)
-    visitor = _visitor_id(request, channel)
-    response = render(request, PAGE, _context(channel, visitor))
-    if visitor is None:
-        _remember(response, request, channel, secrets.token_urlsafe(16))
+    try:
+        signed = verified_visitor(request.GET, channel_for(channel))
+    except IdentityRefused as refusal:
+        return _refused_identity(request, channel, refusal)
+    visitor = signed or _visitor(request, channel)
+    response = render(
+        request, PAGE, _context(channel, visitor.id if visitor else None, visitor=visitor)
+    )
+    if signed is not None:
+        _remember(response, request, channel, signed)
+    elif visitor is None:
+        _remember(response, request, channel, Visitor(id=secrets.token_urlsafe(16)))
     return response
 
 
@@ -88,21 +131,34 @@ def chat_thread(request: HttpRequest, channel: str) -> HttpResponse:
     return render(request, f"{PAGE}#thread", _context(channel, visitor))
 
 
+def _refused(request, channel: str, visitor: Visitor, text: str, detail: str, status: int):
+    context = _context(channel, visitor.id, error=detail, draft=text, visitor=visitor)
+    template = f"{PAGE}#send-error" if _is_fetch(request) else PAGE
+    return render(request, template, context, status=status)
+
+
 @require_POST
 def chat_send(request: HttpRequest, channel: str) -> HttpResponse:
     channel = _web_channel(channel)
-    visitor = _visitor_id(request, channel) or secrets.token_urlsafe(16)
     text = request.POST.get("text", "")
-    name = request.POST.get("name", "")
     try:
-        services.message_receive(channel=channel, external_id=visitor, text=text, name=name)
+        signed = verified_visitor(request.POST, channel_for(channel))
+    except IdentityRefused as refusal:
+        return _refused_identity(request, channel, refusal)
+    visitor = signed or _visitor(request, channel) or Visitor(id=secrets.token_urlsafe(16))
+    # A signed identity's name wins; an anonymous visitor may give one in the form.
+    name = visitor.name if visitor.verified else request.POST.get("name", "")
+    try:
+        chat_send_allowed(request, channel=channel, visitor=visitor.id)
+        services.message_receive(channel=channel, external_id=visitor.id, text=text, name=name)
+    except ChatLimited as limited:
+        response = _refused(request, channel, visitor, text, limited.detail, 429)
+        response["Retry-After"] = str(limited.retry_after)
     except ParleyError as refusal:
-        context = _context(channel, visitor, error=refusal.detail, draft=text)
-        template = f"{PAGE}#send-error" if _is_fetch(request) else PAGE
-        response = render(request, template, context, status=422)
+        response = _refused(request, channel, visitor, text, refusal.detail, 422)
     else:
         if _is_fetch(request):
-            response = render(request, f"{PAGE}#thread", _context(channel, visitor))
+            response = render(request, f"{PAGE}#thread", _context(channel, visitor.id))
         else:
             response = redirect("connectors:chat", channel=channel)
     return _remember(response, request, channel, visitor)

@@ -1,14 +1,71 @@
-"""Request and response bodies of the conversations API (django-ninja schemas)."""
+"""Request and response bodies of the conversations API (django-ninja schemas).
+
+Requests declare the limits the services enforce, taken from the same source (the
+model fields' ``max_length``, ``MESSAGE_MAX_LENGTH``, the services' channel pattern),
+so the OpenAPI schema documents exactly what the API accepts, and a request outside
+them is refused by the schema's validation before it reaches a service.
+
+Responses are built from the model objects (``from_attributes``): the few fields
+that are not plain attributes have a ``resolve_<field>``.
+"""
 
 import math
+import re
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from ninja import Schema
-from pydantic import Field, field_validator
+from pydantic import Field, Strict, field_validator
+
+from .models import MESSAGE_MAX_LENGTH, Contact, Tag
+from .text import CHANNEL_RE
+from .transitions import STATUS_LABELS, Status
 
 ATTRIBUTES_MAX_KEYS = 100
 ATTRIBUTES_MAX_DEPTH = 5
+# The largest id PostgreSQL's bigint holds: a larger one is refused (422), not a 500.
+ID_MAX = 2**63 - 1
+CHANNEL_MAX_LENGTH = Contact._meta.get_field("channel").max_length
+EXTERNAL_ID_MAX_LENGTH = Contact._meta.get_field("external_id").max_length
+NAME_MAX_LENGTH = Contact._meta.get_field("name").max_length
+TAG_MAX_LENGTH = Tag._meta.get_field("name").max_length
+SEARCH_MAX_LENGTH = 200  # the inbox FilterSet's ``q``
+USERNAME_MAX_LENGTH = 150
+
+# The services lowercase a channel, then match CHANNEL_RE: the API accepts either case.
+CHANNEL_PATTERN = CHANNEL_RE.pattern.replace("a-z", "A-Za-z")
+
+Id = Annotated[int, Field(ge=1, le=ID_MAX)]
+# In a JSON body a number is a number and a boolean a boolean (not "1" nor 0).
+BodyId = Annotated[int, Strict(), Field(ge=1, le=ID_MAX)]
+Flag = Annotated[bool, Strict()]
+Channel = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=CHANNEL_MAX_LENGTH,
+        pattern=CHANNEL_PATTERN,
+        description="A short slug such as `web` or `whatsapp`: letters, digits, `-` or `_` "
+        "(stored in lowercase).",
+    ),
+]
+ExternalId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=EXTERNAL_ID_MAX_LENGTH,
+        description="The contact's id on that channel.",
+    ),
+]
+Name = Annotated[str, Field(max_length=NAME_MAX_LENGTH)]
+DAY_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# Days a filter can compute with (the day after the last one still exists).
+Day = Annotated[date, Field(ge=date(1900, 1, 1), le=date(9998, 12, 31))]
+Text = Annotated[str, Field(min_length=1, max_length=MESSAGE_MAX_LENGTH)]
+TagName = Annotated[
+    str,
+    Field(min_length=1, max_length=TAG_MAX_LENGTH, description="The tag's name."),
+]
 
 
 def _check_text(value: str) -> str:
@@ -58,9 +115,9 @@ class TextSchema(Schema):
 
 
 class ContactIn(TextSchema):
-    channel: str = Field(description="A short slug such as `web` or `whatsapp`.")
-    external_id: str = Field(description="The contact's id on that channel.")
-    name: str = ""
+    channel: Channel
+    external_id: ExternalId
+    name: Name = ""
     attributes: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("attributes")
@@ -73,18 +130,18 @@ class ContactIn(TextSchema):
 
 
 class InboundIn(TextSchema):
-    channel: str = Field(description="A short slug such as `web` or `whatsapp`.")
-    external_id: str = Field(description="The contact's id on that channel.")
-    text: str = Field(description="What the contact wrote (1 to 10,000 characters).")
-    name: str | None = Field(None, description="The contact's name, kept up to date.")
+    channel: Channel
+    external_id: ExternalId
+    text: Text = Field(description="What the contact wrote (not only spaces).")
+    name: Name | None = Field(None, description="The contact's name, kept up to date.")
 
 
 class ReplyIn(TextSchema):
-    text: str = Field(description="The agent's reply (1 to 10,000 characters).")
+    text: Text = Field(description="The agent's reply (not only spaces).")
 
 
 class TagIn(TextSchema):
-    name: str = Field(description="The tag's name; created on first use.")
+    name: TagName = Field(description="The tag's name; created on first use.")
 
 
 PAGE_SIZE_DEFAULT = 50
@@ -92,28 +149,65 @@ PAGE_SIZE_MAX = 200
 
 
 class ConversationFilters(TextSchema):
-    """The inbox's filters, as query parameters."""
+    """The inbox's filters (inbox/filters.py), as query parameters."""
 
     status: list[str] = Field(
         default_factory=list,
         description="Repeat or comma-separate: `not_contacted`, `new`, `in_progress`, "
-        "`in_flow`, `closed`.",
+        "`in_flow`, `resolved`, `closed`.",
     )
-    archived: str = Field(
-        "no", description="`no` (default, like the inbox), `yes` (the archive) or `any`."
+    archived: Literal["no", "yes", "any"] = Field(
+        "no",
+        description="`no` (default, like the inbox), `yes` (the archive) or `any`.",
     )
-    tag: str | None = Field(None, description="Only conversations carrying this tag.")
-    channel: str | None = Field(None, description="Only contacts of this channel.")
+    tag: str | None = Field(
+        None,
+        min_length=1,
+        max_length=TAG_MAX_LENGTH,
+        description="Only conversations carrying this tag (any case); an unknown tag "
+        "matches nothing.",
+    )
+    channel: str | None = Field(
+        None,
+        min_length=1,
+        max_length=CHANNEL_MAX_LENGTH,
+        description="Only contacts of this channel; an unknown channel matches nothing.",
+    )
     assignee: str | None = Field(
-        None, description="`me` (the token's user), `none` (unassigned) or a username."
+        None,
+        min_length=1,
+        max_length=USERNAME_MAX_LENGTH,
+        description="`me` (the token's user), `none` (unassigned) or an active agent's username.",
     )
     q: str | None = Field(
-        None, max_length=200, description="Text in the contact's name or in a message."
+        None,
+        min_length=1,
+        max_length=SEARCH_MAX_LENGTH,
+        description="Text in the contact's name or in a message, or the contact's exact "
+        "external id.",
     )
-    active_from: date | None = Field(None, description="Last activity on or after this day.")
-    active_to: date | None = Field(None, description="Last activity on or before this day.")
-    cursor: str | None = Field(None, description="The `next_cursor` of the previous page.")
+    active_from: Day | None = Field(None, description="Last activity on or after this day.")
+    active_to: Day | None = Field(None, description="Last activity on or before this day.")
+    sort: Literal["activity", "waiting"] = Field(
+        "activity",
+        description="`activity` (most recently active first, the default) or `waiting` "
+        "(longest waiting first).",
+    )
+    cursor: str | None = Field(
+        None,
+        min_length=1,
+        max_length=500,
+        description="The `next_cursor` of the previous page.",
+    )
     limit: int = Field(PAGE_SIZE_DEFAULT, ge=1, le=PAGE_SIZE_MAX)
+
+    @field_validator("active_from", "active_to", mode="before")
+    @classmethod
+    def _iso_day(cls, value):
+        # pydantic would also read a number as a Unix time: the schema says a date.
+        if value is not None and not (isinstance(value, str) and DAY_RE.fullmatch(value)):
+            raise ValueError("must be a day written YYYY-MM-DD")
+        return value
 
 
 # --- responses ---------------------------------------------------------------------
@@ -144,16 +238,38 @@ class ContactCreatedOut(Schema):
 
 
 class InboundOut(Schema):
+    """From ``services.Inbound``."""
+
     message_id: int
     contact_id: int
     contact_created: bool
     conversation_id: int
     status: str = Field(description="The conversation's status after the message.")
 
+    @staticmethod
+    def resolve_message_id(inbound) -> int:
+        return inbound.message.pk
+
+    @staticmethod
+    def resolve_contact_id(inbound) -> int:
+        return inbound.conversation.contact_id
+
+    @staticmethod
+    def resolve_conversation_id(inbound) -> int:
+        return inbound.conversation.pk
+
+    @staticmethod
+    def resolve_status(inbound) -> str:
+        return inbound.conversation.status
+
 
 class TagOut(Schema):
     name: str
     colour: str
+
+
+def _username(user) -> str | None:
+    return user.get_username() if user is not None else None
 
 
 class MessageOut(Schema):
@@ -164,6 +280,10 @@ class MessageOut(Schema):
     text: str
     created_at: datetime
 
+    @staticmethod
+    def resolve_author(message) -> str | None:
+        return _username(message.author) if message.author_id else None
+
 
 class StatusChangeOut(Schema):
     from_status: str | None
@@ -173,6 +293,14 @@ class StatusChangeOut(Schema):
     actor: str | None
     note: str
     at: datetime
+
+    @staticmethod
+    def resolve_from_status(change) -> str | None:
+        return change.from_status or None
+
+    @staticmethod
+    def resolve_actor(change) -> str | None:
+        return _username(change.actor) if change.actor_id else None
 
 
 class ConversationOut(Schema):
@@ -190,10 +318,36 @@ class ConversationOut(Schema):
     closed_at: datetime | None
     archived_at: datetime | None
 
+    @staticmethod
+    def resolve_status_label(conversation) -> str:
+        return STATUS_LABELS[Status(conversation.status)]
+
+    @staticmethod
+    def resolve_archived(conversation) -> bool:
+        return conversation.is_archived
+
+    @staticmethod
+    def resolve_assignee(conversation) -> str | None:
+        return _username(conversation.assignee) if conversation.assignee_id else None
+
+    @staticmethod
+    def resolve_tags(conversation) -> list:
+        # A list page carries its rows' tags already (the inbox's ``row_tags``).
+        tags = getattr(conversation, "row_tags", None)
+        return tags if tags is not None else list(conversation.tags.all())
+
 
 class ConversationDetailOut(ConversationOut):
     messages: list[MessageOut]
     status_history: list[StatusChangeOut]
+
+    @staticmethod
+    def resolve_messages(conversation) -> list:
+        return list(conversation.messages.all())
+
+    @staticmethod
+    def resolve_status_history(conversation) -> list:
+        return list(conversation.status_changes.all())
 
 
 class ConversationPageOut(Schema):

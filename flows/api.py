@@ -8,10 +8,10 @@ from ninja import Field, Router, Schema
 from ninja.responses import Status as Respond
 
 from conversations.models import Conversation
-from conversations.schemas import ErrorOut, TextSchema
+from conversations.schemas import BodyId, ErrorOut, Flag, Id, TextSchema
 
 from . import services
-from .models import Broadcast, Flow, Trigger
+from .models import Broadcast, Flow, Segment, Trigger
 
 router = Router(tags=["flows"])
 
@@ -19,13 +19,15 @@ ERRORS = {401: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
 
 
 class FlowStartIn(TextSchema):
-    conversation_id: int = Field(description="The conversation whose contact gets the flow.")
-    has_priority: bool = Field(
+    conversation_id: BodyId = Field(description="The conversation whose contact gets the flow.")
+    has_priority: Flag = Field(
         False, description="Interrupt an ongoing conversation (and any running flow)."
     )
 
 
 class FlowStartOut(Schema):
+    """From the FlowRun."""
+
     run_id: int
     flow_id: int
     run_state: str = Field(description="`running`, `waiting` (for the contact) or `finished`.")
@@ -34,14 +36,28 @@ class FlowStartOut(Schema):
     )
     status: str = Field(description="That conversation's status now.")
 
+    @staticmethod
+    def resolve_run_id(run) -> int:
+        return run.pk
+
+    @staticmethod
+    def resolve_run_state(run) -> str:
+        return run.state
+
+    @staticmethod
+    def resolve_status(run) -> str:
+        return run.conversation.status
+
 
 class BroadcastIn(TextSchema):
-    flow_id: int
-    segment: str = Field(description="`all`, `tag`, `channel` or `status`.")
+    flow_id: BodyId
+    segment: Segment = Field(description="`all`, `tag`, `channel` or `status`.")
     segment_value: str = Field(
-        "", description="The tag name, the channel or the status (not for `all`)."
+        "",
+        max_length=200,
+        description="The tag name, the channel or the status (not for `all`).",
     )
-    has_priority: bool = Field(
+    has_priority: Flag = Field(
         False, description="Also reach contacts whose conversation is ongoing (else skipped)."
     )
 
@@ -71,26 +87,6 @@ def _flow(flow_id: int) -> Flow:
     return flow
 
 
-def _broadcast(broadcast: Broadcast) -> dict:
-    return {
-        "id": broadcast.pk,
-        "flow_id": broadcast.flow_id,
-        "segment": broadcast.segment,
-        "segment_value": broadcast.segment_value,
-        "has_priority": broadcast.has_priority,
-        "state": broadcast.state,
-        "total": broadcast.total,
-        "sent": broadcast.sent,
-        "skipped": broadcast.skipped,
-        "failed": broadcast.failed,
-        "percent": broadcast.percent,
-        "error": broadcast.error,
-        "created_at": broadcast.created_at,
-        "started_at": broadcast.started_at,
-        "finished_at": broadcast.finished_at,
-    }
-
-
 @router.post(
     "/flows/{flow_id}/start",
     response={201: FlowStartOut, **ERRORS},
@@ -101,7 +97,7 @@ def _broadcast(broadcast: Broadcast) -> dict:
         "is true. 409 `flow_inactive` for an inactive flow."
     ),
 )
-def flow_start(request, flow_id: int, payload: FlowStartIn):
+def flow_start(request, flow_id: Id, payload: FlowStartIn):
     flow = _flow(flow_id)
     if not Conversation.objects.filter(pk=payload.conversation_id).exists():
         raise Http404(f"There is no conversation with id {payload.conversation_id}.")
@@ -112,17 +108,9 @@ def flow_start(request, flow_id: int, payload: FlowStartIn):
         trigger=Trigger.API,
         actor=request.auth,
     )
-    status = Conversation.objects.values_list("status", flat=True).get(pk=run.conversation_id)
-    return Respond(
-        201,
-        {
-            "run_id": run.pk,
-            "flow_id": flow.pk,
-            "run_state": run.state,
-            "conversation_id": run.conversation_id,
-            "status": status,
-        },
-    )
+    # The run's conversation as it is now (the flow may have moved it on).
+    run.conversation = Conversation.objects.only("status").get(pk=run.conversation_id)
+    return Respond(201, run)
 
 
 @router.post(
@@ -143,16 +131,16 @@ def broadcast_create(request, payload: BroadcastIn):
         has_priority=payload.has_priority,
         actor=request.auth,
     )
-    return Respond(201, _broadcast(broadcast))
+    return Respond(201, broadcast)
 
 
 @router.get(
     "/broadcasts/{broadcast_id}",
-    response={200: BroadcastOut, 401: ErrorOut, 404: ErrorOut},
+    response={200: BroadcastOut, 401: ErrorOut, 404: ErrorOut, 422: ErrorOut},
     summary="A broadcast's progress and counts (sent, skipped, failed)",
 )
-def broadcast_detail(request, broadcast_id: int):
+def broadcast_detail(request, broadcast_id: Id):
     broadcast = Broadcast.objects.filter(pk=broadcast_id).first()
     if broadcast is None:
         raise Http404(f"There is no broadcast with id {broadcast_id}.")
-    return _broadcast(broadcast)
+    return broadcast

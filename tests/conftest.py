@@ -15,9 +15,9 @@ def _fresh_channel_cache():
     """Each test's Channel rows roll back with it; so must the per-process cache."""
     from connectors import delivery
 
-    delivery._channel_cache.clear()
+    delivery.channels.forget()
     yield
-    delivery._channel_cache.clear()
+    delivery.channels.forget()
 
 
 @pytest.fixture

@@ -33,7 +33,8 @@
         form.elements.text.value = "";
         show(html);
         thread.scrollTop = thread.scrollHeight;
-      } else if (response.status === 422) {
+      } else if (response.status === 422 || response.status === 429 || response.status === 403) {
+        // a refusal with its sentence (invalid, too fast, identity not verified)
         errorBox.innerHTML = html;
       } else {
         errorBox.innerHTML = '<p class="error">The message could not be sent; please try again.</p>';

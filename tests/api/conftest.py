@@ -40,7 +40,7 @@ class ApiClient:
         data = raw if raw is not None else None if body is None else json.dumps(body).encode()
         all_headers = {"Accept": "application/json", **(headers or {})}
         if data is not None:
-            all_headers["Content-Type"] = "application/json"
+            all_headers.setdefault("Content-Type", "application/json")
         if token is not None:
             all_headers["Authorization"] = f"Bearer {token}"
         request = urllib.request.Request(  # noqa: S310 (the live server's http URL)

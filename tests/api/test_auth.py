@@ -165,7 +165,7 @@ def test_a_token_revoked_elsewhere_is_refused_within_the_cache_delay(client, tok
     from connectors import tokens
 
     now = [1000.0]
-    monkeypatch.setattr(tokens, "_clock", lambda: now[0])
+    monkeypatch.setattr(tokens.accepted, "clock", lambda: now[0])
     assert _token_queries(client, token) >= 0
     # As another process would: no signal reaches this one.
     ApiToken.objects.update(revoked_at=timezone.now())

@@ -47,7 +47,7 @@ def test_a_duplicate_contact_is_409_and_changes_nothing(api):
     [
         ({"external_id": "x"}, "channel"),
         ({"channel": "web"}, "external_id"),
-        ({"channel": "not a slug!", "external_id": "x"}, "Channel"),
+        ({"channel": "not a slug!", "external_id": "x"}, "channel"),
         ({"channel": "web", "external_id": "   "}, "External id"),
         ({"channel": "web", "external_id": "x", "attributes": ["a"]}, "attributes"),
         ({"channel": "web", "external_id": "x", "attributes": {"k": "\u0000"}}, "NUL"),

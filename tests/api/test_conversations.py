@@ -89,7 +89,13 @@ def test_the_list_filters_by_tag_case_insensitively(api):
     ("query", "code"),
     [
         ("status=snoozed", "invalid_input"),
-        ("archived=maybe", "invalid_input"),
+        ("archived=maybe", "invalid_request"),  # the schema's enum
+        ("sort=newest", "invalid_request"),
+        ("stauts=new", "invalid_request"),  # a misspelt filter is not ignored
+        ("tag=a&tag=b", "invalid_request"),
+        ("tag=", "invalid_request"),
+        ("active_to=0", "invalid_request"),  # not a Unix time: a day
+        ("active_to=9999-12-31", "invalid_request"),
         ("cursor=not-a-cursor", "invalid_cursor"),
         ("cursor=WzEsMl0", "invalid_cursor"),  # base64 of [1,2]: well-formed, wrong content
         ("limit=0", "invalid_request"),
@@ -102,22 +108,25 @@ def test_bad_list_parameters_are_422(api, query, code):
     assert response.error == code
 
 
-def test_the_list_takes_the_same_number_of_queries_for_1_and_30_rows(
+def test_the_list_takes_the_same_number_of_queries_for_1_and_50_rows(
     client, token, django_assert_num_queries
 ):
-    """In-process client so that the queries are counted on this connection: the page
-    of conversations (contact and assignee joined), their tags (the token is
-    remembered by the process after its first use)."""
+    """In-process client so that the queries are counted on this connection: the
+    inbox's FilterSet (agents, tags, channels), the inbox's page of rows (their tag
+    ids as an array), the whole rows for the API (contact and assignee joined). The
+    token is remembered by the process after its first use."""
     headers = {"Authorization": f"Bearer {token}"}
     conversation_in(Status.NEW, tags=[TagFactory()])
     client.get("/api/v1/conversations", headers=headers)  # records the token's first use
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(5):
         assert client.get("/api/v1/conversations", headers=headers).status_code == 200
-    for _ in range(29):
+    for _ in range(49):
         conversation_in(Status.NEW, tags=[TagFactory()])
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(5):
         response = client.get("/api/v1/conversations", headers=headers)
-    assert len(response.json()["items"]) == 30
+    items = response.json()["items"]
+    assert len(items) == 50
+    assert all(len(item["tags"]) == 1 for item in items)
 
 
 # --- detail ---------------------------------------------------------------------------
@@ -173,8 +182,8 @@ def test_the_detail_escapes_nothing_and_loses_nothing(api):
 
 
 def test_unknown_conversations_are_404(api):
-    """One test for every route (each example is a real request): unknown ids,
-    including one beyond PostgreSQL's bigint range."""
+    """One test for every route (each example is a real request): unknown ids are
+    404; one beyond PostgreSQL's bigint range is outside the schema's range (422)."""
     routes = [
         ("GET", ""),
         ("POST", "/reply"),
@@ -184,16 +193,14 @@ def test_unknown_conversations_are_404(api):
         ("POST", "/tags"),
         ("DELETE", "/tags/vip"),
     ]
-    for conversation_id in (424242, 10**30):
+    for conversation_id, status, code in (
+        (424242, 404, "not_found"),
+        (10**30, 422, "invalid_request"),
+    ):
         for method, path in routes:
             body = {"text": "hi", "name": "vip"} if method == "POST" else None
             response = api.request(method, f"/conversations/{conversation_id}{path}", body)
-            assert (method, path, response.status, response.error) == (
-                method,
-                path,
-                404,
-                "not_found",
-            )
+            assert (method, path, response.status, response.error) == (method, path, status, code)
     assert Message.objects.count() == 0 and Tag.objects.count() == 0
 
 
@@ -371,3 +378,29 @@ def test_the_list_has_the_inboxs_other_filters(api, agent, other_agent):
     refused = api.get(f"/conversations?active_from={today}&active_to={today - timedelta(days=1)}")
     assert refused.status == 422
     assert api.get("/conversations?active_from=yesterday").status == 422
+
+
+def test_the_list_is_the_inboxs_list_with_its_cursor(api):
+    """One FilterSet and one keyset cursor for the inbox and the API."""
+    from inbox.selectors import decode_cursor
+
+    rows = [conversation_in(Status.NEW) for _ in range(3)]
+    first = api.get("/conversations?limit=2")
+    at, pk = decode_cursor(first.body["next_cursor"], sort="activity")
+    assert pk == first.body["items"][-1]["id"]
+    # A cursor of the inbox's other sort is refused for this one.
+    wrong = api.get(f"/conversations?sort=waiting&cursor={first.body['next_cursor']}")
+    assert (wrong.status, wrong.error) == (422, "invalid_cursor")
+    # Longest waiting first, like the inbox's sort.
+    waiting = api.get("/conversations?sort=waiting&limit=2")
+    assert [c["id"] for c in waiting.body["items"]] == [rows[0].pk, rows[1].pk]
+    rest = api.get(f"/conversations?sort=waiting&cursor={waiting.body['next_cursor']}")
+    assert [c["id"] for c in rest.body["items"]] == [rows[2].pk]
+    assert rest.body["next_cursor"] is None
+
+
+def test_a_filter_value_that_names_nothing_gives_an_empty_page(api):
+    conversation_in(Status.NEW)
+    for query in ("tag=nosuchtag", "channel=nosuchchannel", "assignee=nobody"):
+        response = api.get(f"/conversations?{query}")
+        assert (response.status, response.body) == (200, {"items": [], "next_cursor": None})

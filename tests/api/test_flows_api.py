@@ -107,10 +107,12 @@ def test_broadcast_refusals(api):
     cases = [
         ({"flow_id": 999999, "segment": "all"}, 404, "not_found"),
         ({"flow_id": inactive.pk, "segment": "all"}, 409, "flow_inactive"),
-        ({"flow_id": flow.pk, "segment": "planets"}, 422, "invalid_input"),
+        ({"flow_id": flow.pk, "segment": "planets"}, 422, "invalid_request"),  # schema enum
         ({"flow_id": flow.pk, "segment": "tag", "segment_value": " "}, 422, "invalid_input"),
         ({"flow_id": flow.pk, "segment": "status", "segment_value": "zzz"}, 422, "invalid_input"),
         ({"flow_id": flow.pk}, 422, "invalid_request"),
+        ({"flow_id": flow.pk, "segment": "all", "has_priority": 0}, 422, "invalid_request"),
+        ({"flow_id": str(flow.pk), "segment": "all"}, 422, "invalid_request"),
     ]
     for body, status, code in cases:
         response = api.post("/broadcasts", body)

@@ -47,6 +47,7 @@ MATRIX = {
     "api:openapi-json": ("docs", "GET"),
     "api:openapi-view": ("docs", "GET"),
     "api:api-root": ("nothing", "GET"),
+    "api:unknown_endpoint": ("nothing", "GET"),  # any other path under /api/v1/: a JSON 404
     "api:contact_create": ("api", "POST"),
     "api:message_inbound": ("api", "POST"),
     "api:conversation_list": ("api", "GET"),
