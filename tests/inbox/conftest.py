@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from conversations import services
 from conversations.models import Conversation
+from inbox import choices
 
 
 def hx(target: str | None = None, trigger: str | None = None, **extra) -> dict:
@@ -41,6 +42,15 @@ def receive(conversation: Conversation, text: str = "Hello?"):
     return services.message_receive(
         channel=contact.channel, external_id=contact.external_id, text=text
     )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_choices():
+    """The dropdown choices are remembered per process (inbox.choices); a test's
+    rows roll back without a signal, so the memory must not outlive the test."""
+    choices.forget()
+    yield
+    choices.forget()
 
 
 @pytest.fixture
