@@ -39,6 +39,11 @@ class Tags(NamedTuple):
         return [tag.name for tag in self.all]
 
 
+def name_label(first_name: str | None, last_name: str | None, username: str) -> str:
+    """An agent's label (``inbox.filters.agent_label``) from the user's columns."""
+    return f"{first_name} {last_name}".strip() or username
+
+
 _agents = Memo(seconds=SECONDS, watch=["auth.User"], size=1)
 _tags = Memo(seconds=SECONDS, watch=[Tag], size=1)
 _channels = Memo(seconds=SECONDS, watch=[Contact], size=1)
@@ -47,7 +52,7 @@ _channels = Memo(seconds=SECONDS, watch=[Contact], size=1)
 def _load_agents() -> tuple[tuple[int, str], ...]:
     users = get_user_model().objects.filter(is_active=True).order_by("first_name", "username")
     rows = users.values_list("pk", "first_name", "last_name", "username")
-    return tuple((pk, f"{first} {last}".strip() or username) for pk, first, last, username in rows)
+    return tuple((pk, name_label(first, last, username)) for pk, first, last, username in rows)
 
 
 def _load_tags() -> Tags:

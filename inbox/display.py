@@ -18,12 +18,12 @@ from django.utils import timezone
 from django.utils.dates import MONTHS_3
 from markupsafe import Markup
 
-from conversations.models import Conversation, SenderKind, Source
+from conversations.models import Conversation, SenderKind, Source, StatusChange
 from conversations.transitions import STATUS_LABELS
 
-from .filters import agent_label
+from .choices import name_label
 from .jinja2 import fragment_macro, render_fragment
-from .selectors import ListRow
+from .selectors import ChangeRow, ListRow, MessageRow
 
 _PK_MARKER = 987654321
 
@@ -163,62 +163,93 @@ def list_rows(rows: list[ListRow], list_suffix: str, tags_by_id: dict) -> Markup
 # --- the thread ---------------------------------------------------------------------
 
 
-def _sender(message, contact_name: str) -> str:
+EVENT_LABELS = dict(StatusChange._meta.get_field("event").flatchoices)
+SOURCE_LABELS = dict(Source.choices)
+
+
+def _sender(message: MessageRow, contact_name: str) -> str:
     if message.sender_kind == SenderKind.CONTACT:
         return contact_name
     if message.sender_kind == SenderKind.AGENT:
-        return agent_label(message.author) if message.author else "An agent"
+        if message.author_username is None:
+            return "An agent"
+        return name_label(
+            message.author_first_name, message.author_last_name, message.author_username
+        )
     return "Flow" if message.sender_kind == SenderKind.FLOW else "Broadcast"
 
 
-def _actor(change) -> str:
-    if change.actor is not None:
-        return agent_label(change.actor)
+def _actor(change: ChangeRow) -> str:
+    if change.actor_username is not None:
+        return name_label(change.actor_first_name, change.actor_last_name, change.actor_username)
     if change.source == Source.CONTACT:
         return "the contact"
-    return Source(change.source).label if change.source in Source.values else change.source
+    return SOURCE_LABELS.get(change.source, change.source)
 
 
-def thread_entries(entries, contact_name: str) -> list[dict]:
-    """A thread's entries (``inbox.selectors.ThreadEntry``), oldest first."""
+class MessageView(NamedTuple):
+    direction: str
+    sender_kind: str
+    author: str
+    iso: str
+    when: str
+    text: str  # markup: escaped, line breaks as <br> (Django's linebreaksbr)
+    message: bool = True
+
+
+class EventView(NamedTuple):
+    event: str
+    label: str
+    transition: str
+    actor: str
+    note: str
+    iso: str
+    when: str
+    message: bool = False
+
+
+def thread_html(thread, contact_name: str, earlier_url: str) -> Markup:
+    """The thread's entries (``inbox/thread.html``, Jinja2), oldest first, with the
+    "Show earlier messages" link when there are older ones."""
     clock = Clock()
-    items = []
-    for entry in entries:
+    views = []
+    for entry in thread.entries:
         if entry.kind == "message":
             m = entry.item
             iso, when = clock.short(m.created_at)
-            items.append(
-                {
-                    "message": True,
-                    "direction": m.direction,
-                    "sender_kind": m.sender_kind,
-                    "author": _sender(m, contact_name),
-                    "iso": iso,
-                    "when": when,
-                    "text": linebreaksbr(m.text, autoescape=True),
-                }
+            views.append(
+                MessageView(
+                    direction=m.direction,
+                    sender_kind=m.sender_kind,
+                    author=_sender(m, contact_name),
+                    iso=iso,
+                    when=when,
+                    text=linebreaksbr(m.text, autoescape=True),
+                )
             )
         else:
             change = entry.item
             iso, when = clock.short(change.at)
             if change.from_status and change.from_status != change.to_status:
                 transition = (
-                    f"{change.get_from_status_display()} → {change.get_to_status_display()}"
+                    f"{STATUS_LABELS.get(change.from_status, change.from_status)} → "
+                    f"{STATUS_LABELS.get(change.to_status, change.to_status)}"
                 )
             elif not change.from_status:
-                transition = change.get_to_status_display()
+                transition = STATUS_LABELS.get(change.to_status, change.to_status)
             else:
                 transition = ""
-            items.append(
-                {
-                    "message": False,
-                    "event": change.event,
-                    "label": change.get_event_display(),
-                    "transition": transition,
-                    "actor": _actor(change),
-                    "note": change.note,
-                    "iso": iso,
-                    "when": when,
-                }
+            views.append(
+                EventView(
+                    event=change.event,
+                    label=EVENT_LABELS.get(change.event, change.event),
+                    transition=transition,
+                    actor=_actor(change),
+                    note=change.note,
+                    iso=iso,
+                    when=when,
+                )
             )
-    return items
+    return render_fragment(
+        "inbox/thread.html", entries=views, oldest=thread.oldest or "", earlier_url=earlier_url
+    )

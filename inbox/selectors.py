@@ -210,8 +210,9 @@ class ListRow(NamedTuple):
         """``agent_label`` of the assignee; "" when unassigned."""
         if self.assignee_username is None:
             return ""
-        full = f"{self.assignee_first_name} {self.assignee_last_name}".strip()
-        return full or self.assignee_username
+        return choices.name_label(
+            self.assignee_first_name, self.assignee_last_name, self.assignee_username
+        )
 
 
 ROW_VALUES = (
@@ -332,11 +333,59 @@ THREAD_MAX = 1000
 _KIND_RANK = {"status": 0, "message": 1}
 
 
+class MessageRow(NamedTuple):
+    pk: int
+    created_at: datetime
+    direction: str
+    sender_kind: str
+    text: str
+    author_username: str | None
+    author_first_name: str | None
+    author_last_name: str | None
+
+
+class ChangeRow(NamedTuple):
+    pk: int
+    at: datetime
+    event: str
+    from_status: str
+    to_status: str
+    source: str
+    note: str
+    actor_username: str | None
+    actor_first_name: str | None
+    actor_last_name: str | None
+
+
+MESSAGE_VALUES = (
+    "pk",
+    "created_at",
+    "direction",
+    "sender_kind",
+    "text",
+    "author__username",
+    "author__first_name",
+    "author__last_name",
+)
+CHANGE_VALUES = (
+    "pk",
+    "at",
+    "event",
+    "from_status",
+    "to_status",
+    "source",
+    "note",
+    "actor__username",
+    "actor__first_name",
+    "actor__last_name",
+)
+
+
 @dataclass(frozen=True)
 class ThreadEntry:
     at: datetime
     kind: str  # "message" or "status"
-    item: Message | StatusChange
+    item: MessageRow | ChangeRow
 
     @property
     def key(self) -> tuple[datetime, int, int]:
@@ -406,8 +455,7 @@ def conversation_thread(
     THREAD_MAX, the newest). A bad cursor raises ``BadCursor``."""
     all_messages = Message.objects.filter(conversation=conversation)
     all_changes = StatusChange.objects.filter(conversation=conversation)
-    messages = all_messages.select_related("author")
-    changes = all_changes.select_related("actor")
+    messages, changes = all_messages, all_changes
     size = THREAD_PAGE
     if before:
         key = decode_thread_cursor(before)
@@ -418,10 +466,15 @@ def conversation_thread(
         messages = _from(messages, "created_at", 1, key)
         changes = _from(changes, "at", 0, key)
         size = THREAD_MAX
-    newest_messages = messages.order_by("-created_at", "-id")[: size + 1]
-    newest_changes = changes.order_by("-at", "-id")[: size + 1]
-    entries = [ThreadEntry(m.created_at, "message", m) for m in newest_messages]
-    entries += [ThreadEntry(c.at, "status", c) for c in newest_changes]
+    # Plain rows, not model instances (100 of them, and their authors, per pane).
+    newest_messages = messages.order_by("-created_at", "-id").values_list(*MESSAGE_VALUES)
+    newest_changes = changes.order_by("-at", "-id").values_list(*CHANGE_VALUES)
+    entries = [
+        ThreadEntry(row[1], "message", MessageRow._make(row)) for row in newest_messages[: size + 1]
+    ]
+    entries += [
+        ThreadEntry(row[1], "status", ChangeRow._make(row)) for row in newest_changes[: size + 1]
+    ]
     entries.sort(key=lambda entry: entry.key, reverse=True)
     shown = entries[:size]
     shown.reverse()

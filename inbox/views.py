@@ -27,7 +27,7 @@ from conversations.transitions import Event, allowed
 from flows.decorators import agent_required
 
 from . import choices
-from .display import agent_options, list_rows, thread_entries
+from .display import agent_options, list_rows, thread_html
 from .filters import agent_label
 from .forms import BULK_LIMIT, AssignForm, BulkActionForm
 from .selectors import (
@@ -157,8 +157,7 @@ def thread_context(
         earlier_url = f"{pane_url}?{query.urlencode()}"
     return {
         "thread": thread,
-        "entries": thread_entries(thread.entries, conversation.contact.display_name),
-        "earlier_url": earlier_url,
+        "thread_html": thread_html(thread, conversation.contact.display_name, earlier_url),
         "newest_url": pane_url + query_suffix(list_query),
     }
 
