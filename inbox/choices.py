@@ -1,5 +1,6 @@
-"""The inbox's dropdown choices — active agents, tags, channels — remembered per
-process (``conversations.memo``), so a list page or a pane reads none of them.
+"""The inbox's dropdown choices — active agents, tags, channels, and the flows
+the pane offers — remembered per process (``conversations.memo``), so a list page
+or a pane reads none of them.
 
 Each kind has its own memo, forgotten when one of its rows is saved or deleted in
 this process (and again on commit); a change made by another process is seen within
@@ -18,6 +19,7 @@ from django.contrib.auth import get_user_model
 from conversations.memo import Memo
 from conversations.models import Contact, Tag
 from conversations.selectors import contact_channels
+from flows.selectors import startable_flows
 
 SECONDS = 10
 
@@ -44,9 +46,15 @@ def name_label(first_name: str | None, last_name: str | None, username: str) -> 
     return f"{first_name} {last_name}".strip() or username
 
 
+class FlowChoice(NamedTuple):
+    pk: int
+    name: str
+
+
 _agents = Memo(seconds=SECONDS, watch=["auth.User"], size=1)
 _tags = Memo(seconds=SECONDS, watch=[Tag], size=1)
 _channels = Memo(seconds=SECONDS, watch=[Contact], size=1)
+_flows = Memo(seconds=SECONDS, watch=["flows.Flow"], size=1)
 
 
 def _load_agents() -> tuple[tuple[int, str], ...]:
@@ -65,6 +73,10 @@ def _load_channels() -> tuple[str, ...]:
     return tuple(contact_channels())
 
 
+def _load_flows() -> tuple[FlowChoice, ...]:
+    return tuple(FlowChoice(*row) for row in startable_flows().values_list("pk", "name"))
+
+
 def agents() -> tuple[tuple[int, str], ...]:
     """The active agents as (id, label), by first name (the label as ``agent_label``)."""
     return _agents.get(None, _load_agents)
@@ -76,6 +88,12 @@ def tags() -> Tags:
 
 def channels() -> tuple[str, ...]:
     return _channels.get(None, _load_channels)
+
+
+def flows() -> tuple[FlowChoice, ...]:
+    """The flows the pane's "Start flow" form offers (the flows app checks the one
+    chosen when it is posted)."""
+    return _flows.get(None, _load_flows)
 
 
 def agents_knowing(pk: int | None) -> tuple[tuple[int, str], ...]:
@@ -111,3 +129,4 @@ def forget() -> None:
     _agents.forget()
     _tags.forget()
     _channels.forget()
+    _flows.forget()

@@ -130,7 +130,7 @@ def list_context(request, page: InboxPage) -> dict:
 def load_conversation(pk: int) -> Conversation:
     """The conversation for the pane, its tags' ids as a column (see
     ``pane_context``)."""
-    conversations = Conversation.objects.select_related("contact", "assignee", "closed_by")
+    conversations = Conversation.objects.select_related("contact", "assignee")
     return get_object_or_404(with_tag_ids(conversations), pk=pk)
 
 
@@ -194,6 +194,8 @@ def pane_context(
             "assign": not conversation.is_closed,
         },
         "pane_agents": agents,
+        # The "Start flow" form's choices (flows/partials/start_flow.html).
+        "flows": choices.flows(),
         "pane_agent_options": agent_options(
             agents, selected=conversation.assignee_id, me=request.user.pk
         ),
