@@ -206,7 +206,17 @@ def pane_context(
         "keep_draft": keep_draft,
         "list_suffix": query_suffix(list_query),
         "pane_url": reverse("inbox:pane", args=[conversation.pk]) + query_suffix(list_query),
+        "action_urls": action_urls(conversation.pk, query_suffix(list_query)),
     }
+
+
+PANE_ACTIONS = ("reply", "close", "archive", "unarchive", "assign", "tag_add", "tag_remove")
+
+
+def action_urls(pk: int, suffix: str) -> dict[str, str]:
+    """The pane's form targets (each keeps the list's filters), reversed once here
+    rather than twice per form in the template."""
+    return {name: reverse(f"inbox:{name}", args=[pk]) + suffix for name in PANE_ACTIONS}
 
 
 def changed(response: HttpResponse, **detail) -> HttpResponse:
