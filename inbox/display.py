@@ -35,11 +35,26 @@ def url_maker(name: str):
     return lambda pk: f"{head}{pk}{tail}"
 
 
+# (id(agents), selected, me) -> (agents, their options). The agents tuple comes from
+# the choices memory and is replaced, never changed, when it reloads: holding it here
+# keeps its id from being reused while the entry lives.
+_options: dict[tuple, tuple] = {}
+OPTIONS_KEPT = 500
+
+
 def agent_options(agents, *, selected: int | None = None, me: int | None = None) -> Markup:
     """``<option>``s of the agents ((id, label) pairs), the ``selected`` one marked
-    and ``me`` labelled "(me)" (one fragment for 100 agents, not 100 loops of Django
-    template variables)."""
-    return fragment_macro("agent_options")(agents, selected, me)
+    and ``me`` labelled "(me)": 100 agents' options are rendered once per set of
+    agents and (selected, me), not on every page."""
+    key = (id(agents), selected, me)
+    held = _options.get(key)
+    if held is not None and held[0] is agents:
+        return held[1]
+    options = fragment_macro("agent_options")(agents, selected, me)
+    if len(_options) >= OPTIONS_KEPT:
+        _options.clear()
+    _options[key] = (agents, options)
+    return options
 
 
 class Clock:
