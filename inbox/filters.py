@@ -83,15 +83,22 @@ class FastSelect(forms.Select):
     def render(self, name, value, attrs=None, renderer=None):
         values = set(self.format_value(value))
         selected = False
+
+        def option(option_value, label) -> str:
+            nonlocal selected
+            # As ChoiceWidget.optgroups: None is the empty string; the first match wins.
+            option_value = "" if option_value is None else option_value
+            is_selected = not selected and str(option_value) in values
+            selected = selected or is_selected
+            return self._option(option_value, label, is_selected)
+
         options = []
         for option_value, label in self.choices:
             if isinstance(label, list | tuple):  # an optgroup
-                group = "".join(self._option(v, sub, False) for v, sub in label)
+                group = "".join(option(v, sub) for v, sub in label)
                 options.append(f'<optgroup label="{escape(str(option_value))}">{group}</optgroup>')
-                continue
-            is_selected = not selected and str(option_value) in values
-            selected = selected or is_selected
-            options.append(self._option(option_value, label, is_selected))
+            else:
+                options.append(option(option_value, label))
         final_attrs = html_attrs(self.build_attrs(self.attrs, attrs))
         html = f'<select name="{escape(str(name))}"{final_attrs}>{"".join(options)}</select>'
         return mark_safe(html)  # noqa: S308 (every value above is escaped)
