@@ -55,6 +55,8 @@ _agents = Memo(seconds=SECONDS, watch=["auth.User"], size=1)
 _tags = Memo(seconds=SECONDS, watch=[Tag], size=1)
 _channels = Memo(seconds=SECONDS, watch=[Contact], size=1)
 _flows = Memo(seconds=SECONDS, watch=["flows.Flow"], size=1)
+# Any user's label by id (authors of old messages may no longer be active agents).
+_labels = Memo(seconds=SECONDS, watch=["auth.User"], size=5000)
 
 
 def _load_agents() -> tuple[tuple[int, str], ...]:
@@ -96,6 +98,28 @@ def flows() -> tuple[FlowChoice, ...]:
     return _flows.get(None, _load_flows)
 
 
+def user_labels(ids) -> dict[int, str]:
+    """The labels of the users ``ids`` (message authors, history actors): the active
+    agents from ``agents()``, the others remembered by id; at most one query, for
+    the ids not remembered."""
+    labels = {}
+    active = dict(agents())
+    missing = []
+    for pk in set(ids):
+        label = active.get(pk) or _labels.peek(pk)
+        if label is None:
+            missing.append(pk)
+        else:
+            labels[pk] = label
+    if missing:
+        users = get_user_model().objects.filter(pk__in=missing)
+        for pk, first, last, username in users.values_list(
+            "pk", "first_name", "last_name", "username"
+        ):
+            labels[pk] = _labels.put(pk, name_label(first, last, username))
+    return labels
+
+
 def agents_knowing(pk: int | None) -> tuple[tuple[int, str], ...]:
     """``agents()``, reloaded first if ``pk`` is not among them."""
     held = agents()
@@ -130,3 +154,4 @@ def forget() -> None:
     _tags.forget()
     _channels.forget()
     _flows.forget()
+    _labels.forget()

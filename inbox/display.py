@@ -21,7 +21,7 @@ from markupsafe import Markup
 from conversations.models import Conversation, SenderKind, Source, StatusChange
 from conversations.transitions import STATUS_LABELS
 
-from .choices import name_label
+from .choices import user_labels
 from .jinja2 import fragment_macro, render_fragment
 from .selectors import ChangeRow, ListRow, MessageRow
 
@@ -182,21 +182,17 @@ EVENT_LABELS = dict(StatusChange._meta.get_field("event").flatchoices)
 SOURCE_LABELS = dict(Source.choices)
 
 
-def _sender(message: MessageRow, contact_name: str) -> str:
+def _sender(message: MessageRow, contact_name: str, labels: dict[int, str]) -> str:
     if message.sender_kind == SenderKind.CONTACT:
         return contact_name
     if message.sender_kind == SenderKind.AGENT:
-        if message.author_username is None:
-            return "An agent"
-        return name_label(
-            message.author_first_name, message.author_last_name, message.author_username
-        )
+        return labels.get(message.author_id, "An agent")
     return "Flow" if message.sender_kind == SenderKind.FLOW else "Broadcast"
 
 
-def _actor(change: ChangeRow) -> str:
-    if change.actor_username is not None:
-        return name_label(change.actor_first_name, change.actor_last_name, change.actor_username)
+def _actor(change: ChangeRow, labels: dict[int, str]) -> str:
+    if change.actor_id is not None and change.actor_id in labels:
+        return labels[change.actor_id]
     if change.source == Source.CONTACT:
         return "the contact"
     return SOURCE_LABELS.get(change.source, change.source)
@@ -227,6 +223,11 @@ def thread_html(thread, contact_name: str, earlier_url: str) -> Markup:
     """The thread's entries (``inbox/thread.html``, Jinja2), oldest first, with the
     "Show earlier messages" link when there are older ones."""
     clock = Clock()
+    people = [
+        entry.item.author_id if entry.kind == "message" else entry.item.actor_id
+        for entry in thread.entries
+    ]
+    labels = user_labels(pk for pk in people if pk is not None)
     views = []
     for entry in thread.entries:
         if entry.kind == "message":
@@ -236,7 +237,7 @@ def thread_html(thread, contact_name: str, earlier_url: str) -> Markup:
                 MessageView(
                     direction=m.direction,
                     sender_kind=m.sender_kind,
-                    author=_sender(m, contact_name),
+                    author=_sender(m, contact_name, labels),
                     iso=iso,
                     when=when,
                     text=linebreaksbr(m.text, autoescape=True),
@@ -259,7 +260,7 @@ def thread_html(thread, contact_name: str, earlier_url: str) -> Markup:
                     event=change.event,
                     label=EVENT_LABELS.get(change.event, change.event),
                     transition=transition,
-                    actor=_actor(change),
+                    actor=_actor(change, labels),
                     note=change.note,
                     iso=iso,
                     when=when,
