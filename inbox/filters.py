@@ -4,6 +4,7 @@
 parameter becomes a form error shown above the list, never a 500.
 """
 
+import copy
 from datetime import UTC, date, datetime, time, timedelta
 from html import escape
 
@@ -53,6 +54,21 @@ def agent_label(user) -> str:
 
 def _int_or_none(value) -> int | None:
     return int(value) if isinstance(value, str) and value.isdigit() and len(value) < 19 else None
+
+
+class SharedFilters(dict):
+    """A FilterSet's filters: ``BaseFilterSet.__init__`` deep-copies them (their
+    choices and widgets with them) for every request, only to give each its
+    ``parent``; a shallow copy of each filter is enough, its method re-bound."""
+
+    def __deepcopy__(self, memo):
+        copies = {}
+        for name, original in self.items():
+            copied = copy.copy(original)
+            if original.method is not None:  # the FilterMethod points at its filter
+                copied.method = original.method
+            copies[name] = copied
+        return copies
 
 
 class SharedFields(dict):
@@ -340,3 +356,6 @@ class ConversationFilter(django_filters.FilterSet):
 
     def filter_nothing(self, queryset, name, value):
         return queryset
+
+
+ConversationFilter.base_filters = SharedFilters(ConversationFilter.base_filters)

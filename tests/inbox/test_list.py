@@ -493,3 +493,30 @@ def test_a_search_without_matches_shows_an_empty_list(agent_client, query):
     assert response.status_code == 200
     assert ids_in(response) == []
     assert "0 conversations" in response.text
+
+
+def test_filtersets_share_no_per_request_state(agent, other_agent):
+    """The filters are copied shallowly and the form's fields shared (no deep copies
+    per request): each FilterSet still filters with its own request and data."""
+    from django.http import QueryDict
+    from django.test import RequestFactory
+
+    from conversations.models import Conversation
+    from inbox.filters import ConversationFilter
+
+    mine = conversation_in(Status.NEW, agent=agent)
+    theirs = conversation_in(Status.NEW, agent=other_agent)
+    requests = []
+    for user in (agent, other_agent):
+        request = RequestFactory().get("/inbox/?assignee=me")
+        request.user = user
+        requests.append(request)
+    first, second = (
+        ConversationFilter(QueryDict("assignee=me"), queryset=Conversation.objects.all(), request=r)
+        for r in requests
+    )
+    assert first.filters["assignee"] is not second.filters["assignee"]
+    assert first.form.fields["assignee"] is second.form.fields["assignee"]  # shared, read only
+    assert list(first.qs) == [mine]
+    assert list(second.qs) == [theirs]
+    assert not hasattr(ConversationFilter.base_filters["assignee"], "parent")
