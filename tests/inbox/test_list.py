@@ -504,8 +504,8 @@ def test_filtersets_share_no_per_request_state(agent, other_agent):
     from conversations.models import Conversation
     from inbox.filters import ConversationFilter
 
-    mine = conversation_in(Status.NEW, agent=agent)
-    theirs = conversation_in(Status.NEW, agent=other_agent)
+    mine = conversation_in(Status.IN_PROGRESS, agent=agent)
+    theirs = conversation_in(Status.IN_PROGRESS, agent=other_agent)
     requests = []
     for user in (agent, other_agent):
         request = RequestFactory().get("/inbox/?assignee=me")
