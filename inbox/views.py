@@ -120,7 +120,6 @@ def list_context(request, page: InboxPage) -> dict:
         "form": form,
         "tabs": build_tabs(page, page.counts if page.counts is not None else status_counts()),
         "version": inbox_version(),
-        "agents": filterset.agents,
         "bulk_agent_options": agent_options(filterset.agents),
         "tag_names": filterset.tag_names,
         "active_filter_count": len([name for name in page.query if name != "q"]),
@@ -195,7 +194,6 @@ def pane_context(
             "edit_tags": not conversation.is_closed,
             "assign": not conversation.is_closed,
         },
-        "pane_agents": agents,
         # The "Start flow" form's choices (flows/partials/start_flow.html).
         "flows": choices.flows(),
         "pane_agent_options": agent_options(
