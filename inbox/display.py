@@ -111,13 +111,14 @@ def relative_time(value: datetime | None) -> str:
     return Clock().ago(value) if value else ""
 
 
+def badge(status: str, archived: bool) -> Markup:
+    """The status badge (and "Archived"): ``macros.html``'s ``status_badge``."""
+    return fragment_macro("status_badge")(status, STATUS_LABELS.get(status, status), archived)
+
+
 def status_badge(conversation: Conversation) -> Markup:
-    """The status badge (and "Archived") of a conversation, for the Django templates."""
-    return fragment_macro("status_badge")(
-        conversation.status,
-        STATUS_LABELS.get(conversation.status, conversation.status),
-        conversation.archived_at is not None,
-    )
+    """The status badge of a conversation, for the Django templates."""
+    return badge(conversation.status, conversation.archived_at is not None)
 
 
 class RowView(NamedTuple):
@@ -131,14 +132,13 @@ class RowView(NamedTuple):
     title: str
     ago: str
     preview: str
-    status: str
-    status_label: str
-    archived: bool
+    badge: Markup  # the status badge, rendered once per (status, archived) per page
     channel: str
     waiting_since: str  # "" when nobody waits
     waiting_ago: str
     tags: list  # inbox.choices.TagChoice, by name
     assignee: str  # "" when unassigned
+    initial: str  # the assignee's, for the avatar
 
 
 def list_rows(rows: list[ListRow], list_suffix: str, tags_by_id: dict) -> Markup:
@@ -146,6 +146,7 @@ def list_rows(rows: list[ListRow], list_suffix: str, tags_by_id: dict) -> Markup
     the pane URL reversed once, the dates formatted by one clock."""
     pane_url = url_maker("inbox:pane")
     clock = Clock()
+    badges: dict[tuple[str, bool], Markup] = {}
     views = []
     for row in rows:
         iso, title = clock.long(row.last_activity_at)
@@ -153,6 +154,10 @@ def list_rows(rows: list[ListRow], list_suffix: str, tags_by_id: dict) -> Markup
         row_tags = [tags_by_id[pk] for pk in row.tag_ids if pk in tags_by_id]
         if len(row_tags) > 1:
             row_tags.sort(key=lambda tag: tag.name)
+        badge_key = (row.status, row.archived_at is not None)
+        if badge_key not in badges:
+            badges[badge_key] = badge(*badge_key)
+        assignee = row.assignee_label
         views.append(
             RowView(
                 pk=row.pk,
@@ -162,14 +167,13 @@ def list_rows(rows: list[ListRow], list_suffix: str, tags_by_id: dict) -> Markup
                 title=title,
                 ago=clock.ago(row.last_activity_at),
                 preview=row.last_message_preview,
-                status=row.status,
-                status_label=STATUS_LABELS.get(row.status, row.status),
-                archived=row.archived_at is not None,
+                badge=badges[badge_key],
                 channel=row.channel,
                 waiting_since=clock.short(waiting)[1] if waiting else "",
                 waiting_ago=clock.ago(waiting) if waiting else "",
                 tags=row_tags,
-                assignee=row.assignee_label,
+                assignee=assignee,
+                initial=assignee[:1].upper(),
             )
         )
     return render_fragment("inbox/rows.html", rows=views)
