@@ -90,6 +90,14 @@ TEMPLATES = [
             ],
         },
     },
+    {
+        # The inbox's hot fragments only (its rows, agent options, status badges):
+        # Jinja2 over values prepared in Python, autoescaped (docs/decisions.md).
+        "BACKEND": "django.template.backends.jinja2.Jinja2",
+        "DIRS": [BASE_DIR / "templates" / "jinja2"],
+        "APP_DIRS": False,
+        "OPTIONS": {"environment": "inbox.jinja2.environment", "autoescape": True},
+    },
 ]
 
 WSGI_APPLICATION = "config.wsgi.application"

@@ -5,42 +5,21 @@ Views parse, call a service or a selector, and render. Refusals are shown as a
 message in a 200 fragment (htmx does not swap 4xx), never a 500.
 """
 
-from functools import wraps
-
-from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.views import redirect_to_login
-from django.shortcuts import get_object_or_404, redirect, render, resolve_url
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
+from django_htmx.http import trigger_client_event
 
 from conversations.exceptions import ParleyError
 from conversations.models import Conversation
 
 from . import selectors, services
+from .decorators import agent_required
 from .forms import BroadcastForm, StartFlowForm
 from .models import Broadcast, Trigger
 
 CHANGED = "conversationChanged"
-
-
-def login_required(view):
-    """Log in first; an htmx request is sent to the login page as a full-page
-    redirect (not a login form swapped into a fragment)."""
-
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if request.user.is_authenticated and request.user.is_active:
-            return view(request, *args, **kwargs)
-        if request.htmx:
-            next_url = request.htmx.current_url_abs_path or request.get_full_path()
-            login = resolve_url(settings.LOGIN_URL)
-            return HttpResponseClientRedirect(f"{login}?{urlencode({'next': next_url})}")
-        return redirect_to_login(request.get_full_path())
-
-    return wrapper
 
 
 def _first_error(form) -> str:
@@ -49,7 +28,7 @@ def _first_error(form) -> str:
     return "The form is not valid."
 
 
-@login_required
+@agent_required
 @require_http_methods(["GET", "POST"])
 def start_flow(request, conversation_id: int):
     """``/flows/start/<conversation_id>/``: GET the form (a page of its own, or the
@@ -113,7 +92,7 @@ def start_flow(request, conversation_id: int):
     return render(request, "flows/start_flow_page.html", context)
 
 
-@login_required
+@agent_required
 @require_GET
 def index(request):
     """``/flows/``: the flows, the recent broadcasts and the form for a new one."""
@@ -129,7 +108,7 @@ def _index_context(form, notice: str = "") -> dict:
     }
 
 
-@login_required
+@agent_required
 @require_POST
 def broadcast_create(request):
     form = BroadcastForm(request.POST)
@@ -149,7 +128,7 @@ def broadcast_create(request):
     return redirect("flows:broadcast", pk=broadcast.pk)
 
 
-@login_required
+@agent_required
 @require_GET
 def broadcast_detail(request, pk: int):
     """``/flows/broadcasts/<id>/``: the progress bar polls (htmx) while it runs."""

@@ -4,20 +4,21 @@
 parameter becomes a form error shown above the list, never a 500.
 """
 
-from datetime import datetime, time, timedelta
+import copy
+from datetime import UTC, date, datetime, time, timedelta
 from html import escape
 
 import django_filters
 from django import forms
-from django.contrib.auth import get_user_model
 from django.db.models import Exists, OuterRef, Q, Subquery
 from django.db.models.lookups import IsNull
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from conversations.models import Contact, ConversationTag, Message, Tag
-from conversations.selectors import contact_channels
+from conversations.models import Contact, ConversationTag, Message
 from conversations.transitions import STATUS_CHOICES
+
+from . import choices
 
 ARCHIVED_CHOICES = [("no", "Not archived"), ("yes", "Archived only"), ("any", "Any")]
 SORT_ACTIVITY = "activity"
@@ -51,12 +52,31 @@ def agent_label(user) -> str:
     return user.get_full_name() or user.get_username()
 
 
-def agent_choices() -> list[tuple[int, str]]:
-    """The active agents as (id, label), by first name: one query, no model objects
-    (the list holds every active agent, 100 or more)."""
-    users = get_user_model().objects.filter(is_active=True).order_by("first_name", "username")
-    rows = users.values_list("pk", "first_name", "last_name", "username")
-    return [(pk, f"{first} {last}".strip() or username) for pk, first, last, username in rows]
+def _int_or_none(value) -> int | None:
+    return int(value) if isinstance(value, str) and value.isdigit() and len(value) < 19 else None
+
+
+class SharedFilters(dict):
+    """A FilterSet's filters: ``BaseFilterSet.__init__`` deep-copies them (their
+    choices and widgets with them) for every request, only to give each its
+    ``parent``; a shallow copy of each filter is enough, its method re-bound."""
+
+    def __deepcopy__(self, memo):
+        copies = {}
+        for name, original in self.items():
+            copied = copy.copy(original)
+            if original.method is not None:  # the FilterMethod points at its filter
+                copied.method = original.method
+            copies[name] = copied
+        return copies
+
+
+class SharedFields(dict):
+    """A form class's fields, shared (read only) by every form built from it:
+    ``Form.__init__`` deep-copies ``base_fields``; this copy is a shallow one."""
+
+    def __deepcopy__(self, memo):
+        return dict(self)
 
 
 def html_attrs(attrs: dict) -> str:
@@ -79,15 +99,22 @@ class FastSelect(forms.Select):
     def render(self, name, value, attrs=None, renderer=None):
         values = set(self.format_value(value))
         selected = False
+
+        def option(option_value, label) -> str:
+            nonlocal selected
+            # As ChoiceWidget.optgroups: None is the empty string; the first match wins.
+            option_value = "" if option_value is None else option_value
+            is_selected = not selected and str(option_value) in values
+            selected = selected or is_selected
+            return self._option(option_value, label, is_selected)
+
         options = []
         for option_value, label in self.choices:
             if isinstance(label, list | tuple):  # an optgroup
-                group = "".join(self._option(v, sub, False) for v, sub in label)
+                group = "".join(option(v, sub) for v, sub in label)
                 options.append(f'<optgroup label="{escape(str(option_value))}">{group}</optgroup>')
-                continue
-            is_selected = not selected and str(option_value) in values
-            selected = selected or is_selected
-            options.append(self._option(option_value, label, is_selected))
+            else:
+                options.append(option(option_value, label))
         final_attrs = html_attrs(self.build_attrs(self.attrs, attrs))
         html = f'<select name="{escape(str(name))}"{final_attrs}>{"".join(options)}</select>'
         return mark_safe(html)  # noqa: S308 (every value above is escaped)
@@ -145,8 +172,15 @@ class InboxFilterForm(forms.Form):
         return cleaned
 
 
-def _start_of_day(day):
-    return timezone.make_aware(datetime.combine(day, time.min))
+def start_of_day(day: date) -> datetime | None:
+    """Midnight at the start of ``day`` in the current time zone, in UTC; None when
+    that moment is beyond what a datetime holds, which only the first day (year 1,
+    in a zone east of UTC) and the day after the last (31 Dec 9999) can be: a bound
+    before or after every conversation."""
+    try:
+        return timezone.make_aware(datetime.combine(day, time.min)).astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
 
 
 class ConversationFilter(django_filters.FilterSet):
@@ -211,32 +245,40 @@ class ConversationFilter(django_filters.FilterSet):
                 if not data.get(key):
                     data[key] = default
         super().__init__(data, *args, **kwargs)
-        # Three small queries, whatever the number of conversations.
-        self.agents = agent_choices()
-        # The whole tags (a few dozen): the filter's choices, the rows' tags by id.
-        self.tags = list(Tag.objects.order_by("name"))
-        self.tags_by_id = {tag.pk: tag for tag in self.tags}
-        self.tag_names = [tag.name for tag in self.tags]
-        # The choices go on the form's own fields: set on the filters, every form
-        # would deep-copy them (100 agents) when it is built.
-        fields = self.form.fields
+        # The choices come from the per-process memory (inbox.choices): no query on
+        # most requests. A value it does not know (created a moment ago in another
+        # process) reloads it once, so a fresh tag, agent or channel is never refused.
+        data = self.data
+        self.agents = choices.agents_knowing(_int_or_none(data.get("assignee")))
+        self.tag_choices = choices.tags_knowing(names=[data["tag"]] if data.get("tag") else ())
+        self.channels = choices.channels_knowing(data.get("channel"))
+        self.tags = self.tag_choices.all
+        self.tags_by_id = self.tag_choices.by_id
+        self.tag_names = self.tag_choices.names
+        # Set by filter_text: a common search term, too many matches to count cheaply.
+        self.search_is_broad = False
+
+    def get_form_class(self):
+        # One form class per set of choices (they change when the memory reloads),
+        # its fields shared by every form built from it: Django's Form deep-copies
+        # its fields for every form (100 agents' choices), these are only read.
+        cls = type(self)
+        built = cls.__dict__.get("_form_class")
+        current = (self.agents, self.tag_choices, self.channels)
+        if built is not None and all(a is b for a, b in zip(built[:3], current, strict=True)):
+            return built[3]
+        form_class = super().get_form_class()
+        fields = form_class.base_fields
         fields["assignee"].choices = [
             (ASSIGNEE_ME, "Me"),
             (ASSIGNEE_NONE, "Unassigned"),
             *((str(pk), label) for pk, label in self.agents),
         ]
         fields["tag"].choices = [(name, name) for name in self.tag_names]
-        fields["channel"].choices = [(c, c) for c in contact_channels()]
-        # Set by filter_text: a common search term, too many matches to count cheaply.
-        self.search_is_broad = False
-
-    def get_form_class(self):
-        # The form class is the same for every request (the choices that change are
-        # set on each form's fields, above): build it once, not per request.
-        cls = type(self)
-        if "_form_class" not in cls.__dict__:
-            cls._form_class = super().get_form_class()
-        return cls._form_class
+        fields["channel"].choices = [(c, c) for c in self.channels]
+        form_class.base_fields = SharedFields(fields)
+        cls._form_class = (*current, form_class)
+        return form_class
 
     def filter_text(self, queryset, name, value):
         value = value.strip()
@@ -300,12 +342,20 @@ class ConversationFilter(django_filters.FilterSet):
             Exists(ConversationTag.objects.filter(conversation=OuterRef("pk"), tag_id__in=tag_ids))
         )
 
+    # Any date the form accepts (years 1 to 9999) filters, never fails: a bound that
+    # a datetime cannot hold is before or after every conversation, so no bound.
+
     def filter_active_from(self, queryset, name, value):
-        return queryset.filter(last_activity_at__gte=_start_of_day(value))
+        start = start_of_day(value)
+        return queryset if start is None else queryset.filter(last_activity_at__gte=start)
 
     def filter_active_to(self, queryset, name, value):
         # The whole "until" day is included; a half-open range keeps the index usable.
-        return queryset.filter(last_activity_at__lt=_start_of_day(value + timedelta(days=1)))
+        end = start_of_day(value + timedelta(days=1)) if value < date.max else None
+        return queryset if end is None else queryset.filter(last_activity_at__lt=end)
 
     def filter_nothing(self, queryset, name, value):
         return queryset
+
+
+ConversationFilter.base_filters = SharedFilters(ConversationFilter.base_filters)

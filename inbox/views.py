@@ -10,28 +10,25 @@ list and the tab counts refresh themselves, and so does an open pane unless the
 action came from the pane itself (its response already is the fresh pane).
 """
 
-from functools import wraps
-
-from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpResponse, QueryDict
-from django.shortcuts import get_object_or_404, redirect, render, resolve_url
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
-from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseClientRedirect, push_url, trigger_client_event
+from django_htmx.http import push_url, trigger_client_event
 
 from conversations import services
 from conversations.exceptions import ParleyError
-from conversations.models import Contact, Conversation, Tag
+from conversations.models import Contact, Conversation
 from conversations.selectors import TABS, contact_history, status_counts
 from conversations.transitions import Event, allowed
+from flows.decorators import agent_required
 
-from .display import agent_options, list_rows, thread_entries
-from .filters import agent_choices, agent_label
+from . import choices
+from .display import agent_options, list_rows, thread_html
+from .filters import agent_label
 from .forms import BULK_LIMIT, AssignForm, BulkActionForm
 from .selectors import (
     BadCursor,
@@ -53,23 +50,6 @@ THREAD_EARLIER_ID = "thread-earlier"
 
 
 # --- helpers ----------------------------------------------------------------------
-
-
-def agent_required(view):
-    """``login_required`` that also sends htmx requests to the login page (as a
-    full-page redirect, not a login form swapped into the list)."""
-
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if request.user.is_authenticated and request.user.is_active:
-            return view(request, *args, **kwargs)
-        if request.htmx:
-            next_url = request.htmx.current_url_abs_path or reverse("inbox:list")
-            login = resolve_url(settings.LOGIN_URL)
-            return HttpResponseClientRedirect(f"{login}?{urlencode({'next': next_url})}")
-        return redirect_to_login(request.get_full_path())
-
-    return wrapper
 
 
 def htmx_partial(request) -> bool:
@@ -119,9 +99,15 @@ def build_tabs(page: InboxPage, counts: dict[str, int]) -> list[dict]:
 
 
 def rows_context(page: InboxPage) -> dict:
-    """What the ``list-page`` partial needs: the page and its rows, ready to show."""
+    """What the ``list-page`` partial needs: the page and its rows, rendered."""
     suffix = query_suffix(page.query)
-    return {"page": page, "list_suffix": suffix, "rows": list_rows(page.rows, suffix)}
+    return {
+        "page": page,
+        # Reversed once, not by {% url %} a dozen times in the template.
+        "inbox_urls": {name: reverse(f"inbox:{name}") for name in ("list", "bulk", "poll")},
+        "list_suffix": suffix,
+        "rows_html": list_rows(page.rows, suffix, page.tags_by_id),
+    }
 
 
 def list_context(request, page: InboxPage) -> dict:
@@ -134,7 +120,6 @@ def list_context(request, page: InboxPage) -> dict:
         "form": form,
         "tabs": build_tabs(page, page.counts if page.counts is not None else status_counts()),
         "version": inbox_version(),
-        "agents": filterset.agents,
         "bulk_agent_options": agent_options(filterset.agents),
         "tag_names": filterset.tag_names,
         "active_filter_count": len([name for name in page.query if name != "q"]),
@@ -146,7 +131,7 @@ def list_context(request, page: InboxPage) -> dict:
 def load_conversation(pk: int) -> Conversation:
     """The conversation for the pane, its tags' ids as a column (see
     ``pane_context``)."""
-    conversations = Conversation.objects.for_inbox().select_related("closed_by")
+    conversations = Conversation.objects.select_related("contact", "assignee")
     return get_object_or_404(with_tag_ids(conversations), pk=pk)
 
 
@@ -173,8 +158,7 @@ def thread_context(
         earlier_url = f"{pane_url}?{query.urlencode()}"
     return {
         "thread": thread,
-        "entries": thread_entries(thread.entries, conversation.contact.display_name),
-        "earlier_url": earlier_url,
+        "thread_html": thread_html(thread, conversation.contact.display_name, earlier_url),
         "newest_url": pane_url + query_suffix(list_query),
     }
 
@@ -187,18 +171,14 @@ def pane_context(
     level: str = "success",
     draft: str = "",
     keep_draft: bool = True,
-    agents: list[tuple[int, str]] | None = None,
-    tags: list[Tag] | None = None,
 ) -> dict:
-    """What the pane shows. ``agents`` and ``tags`` (every tag, by name) may come
-    from the list's FilterSet when both are on the page (two queries fewer)."""
+    """What the pane shows; the agents and the tags come from the choices memory."""
     status, archived = conversation.status, conversation.is_archived
-    if agents is None:
-        agents = agent_choices()
-    if tags is None:
-        tags = list(Tag.objects.order_by("name"))
+    # An inactive assignee is not among the choices (as before): no reload for it.
+    agents = choices.agents()
+    tags = choices.tags_knowing(ids=conversation.tag_ids)
     list_query = canonical_query(request.GET)
-    attach_tags([conversation], {tag.pk: tag for tag in tags})
+    attach_tags([conversation], tags.by_id)
     on_it = {tag.name.lower() for tag in conversation.row_tags}
     return {
         "conversation": conversation,
@@ -214,18 +194,29 @@ def pane_context(
             "edit_tags": not conversation.is_closed,
             "assign": not conversation.is_closed,
         },
-        "pane_agents": agents,
+        # The "Start flow" form's choices (flows/partials/start_flow.html).
+        "flows": choices.flows(),
         "pane_agent_options": agent_options(
             agents, selected=conversation.assignee_id, me=request.user.pk
         ),
-        "tag_suggestions": [tag.name for tag in tags if tag.name.lower() not in on_it],
+        "tag_suggestions": [tag.name for tag in tags.all if tag.name.lower() not in on_it],
         "notice": notice,
         "notice_level": level,
         "draft": draft,
         "keep_draft": keep_draft,
         "list_suffix": query_suffix(list_query),
         "pane_url": reverse("inbox:pane", args=[conversation.pk]) + query_suffix(list_query),
+        "action_urls": action_urls(conversation.pk, query_suffix(list_query)),
     }
+
+
+PANE_ACTIONS = ("reply", "close", "archive", "unarchive", "assign", "tag_add", "tag_remove")
+
+
+def action_urls(pk: int, suffix: str) -> dict[str, str]:
+    """The pane's form targets (each keeps the list's filters), reversed once here
+    rather than twice per form in the template."""
+    return {name: reverse(f"inbox:{name}", args=[pk]) + suffix for name in PANE_ACTIONS}
 
 
 def changed(response: HttpResponse, **detail) -> HttpResponse:
@@ -303,12 +294,7 @@ def pane(request, pk: int):
         conversation = load_conversation(pk)
         page = conversation_list(request=request, params=request.GET)
         context = list_context(request, page)
-        context |= pane_context(
-            request,
-            conversation,
-            agents=page.filterset.agents,
-            tags=page.filterset.tags,
-        )
+        context |= pane_context(request, conversation)
         context["pane_open"] = True
         response = render(request, "inbox/inbox.html", context)
     patch_vary_headers(response, ["HX-Request"])

@@ -11,13 +11,17 @@ def _fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_channel_cache():
-    """Each test's Channel rows roll back with it; so must the per-process cache."""
+def _fresh_process_caches():
+    """Each test's rows roll back with it; so must the per-process memories (channels,
+    the inbox's choices)."""
     from connectors import delivery
+    from inbox import choices
 
     delivery.channels.forget()
+    choices.forget()
     yield
     delivery.channels.forget()
+    choices.forget()
 
 
 @pytest.fixture

@@ -21,5 +21,6 @@ def ago(value) -> str:
 
 
 @register.simple_tag
-def status_badge(conversation) -> str:
+def status_badge(conversation):
+    """The status badge: ``templates/jinja2/inbox/macros.html``'s ``status_badge``."""
     return display.status_badge(conversation)

@@ -86,6 +86,6 @@ def test_anonymous_csrf_checked_client_also_gets_no_data(db):
     client = Client(enforce_csrf_checks=True)
     conversation = conversation_in(Status.NEW)
     response = client.get(f"/inbox/c/{conversation.pk}/", headers=hx())
-    assert response.status_code == 200
+    assert response.status_code == 401
     assert response["HX-Redirect"].startswith("/login/?next=")
     assert conversation.contact.display_name not in response.text

