@@ -25,6 +25,7 @@ from conversations.exceptions import InvalidInput, ParleyError
 from conversations.models import Tag
 from conversations.schemas import ConversationFilters, ConversationPageOut, ErrorOut
 from flows.api import router as flows_router
+from inbox import choices
 from inbox import selectors as inbox
 
 
@@ -238,12 +239,13 @@ def conversation_list(request, filters: Query[ConversationFilters]):
     if len(page.rows) > len(rows):
         next_cursor = inbox.encode_cursor(page.sort, rows[-1])
     # The inbox reads only what a row shows: the API's items are the whole objects,
-    # with the tags the page already has.
+    # with the tags of the page's rows from the inbox's memory of the tags.
     whole = conversations_for_api().prefetch_related(None).in_bulk([row.pk for row in rows])
+    tags = choices.tags_knowing(ids={pk for row in rows for pk in row.tag_ids}).by_id
     items = []
     for row in rows:
         conversation = whole[row.pk]
-        conversation.row_tags = row.row_tags
+        conversation.row_tags = sorted((tags[pk] for pk in row.tag_ids), key=lambda t: t.name)
         items.append(conversation)
     return {"items": items, "next_cursor": next_cursor}
 
