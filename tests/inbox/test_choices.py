@@ -41,7 +41,9 @@ def test_a_tag_saved_here_shows_at_once(agent_client):
 def test_a_tag_made_elsewhere_on_a_row_reloads_the_tags(agent_client):
     conversation = conversation_in(Status.NEW)
     agent_client.get("/inbox/")
-    (elsewhere,) = Tag.objects.bulk_create([Tag(name="elsewhere", key="elsewhere", colour="#123456")])
+    (elsewhere,) = Tag.objects.bulk_create(
+        [Tag(name="elsewhere", key="elsewhere", colour="#123456")]
+    )
     ConversationTag.objects.bulk_create([ConversationTag(conversation=conversation, tag=elsewhere)])
 
     page = agent_client.get("/inbox/")
