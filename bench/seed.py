@@ -573,10 +573,22 @@ class Loader:
             )
         tables = ", ".join(PARLEY_TABLES)
         self.step("empty the Parley tables", f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
-        self.conn.execute(
-            "DELETE FROM auth_user WHERE username LIKE 'agent%%' OR username = %s",
-            [BENCH_USERNAME],
-        )
+        # Whatever ran before may have left rows pointing at the bench's users (an API
+        # token from bench/run api, an admin log line, a group): every table that
+        # references auth_user lets go of them first, found in the catalogue.
+        users = "SELECT id FROM auth_user WHERE username LIKE 'agent%%' OR username = %s"
+        referencing = self.conn.execute(
+            """SELECT c.conrelid::regclass::text, a.attname
+               FROM pg_constraint c
+               JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+               WHERE c.contype = 'f' AND c.confrelid = 'auth_user'::regclass"""
+        ).fetchall()
+        for table, column in referencing:
+            if table not in PARLEY_TABLES:
+                self.conn.execute(
+                    f'DELETE FROM {table} WHERE "{column}" IN ({users})', [BENCH_USERNAME]
+                )
+        self.conn.execute(f"DELETE FROM auth_user WHERE id IN ({users})", [BENCH_USERNAME])
         self.conn.commit()  # the deferred foreign-key checks of the DELETE run here
 
     def drop_indexes_and_constraints(self) -> tuple[list[str], list[str]]:
