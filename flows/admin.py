@@ -6,7 +6,7 @@ from django.contrib import admin
 
 from conversations.admin import ReadOnlyMixin
 
-from . import services
+from . import broadcasts
 from .models import Broadcast, BroadcastDelivery, Flow, FlowRun, FlowStep
 
 
@@ -54,7 +54,7 @@ class DeliveryInline(admin.TabularInline):
 def resume_broadcasts(modeladmin, request, queryset):
     resumed = 0
     for broadcast in queryset:
-        if services.broadcast_resume(broadcast_id=broadcast.pk):
+        if broadcasts.broadcast_resume(broadcast_id=broadcast.pk):
             resumed += 1
     modeladmin.message_user(
         request,

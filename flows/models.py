@@ -1,7 +1,7 @@
 """Automation: flows (ordered steps), their runs, broadcasts and their deliveries.
 
 Fields, constraints and intent-named querysets only. The engine that runs flows and
-broadcasts lives in ``services.py``; every status change goes through
+broadcasts lives in ``engine.py`` and ``broadcasts.py``; every status change goes through
 ``conversations.services``.
 """
 

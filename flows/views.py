@@ -14,7 +14,7 @@ from django_htmx.http import trigger_client_event
 from conversations.exceptions import ParleyError
 from conversations.models import Conversation
 
-from . import selectors, services
+from . import broadcasts, engine, selectors
 from .decorators import agent_required
 from .forms import BroadcastForm, StartFlowForm
 from .models import Broadcast, Trigger
@@ -45,7 +45,7 @@ def start_flow(request, conversation_id: int):
         else:
             flow = form.cleaned_data["flow"]
             try:
-                run = services.flow_start(
+                run = engine.flow_start(
                     flow=flow,
                     conversation=conversation,
                     has_priority=form.cleaned_data["has_priority"],
@@ -115,7 +115,7 @@ def broadcast_create(request):
     if not form.is_valid():
         return render(request, "flows/index.html", _index_context(form, _first_error(form)))
     try:
-        broadcast = services.broadcast_create(
+        broadcast = broadcasts.broadcast_create(
             flow=form.cleaned_data["flow"],
             segment=form.cleaned_data["segment"],
             segment_value=form.segment_value(),
