@@ -219,7 +219,6 @@ class ConversationAdmin(admin.ModelAdmin):
     search_fields = ("contact__name", "contact__external_id", "last_message_preview")
     list_select_related = ("contact", "assignee")
     ordering = ("-last_activity_at", "-id")
-    date_hierarchy = None
     list_per_page = 50
     readonly_fields = (
         "contact",

@@ -342,12 +342,8 @@ class ConversationDetailOut(ConversationOut):
     status_history: list[StatusChangeOut]
 
     @staticmethod
-    def resolve_messages(conversation) -> list:
-        return list(conversation.messages.all())
-
-    @staticmethod
-    def resolve_status_history(conversation) -> list:
-        return list(conversation.status_changes.all())
+    def resolve_status_history(conversation):
+        return conversation.status_changes.all()
 
 
 class ConversationPageOut(Schema):

@@ -61,10 +61,6 @@ class StepKind(models.TextChoices):
     CLOSE = "close", "Close (ends the run)"
 
 
-# Steps that end the run with their own status.
-ENDING_KINDS = frozenset({StepKind.MARK_IN_PROGRESS, StepKind.HAND_OFF, StepKind.CLOSE})
-
-
 class FlowStep(models.Model):
     flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="steps")
     position = models.PositiveIntegerField(
