@@ -30,60 +30,14 @@ TAGS = [
     ("shipping", "#2563eb"),
     ("refund", "#be185d"),
 ]
-FIRST = [
-    "Amara",
-    "Bruno",
-    "Chen",
-    "Dana",
-    "Elif",
-    "Farid",
-    "Greta",
-    "Hugo",
-    "Ines",
-    "Jonas",
-    "Kemal",
-    "Lena",
-    "Mateo",
-    "Nadia",
-    "Omar",
-    "Priya",
-    "Quentin",
-    "Rosa",
-    "Sven",
-    "Tara",
-    "Umar",
-    "Vera",
-    "Wen",
-    "Ximena",
-    "Yusuf",
-    "Zoe",
-    "Anton",
-    "Bea",
-    "Cyril",
-    "Dilnoza",
-]
-LAST = [
-    "Okafor",
-    "Rossi",
-    "Li",
-    "Kowalski",
-    "Yilmaz",
-    "Haddad",
-    "Berg",
-    "Laurent",
-    "Costa",
-    "Weber",
-    "Demir",
-    "Novak",
-    "Alvarez",
-    "Sato",
-    "Dubois",
-    "Silva",
-    "Ivanova",
-    "Jensen",
-    "Moreau",
-    "Patel",
-]
+FIRST = (  # noqa: SIM905 (a list of words reads best as words)
+    "Amara Bruno Chen Dana Elif Farid Greta Hugo Ines Jonas Kemal Lena Mateo Nadia Omar "
+    "Priya Quentin Rosa Sven Tara Umar Vera Wen Ximena Yusuf Zoe Anton Bea Cyril Dilnoza"
+).split()
+LAST = (  # noqa: SIM905
+    "Okafor Rossi Li Kowalski Yilmaz Haddad Berg Laurent Costa Weber Demir Novak Alvarez "
+    "Sato Dubois Silva Ivanova Jensen Moreau Patel"
+).split()
 TOPICS = [
     (
         "billing",
