@@ -331,28 +331,6 @@ def apply_event(
     return Applied(target, change)
 
 
-def conversation_apply_event(
-    *,
-    event: Event,
-    source: str,
-    conversation: Conversation | int | None = None,
-    contact: Contact | int | None = None,
-    actor=None,
-    note: str = "",
-    status_before_flow: str | None = None,
-) -> Conversation:
-    """:func:`apply_event`, answering with the conversation only."""
-    return apply_event(
-        event=event,
-        source=source,
-        conversation=conversation,
-        contact=contact,
-        actor=actor,
-        note=note,
-        status_before_flow=status_before_flow,
-    ).conversation
-
-
 @retrying_atomic
 def conversation_close(
     *, conversation: Conversation | int, actor=None, source: str = Source.AGENT, note: str = ""

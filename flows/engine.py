@@ -150,7 +150,7 @@ def _advance(run: FlowRun, conversation: Conversation, *, new_runs: list | None 
                 core.conversation_tag_add(conversation=conversation, tag=step.tag)
             log_step(run, step, step.tag.name if step.tag_id else "no tag: skipped")
         elif step.kind in ENDING_EVENTS:
-            core.conversation_apply_event(
+            core.apply_event(
                 event=ENDING_EVENTS[step.kind], source=source, conversation=conversation, note=note
             )
             log_step(run, step)
@@ -158,7 +158,7 @@ def _advance(run: FlowRun, conversation: Conversation, *, new_runs: list | None 
             end_run(run, state=RunState.FINISHED, outcome=ENDING_OUTCOMES[step.kind])
             return _save(run, new_runs)
         run.cursor += 1
-    core.conversation_apply_event(
+    core.apply_event(
         event=Event.FLOW_COMPLETE,
         source=source,
         conversation=conversation,

@@ -62,16 +62,14 @@ def start_flow(request, conversation_id: int):
                 notice += f"; the conversation is now {run.conversation.get_status_display()}."
                 level = "success"
                 conversation.refresh_from_db()
+        # With htmx from the pane: the pane re-renders itself on conversationChanged
+        # and shows this message.
+        if not request.htmx or origin == "pane":
+            messages.add_message(
+                request, messages.ERROR if level == "error" else messages.SUCCESS, notice
+            )
         if not request.htmx:
-            messages.add_message(
-                request, messages.ERROR if level == "error" else messages.SUCCESS, notice
-            )
             return redirect("flows:start_flow", conversation_id=conversation.pk)
-        if origin == "pane":
-            # The pane re-renders itself on conversationChanged and shows this message.
-            messages.add_message(
-                request, messages.ERROR if level == "error" else messages.SUCCESS, notice
-            )
     context = {
         "conversation": conversation,
         "flows": list(selectors.startable_flows()),

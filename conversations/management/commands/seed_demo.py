@@ -219,7 +219,7 @@ class Command(BaseCommand):
             return 0
         if outcome == "in_flow":
             clock.advance(minutes=5)
-            services.conversation_apply_event(
+            services.apply_event(
                 contact=contact, event=Event.FLOW_START, source=Source.FLOW, note="Onboarding"
             )
             return 0
