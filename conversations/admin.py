@@ -41,9 +41,6 @@ class ReadOnlyMixin:
         return False
 
 
-# --- Contact ------------------------------------------------------------------------
-
-
 class ConversationHistoryInline(ReadOnlyMixin, admin.TabularInline):
     model = Conversation
     fields = ("link", "status_badge", "assignee", "last_activity_at", "archived_at")
@@ -98,9 +95,6 @@ class ContactAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         # Conversations are history; deleting a contact would delete it.
         return False
-
-
-# --- Conversation -------------------------------------------------------------------
 
 
 class ArchivedFilter(admin.SimpleListFilter):
@@ -267,9 +261,6 @@ class ConversationAdmin(admin.ModelAdmin):
     @admin.action(description="Unarchive selected conversations")
     def unarchive_conversations(self, request, queryset):
         _run_action(self, request, queryset, services.conversation_unarchive, "unarchived")
-
-
-# --- Message, Tag, StatusChange ----------------------------------------------------
 
 
 @admin.register(Message)

@@ -67,9 +67,6 @@ def _require_conversation(conversation_id: int) -> int:
     return conversation_id
 
 
-# --- contacts and inbound messages ---------------------------------------------------
-
-
 @router.post(
     "/contacts",
     response={201: ContactCreatedOut, **ERRORS},
@@ -106,9 +103,6 @@ def message_inbound(request, payload: InboundIn):
         name=payload.name,
     )
     return Respond(201, inbound)
-
-
-# --- conversations ---------------------------------------------------------------------
 
 
 @router.get(

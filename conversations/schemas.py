@@ -111,9 +111,6 @@ class TextSchema(Schema):
         return value
 
 
-# --- requests ----------------------------------------------------------------------
-
-
 class ContactIn(TextSchema):
     channel: Channel
     external_id: ExternalId
@@ -208,9 +205,6 @@ class ConversationFilters(TextSchema):
         if value is not None and not (isinstance(value, str) and DAY_RE.fullmatch(value)):
             raise ValueError("must be a day written YYYY-MM-DD")
         return value
-
-
-# --- responses ---------------------------------------------------------------------
 
 
 class ErrorOut(Schema):

@@ -174,9 +174,6 @@ def list_rows(rows: list[ListRow], list_suffix: str, tags_by_id: dict) -> Markup
     return render_fragment("inbox/rows.html", rows=views)
 
 
-# --- the thread ---------------------------------------------------------------------
-
-
 EVENT_LABELS = dict(StatusChange._meta.get_field("event").flatchoices)
 SOURCE_LABELS = dict(Source.choices)
 

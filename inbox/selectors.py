@@ -92,9 +92,6 @@ def _after(queryset, sort: str, moment: datetime | None, pk: int):
     )
 
 
-# --- the list -------------------------------------------------------------------
-
-
 @dataclass
 class InboxPage:
     filterset: ConversationFilter
