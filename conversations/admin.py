@@ -47,7 +47,6 @@ class ConversationHistoryInline(ReadOnlyMixin, admin.TabularInline):
     readonly_fields = fields
     ordering = ("-created_at", "-id")
     extra = 0
-    show_change_link = False
     verbose_name_plural = "Conversation history (newest first)"
 
     def get_queryset(self, request):
