@@ -102,7 +102,17 @@ def message_inbound(request, payload: InboundIn):
         text=payload.text,
         name=payload.name,
     )
-    return Respond(201, inbound)
+    conversation = inbound.conversation
+    return Respond(
+        201,
+        {
+            "message_id": inbound.message.pk,
+            "contact_id": conversation.contact_id,
+            "contact_created": inbound.contact_created,
+            "conversation_id": conversation.pk,
+            "status": conversation.status,
+        },
+    )
 
 
 @router.get(

@@ -240,22 +240,6 @@ class InboundOut(Schema):
     conversation_id: int
     status: str = Field(description="The conversation's status after the message.")
 
-    @staticmethod
-    def resolve_message_id(inbound) -> int:
-        return inbound.message.pk
-
-    @staticmethod
-    def resolve_contact_id(inbound) -> int:
-        return inbound.conversation.contact_id
-
-    @staticmethod
-    def resolve_conversation_id(inbound) -> int:
-        return inbound.conversation.pk
-
-    @staticmethod
-    def resolve_status(inbound) -> str:
-        return inbound.conversation.status
-
 
 class TagOut(Schema):
     name: str

@@ -37,18 +37,6 @@ class FlowStartOut(Schema):
     )
     status: str = Field(description="That conversation's status now.")
 
-    @staticmethod
-    def resolve_run_id(run) -> int:
-        return run.pk
-
-    @staticmethod
-    def resolve_run_state(run) -> str:
-        return run.state
-
-    @staticmethod
-    def resolve_status(run) -> str:
-        return run.conversation.status
-
 
 class BroadcastIn(TextSchema):
     flow_id: BodyId
@@ -110,8 +98,17 @@ def flow_start(request, flow_id: Id, payload: FlowStartIn):
         actor=request.auth,
     )
     # The run's conversation as it is now (the flow may have moved it on).
-    run.conversation = Conversation.objects.only("status").get(pk=run.conversation_id)
-    return Respond(201, run)
+    status = Conversation.objects.values_list("status", flat=True).get(pk=run.conversation_id)
+    return Respond(
+        201,
+        {
+            "run_id": run.pk,
+            "flow_id": run.flow_id,
+            "run_state": run.state,
+            "conversation_id": run.conversation_id,
+            "status": status,
+        },
+    )
 
 
 @router.post(

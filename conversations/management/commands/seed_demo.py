@@ -146,29 +146,22 @@ class Command(BaseCommand):
         )
 
     def _users(self):
-        User = get_user_model()
-        agents = []
-        for username, first, last in AGENTS:
-            user = User(
+        """The agents, then the admin (the last one)."""
+        users = []
+        people = [(*agent, False) for agent in AGENTS] + [("admin", "Ada", "Admin", True)]
+        for username, first, last, is_admin in people:
+            user = get_user_model()(
                 username=username,
                 first_name=first,
                 last_name=last,
                 email=f"{username}@parley.example",
+                is_staff=is_admin,
+                is_superuser=is_admin,
             )
             user.set_password(DEMO_PASSWORD)
             user.save()
-            agents.append(user)
-        admin = User(
-            username="admin",
-            first_name="Ada",
-            last_name="Admin",
-            is_staff=True,
-            is_superuser=True,
-            email="admin@parley.example",
-        )
-        admin.set_password(DEMO_PASSWORD)
-        admin.save()
-        return agents, admin
+            users.append(user)
+        return users[:-1], users[-1]
 
     def _contacts(self, rng: random.Random, agents):
         # Which status each demo contact's current conversation ends in.
