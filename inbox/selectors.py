@@ -3,7 +3,10 @@
 Each selector runs a fixed number of queries whatever the number of rows.
 """
 
+import base64
+import binascii
 import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
@@ -14,7 +17,6 @@ from django.db.models import Exists, F, Max, OuterRef, Q, Value
 from django.db.models.expressions import RawSQL
 from django.http import QueryDict
 
-from conversations.cursors import cursor_pack, cursor_unpack
 from conversations.models import Conversation, ConversationTag, Message, StatusChange
 from conversations.selectors import status_counts
 from conversations.transitions import Status
@@ -39,9 +41,27 @@ class BadCursor(ValueError):
 
 # --- keyset cursors -------------------------------------------------------------
 #
-# A cursor is the sort key of the last row shown, opaque in the URL:
+# A cursor is the sort key of the last row shown, opaque in the URL (a JSON list,
+# base64url without padding; callers check the shape they expect):
 # activity: (last_activity_at, id), newest first;
 # waiting:  (waiting_since or null, id), oldest waiting first, not waiting last.
+
+
+def cursor_pack(*values) -> str:
+    raw = json.dumps(list(values), separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def cursor_unpack(token: str) -> list:
+    """The values packed in ``token``; ValueError for anything that is not a cursor."""
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (TypeError, UnicodeError, binascii.Error, ValueError) as exc:
+        raise ValueError("not a cursor") from exc
+    if not isinstance(values, list):
+        raise ValueError("not a cursor")
+    return values
 
 
 def encode_cursor(sort: str, row) -> str:
