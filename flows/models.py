@@ -165,10 +165,6 @@ class FlowRun(models.Model):
     def __str__(self) -> str:
         return f"{self.flow} on #{self.conversation_id} ({self.get_state_display()})"
 
-    @property
-    def is_active(self) -> bool:
-        return self.state in ACTIVE_RUN_STATES
-
 
 class Segment(models.TextChoices):
     ALL = "all", "All contacts"

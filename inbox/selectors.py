@@ -128,10 +128,6 @@ class InboxPage:
     # Every tag by id, knowing the rows' tags (inbox.choices).
     tags_by_id: dict = field(default_factory=dict)
 
-    @property
-    def is_valid(self) -> bool:
-        return not self.errors
-
 
 def _error_messages(form) -> list[str]:
     messages = []
