@@ -371,10 +371,6 @@ class ChangeRow(NamedTuple):
     actor_id: int | None
 
 
-MESSAGE_VALUES = ("pk", "created_at", "direction", "sender_kind", "text", "author_id")
-CHANGE_VALUES = ("pk", "at", "event", "from_status", "to_status", "source", "note", "actor_id")
-
-
 @dataclass(frozen=True)
 class ThreadEntry:
     at: datetime
@@ -461,8 +457,8 @@ def conversation_thread(
         changes = _from(changes, "at", 0, key)
         size = THREAD_MAX
     # Plain rows, not model instances (100 of them, and their authors, per pane).
-    newest_messages = messages.order_by("-created_at", "-id").values_list(*MESSAGE_VALUES)
-    newest_changes = changes.order_by("-at", "-id").values_list(*CHANGE_VALUES)
+    newest_messages = messages.order_by("-created_at", "-id").values_list(*MessageRow._fields)
+    newest_changes = changes.order_by("-at", "-id").values_list(*ChangeRow._fields)
     entries = [
         ThreadEntry(row[1], "message", MessageRow._make(row)) for row in newest_messages[: size + 1]
     ]
