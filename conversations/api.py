@@ -37,15 +37,10 @@ router = Router(tags=["conversations"])
 ERRORS = {401: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
 
 
-def tags_prefetch() -> Prefetch:
-    return Prefetch("tags", queryset=Tag.objects.order_by("name"))
-
-
 def conversations_for_api():
     """Conversations with what ``ConversationOut`` reads, in a fixed number of queries."""
-    return Conversation.objects.select_related("contact", "assignee").prefetch_related(
-        tags_prefetch()
-    )
+    tags = Prefetch("tags", queryset=Tag.objects.order_by("name"))
+    return Conversation.objects.select_related("contact", "assignee").prefetch_related(tags)
 
 
 def _get_conversation(conversation_id: int, *, detail: bool = False) -> Conversation:
