@@ -244,7 +244,7 @@ def _deliver_set(broadcast: Broadcast, contact_ids: list[int]) -> list[Broadcast
     if not started:
         return rows
 
-    # The status before the flow, as _flow_start decides it: "" = a new conversation;
+    # The status before the flow, as engine.flow_start decides it: "" = a new conversation;
     # no change recorded = In a flow already (a priority restart), whose interrupted
     # run's return status is carried over.
     carried = {t: (t.from_status or None) for t in started if t.from_status is not None}
