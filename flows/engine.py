@@ -102,13 +102,12 @@ def end_run(run: FlowRun, *, state: str, outcome: str, detail: str = "") -> None
 def _save(run: FlowRun, new_runs: list | None = None) -> FlowRun:
     """Save the run; a new one goes into ``new_runs`` instead when given (a
     broadcast's contact-by-contact path inserts its new runs in bulk)."""
-    if run.pk is None:
-        if new_runs is not None:
-            new_runs.append(run)
-        else:
-            run.save()
-    else:
+    if run.pk is not None:
         run.save(update_fields=["state", "cursor", "log", "outcome", "outcome_detail", "ended_at"])
+    elif new_runs is not None:
+        new_runs.append(run)
+    else:
+        run.save()
     return run
 
 

@@ -7,7 +7,6 @@ the inbox shows activity spread over the last weeks.
 """
 
 import random
-from contextlib import contextmanager
 from datetime import timedelta
 from unittest import mock
 
@@ -119,12 +118,6 @@ class Clock:
         return self.now
 
 
-@contextmanager
-def frozen(clock: Clock):
-    with mock.patch("django.utils.timezone.now", clock):
-        yield
-
-
 class Command(BaseCommand):
     help = "Fill an empty database with demo data (idempotent)."
 
@@ -196,7 +189,7 @@ class Command(BaseCommand):
                 minutes=rng.randint(0, 59),
             )
             clock = Clock(now - age - timedelta(days=8 if outcome.startswith("history") else 0))
-            with frozen(clock):
+            with mock.patch("django.utils.timezone.now", clock):
                 contact = services.contact_create(
                     channel=channel, external_id=external_id, name=name, source=Source.ADMIN
                 )
