@@ -142,7 +142,7 @@ def main() -> None:
 
     from conversations.models import Conversation, Message, SenderKind
     from conversations.transitions import Status
-    from flows import services
+    from flows import broadcasts
     from flows.models import Broadcast, Flow, FlowStep, Segment, StepKind
 
     call_command("migrate", verbosity=0)
@@ -197,7 +197,7 @@ def main() -> None:
         # opened its database connection (at most 60 s), then time create -> done.
         wait_for_connections(len(workers))
         start = time.perf_counter()
-        broadcast = services.broadcast_create(  # enqueues on commit
+        broadcast = broadcasts.broadcast_create(  # enqueues on commit
             flow=flow, segment=segment, segment_value=segment_value
         )
         while time.perf_counter() - start < 600:

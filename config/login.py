@@ -25,7 +25,6 @@ def lockout_response(request, original_response=None, credentials=None):
     username = (credentials or {}).get("username") or request.POST.get("username", "")
     form = AuthenticationForm(request, data={"username": username})
     form._errors = ErrorDict({"__all__": ErrorList([lockout_message()])})
-    response_headers = {"Retry-After": str(settings.LOGIN_LOCKOUT_MINUTES * 60)}
     if request.path.startswith("/admin/"):
         context = {
             **admin.site.each_context(request),
@@ -39,6 +38,5 @@ def lockout_response(request, original_response=None, credentials=None):
     else:
         context = {"form": form, "next": request.POST.get("next", "")}
         response = render(request, "registration/login.html", context, status=LOCKOUT_STATUS)
-    for name, value in response_headers.items():
-        response[name] = value
+    response["Retry-After"] = str(settings.LOGIN_LOCKOUT_MINUTES * 60)
     return response

@@ -121,18 +121,19 @@ def _socket_dir(datadir: Path) -> Path:
     if folder == datadir:
         return folder
     folder.mkdir(mode=0o755, exist_ok=True)
-    if _is_root():
-        entry = pwd.getpwnam(SYSTEM_USER)
-        os.chown(folder, entry.pw_uid, entry.pw_gid)
+    _give_to_server_user(folder)
     return folder
 
 
-def _log_tail(datadir: Path, lines: int = 8) -> str:
+def _give_to_server_user(path: Path) -> None:
+    if _is_root():
+        entry = pwd.getpwnam(SYSTEM_USER)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _log(datadir: Path) -> str:
     log = datadir / "server.log"
-    if not log.exists():
-        return ""
-    tail = log.read_text(errors="replace").splitlines()[-lines:]
-    return "\n".join("    " + line for line in tail)
+    return log.read_text(errors="replace") if log.exists() else ""
 
 
 def _postmaster(datadir: Path) -> list[str] | None:
@@ -168,23 +169,9 @@ def _initdb(datadir: Path) -> None:
     datadir.mkdir(parents=True, exist_ok=True)
     datadir.chmod(0o700)
     _traversable(datadir)
-    if _is_root():
-        entry = pwd.getpwnam(SYSTEM_USER)
-        os.chown(datadir, entry.pw_uid, entry.pw_gid)
-    result = _pg(
-        "initdb",
-        "-D",
-        str(datadir),
-        "-U",
-        "postgres",
-        "-A",
-        "trust",
-        "-E",
-        "UTF8",
-        "--locale=C.UTF-8",
-        "--no-sync",
-        check=False,
-    )
+    _give_to_server_user(datadir)
+    options = ["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]
+    result = _pg("initdb", "-D", str(datadir), *options, check=False)
     if result.returncode != 0:
         raise Refusal(
             f"Could not create a PostgreSQL cluster in {datadir}: "
@@ -221,12 +208,7 @@ def _clear_stale_lock(datadir: Path) -> None:
 
 
 def _explain_start_failure(datadir: Path, port: int | None) -> str:
-    log = (
-        (datadir / "server.log").read_text(errors="replace")
-        if (datadir / "server.log").exists()
-        else ""
-    )
-    recent = log[-4000:]
+    recent = _log(datadir)[-4000:]
     if "Address already in use" in recent or "could not bind" in recent:
         where = f"port {port} on 127.0.0.1" if port else "its socket"
         return (
@@ -268,23 +250,11 @@ def start(datadir: Path, *, port: int | None = None, throwaway: bool = False) ->
     ]
     if port:
         options.append(f"-p {port}")
-    result = _pg(
-        "pg_ctl",
-        "start",
-        "-D",
-        str(datadir),
-        "-l",
-        str(datadir / "server.log"),
-        "-w",
-        "-t",
-        "60",
-        "-o",
-        " ".join(options),
-        check=False,
-        timeout=90,
-    )
+    args = ["-D", str(datadir), "-l", str(datadir / "server.log"), "-w", "-t", "60"]
+    result = _pg("pg_ctl", "start", *args, "-o", " ".join(options), check=False, timeout=90)
     if result.returncode != 0 or not _running(datadir):
-        raise Refusal(_explain_start_failure(datadir, port) + "\n" + _log_tail(datadir))
+        tail = "\n".join("    " + line for line in _log(datadir).splitlines()[-8:])
+        raise Refusal(_explain_start_failure(datadir, port) + "\n" + tail)
     for _ in range(50):  # postmaster.pid gets its last line once the server is ready
         lines = _postmaster(datadir)
         if lines and len(lines) >= 8 and lines[7].strip() == "ready":

@@ -1,7 +1,7 @@
-"""Outbound delivery: a small channel interface.
+"""Outbound delivery.
 
 The core sends ``hooks.message_sent`` inside the service's transaction. The
-receiver here finds the contact's channel and hands the message to its connector:
+receiver here finds the contact's channel and delivers by its kind:
 
 - ``web``: the contact's chat page (``/chat/<channel>/``) polls and shows it, so
   there is nothing to push;
@@ -14,8 +14,6 @@ default ``web`` channel and gets no delivery otherwise (API clients read replies
 from the API).
 """
 
-from typing import Protocol
-
 from django.db import transaction
 from django.dispatch import receiver
 
@@ -26,30 +24,6 @@ from conversations.models import Message
 from .models import Channel, ChannelKind, Delivery, DeliveryStatus
 
 DEFAULT_WEB_CHANNEL = "web"
-
-
-class Connector(Protocol):
-    def deliver(self, *, message: Message, channel: Channel) -> Delivery | None: ...
-
-
-class WebConnector:
-    """The chat page reads the conversation itself: delivery is the page's poll."""
-
-    def deliver(self, *, message: Message, channel: Channel) -> Delivery | None:
-        return None
-
-
-class WebhookConnector:
-    def deliver(self, *, message: Message, channel: Channel) -> Delivery | None:
-        delivery = Delivery.objects.create(message=message, channel=channel)
-        _enqueue_after_commit(delivery.pk)
-        return delivery
-
-
-CONNECTORS: dict[str, Connector] = {
-    ChannelKind.WEB: WebConnector(),
-    ChannelKind.WEBHOOK: WebhookConnector(),
-}
 
 
 # Channels change rarely and are read for every outbound message: each process keeps
@@ -94,6 +68,7 @@ def delivery_retry(*, delivery: Delivery) -> None:
 @receiver(hooks.message_sent, dispatch_uid="connectors.deliver_outbound")
 def deliver_outbound(sender, *, message: Message, conversation, **kwargs) -> None:
     channel = channel_for(conversation.contact.channel)
-    if channel is None:
-        return
-    CONNECTORS[channel.kind].deliver(message=message, channel=channel)
+    # A web chat's page reads the conversation itself: its delivery is the page's poll.
+    if channel is not None and channel.kind == ChannelKind.WEBHOOK:
+        delivery = Delivery.objects.create(message=message, channel=channel)
+        _enqueue_after_commit(delivery.pk)

@@ -58,33 +58,32 @@ def _opens_conversation(channel: str, visitor: str) -> bool:
     )
 
 
+def _hit_both(kind: str, name: str, *, channel: str, address: str, visitor: str) -> int:
+    """Count a hit on the address's and on the visitor's counter of ``kind``; the
+    seconds to wait when either is passed, else 0."""
+    limits = rates()
+    verdicts = [
+        ratelimit.hit(f"chat:{kind}:a:{channel}:{address}", limits[f"{name}_per_address"]),
+        ratelimit.hit(f"chat:{kind}:v:{channel}:{visitor}", limits[f"{name}_per_visitor"]),
+    ]
+    return max((v.retry_after for v in verdicts if not v.allowed), default=0)
+
+
 def chat_send_allowed(request: HttpRequest, *, channel: str, visitor: str) -> None:
     """Count this send against the limits; raise ``ChatLimited`` when one is passed."""
-    limits = rates()
-    address = client_address(request)
-    checks = [
-        (f"chat:msg:a:{channel}:{address}", limits["messages_per_address"]),
-        (f"chat:msg:v:{channel}:{visitor}", limits["messages_per_visitor"]),
-    ]
-    refused = [v for v in (ratelimit.hit(k, r) for k, r in checks) if not v.allowed]
-    if refused:
-        wait = max(v.retry_after for v in refused)
+    who = {"channel": channel, "address": client_address(request), "visitor": visitor}
+    if wait := _hit_both("msg", "messages", **who):
         raise ChatLimited(
             f"You are sending messages too fast. Please wait {_wait(wait)} and send it again.",
             retry_after=wait,
         )
-    if _opens_conversation(channel, visitor):
-        checks = [
-            (f"chat:new:a:{channel}:{address}", limits["new_conversations_per_address"]),
-            (f"chat:new:v:{channel}:{visitor}", limits["new_conversations_per_visitor"]),
-        ]
-        refused = [v for v in (ratelimit.hit(k, r) for k, r in checks) if not v.allowed]
-        if refused:
-            wait = max(v.retry_after for v in refused)
-            raise ChatLimited(
-                "Too many new conversations were started from your network. Please try "
-                f"again in {_wait(wait)}.",
-                retry_after=wait,
-            )
+    if _opens_conversation(channel, visitor) and (
+        wait := _hit_both("new", "new_conversations", **who)
+    ):
+        raise ChatLimited(
+            "Too many new conversations were started from your network. Please try "
+            f"again in {_wait(wait)}.",
+            retry_after=wait,
+        )
     if secrets.randbelow(PURGE_ONE_IN) == 0:
         ratelimit.purge_expired()

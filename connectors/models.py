@@ -40,10 +40,6 @@ class ApiToken(models.Model):
         label = f"{self.prefix}… ({self.user})"
         return f"{label} {self.name}".strip() if self.name else label
 
-    @property
-    def is_revoked(self) -> bool:
-        return self.revoked_at is not None
-
 
 class ChannelKind(models.TextChoices):
     WEB = "web", "Web chat"

@@ -101,8 +101,7 @@ def _is_fetch(request: HttpRequest) -> bool:
 
 
 def _refused_identity(request: HttpRequest, channel: str, refusal: IdentityRefused):
-    visitor = _visitor(request, channel)
-    context = _context(channel, visitor.id if visitor else None, error=refusal.detail)
+    context = _context(channel, _visitor_id(request, channel), error=refusal.detail)
     return render(request, PAGE, context, status=403)
 
 

@@ -41,16 +41,12 @@ class ReadOnlyMixin:
         return False
 
 
-# --- Contact ------------------------------------------------------------------------
-
-
 class ConversationHistoryInline(ReadOnlyMixin, admin.TabularInline):
     model = Conversation
     fields = ("link", "status_badge", "assignee", "last_activity_at", "archived_at")
     readonly_fields = fields
     ordering = ("-created_at", "-id")
     extra = 0
-    show_change_link = False
     verbose_name_plural = "Conversation history (newest first)"
 
     def get_queryset(self, request):
@@ -98,9 +94,6 @@ class ContactAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         # Conversations are history; deleting a contact would delete it.
         return False
-
-
-# --- Conversation -------------------------------------------------------------------
 
 
 class ArchivedFilter(admin.SimpleListFilter):
@@ -219,7 +212,6 @@ class ConversationAdmin(admin.ModelAdmin):
     search_fields = ("contact__name", "contact__external_id", "last_message_preview")
     list_select_related = ("contact", "assignee")
     ordering = ("-last_activity_at", "-id")
-    date_hierarchy = None
     list_per_page = 50
     readonly_fields = (
         "contact",
@@ -268,9 +260,6 @@ class ConversationAdmin(admin.ModelAdmin):
     @admin.action(description="Unarchive selected conversations")
     def unarchive_conversations(self, request, queryset):
         _run_action(self, request, queryset, services.conversation_unarchive, "unarchived")
-
-
-# --- Message, Tag, StatusChange ----------------------------------------------------
 
 
 @admin.register(Message)

@@ -37,15 +37,10 @@ router = Router(tags=["conversations"])
 ERRORS = {401: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
 
 
-def tags_prefetch() -> Prefetch:
-    return Prefetch("tags", queryset=Tag.objects.order_by("name"))
-
-
 def conversations_for_api():
     """Conversations with what ``ConversationOut`` reads, in a fixed number of queries."""
-    return Conversation.objects.select_related("contact", "assignee").prefetch_related(
-        tags_prefetch()
-    )
+    tags = Prefetch("tags", queryset=Tag.objects.order_by("name"))
+    return Conversation.objects.select_related("contact", "assignee").prefetch_related(tags)
 
 
 def _get_conversation(conversation_id: int, *, detail: bool = False) -> Conversation:
@@ -65,9 +60,6 @@ def _require_conversation(conversation_id: int) -> int:
     if not Conversation.objects.filter(pk=conversation_id).exists():
         raise Http404(f"There is no conversation with id {conversation_id}.")
     return conversation_id
-
-
-# --- contacts and inbound messages ---------------------------------------------------
 
 
 @router.post(
@@ -105,10 +97,17 @@ def message_inbound(request, payload: InboundIn):
         text=payload.text,
         name=payload.name,
     )
-    return Respond(201, inbound)
-
-
-# --- conversations ---------------------------------------------------------------------
+    conversation = inbound.conversation
+    return Respond(
+        201,
+        {
+            "message_id": inbound.message.pk,
+            "contact_id": conversation.contact_id,
+            "contact_created": inbound.contact_created,
+            "conversation_id": conversation.pk,
+            "status": conversation.status,
+        },
+    )
 
 
 @router.get(

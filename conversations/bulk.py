@@ -213,7 +213,7 @@ def apply_event(
     status_before_flow: Sequence[str | None] | None = None,
     defer: bool = False,
 ) -> list[Target]:
-    """``services.conversation_apply_event`` for each target: the event applies to
+    """``services.apply_event`` for each target: the event applies to
     its open conversation, or opens a new one where the rule says so. Returns the
     targets it applied to; the refused ones get ``refusal`` and keep their state.
 

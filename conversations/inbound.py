@@ -23,14 +23,6 @@ from .models import Contact, Conversation, Direction, Message, SenderKind, Statu
 from .text import preview
 from .transitions import Event, Move, Status, resolve
 
-#
-# A contact's message is the most frequent write, so it is a handful of statements
-# written by hand rather than ORM calls: the contact and its open conversation
-# locked in one SELECT; when it has none, the conversation, its first history line
-# and the message in one INSERT; otherwise the message and the conversation's
-# denormalised columns in one statement. Instances handed to the hooks are built
-# from the rows (``Model.from_db``), so receivers see ordinary model instances.
-
 
 def _from_row(model, row):
     """A model instance from a row holding all its concrete fields, in order."""

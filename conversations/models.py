@@ -165,9 +165,6 @@ class ConversationQuerySet(models.QuerySet):
         """Most recently active first; ``id`` breaks ties so keyset pages are stable."""
         return self.order_by("-last_activity_at", "-id")
 
-    def for_inbox(self):
-        return self.select_related("contact", "assignee").prefetch_related("tags")
-
 
 class Conversation(models.Model):
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="conversations")
@@ -293,10 +290,6 @@ class Conversation(models.Model):
     @property
     def is_archived(self) -> bool:
         return self.archived_at is not None
-
-    @property
-    def is_ongoing(self) -> bool:
-        return self.status in ONGOING
 
 
 class ConversationTag(models.Model):

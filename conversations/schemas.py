@@ -111,9 +111,6 @@ class TextSchema(Schema):
         return value
 
 
-# --- requests ----------------------------------------------------------------------
-
-
 class ContactIn(TextSchema):
     channel: Channel
     external_id: ExternalId
@@ -210,9 +207,6 @@ class ConversationFilters(TextSchema):
         return value
 
 
-# --- responses ---------------------------------------------------------------------
-
-
 class ErrorOut(Schema):
     error: str = Field(description="A machine code, e.g. `tags_locked`.")
     detail: str = Field(description="A sentence for humans.")
@@ -245,22 +239,6 @@ class InboundOut(Schema):
     contact_created: bool
     conversation_id: int
     status: str = Field(description="The conversation's status after the message.")
-
-    @staticmethod
-    def resolve_message_id(inbound) -> int:
-        return inbound.message.pk
-
-    @staticmethod
-    def resolve_contact_id(inbound) -> int:
-        return inbound.conversation.contact_id
-
-    @staticmethod
-    def resolve_conversation_id(inbound) -> int:
-        return inbound.conversation.pk
-
-    @staticmethod
-    def resolve_status(inbound) -> str:
-        return inbound.conversation.status
 
 
 class TagOut(Schema):
@@ -342,12 +320,8 @@ class ConversationDetailOut(ConversationOut):
     status_history: list[StatusChangeOut]
 
     @staticmethod
-    def resolve_messages(conversation) -> list:
-        return list(conversation.messages.all())
-
-    @staticmethod
-    def resolve_status_history(conversation) -> list:
-        return list(conversation.status_changes.all())
+    def resolve_status_history(conversation):
+        return conversation.status_changes.all()
 
 
 class ConversationPageOut(Schema):

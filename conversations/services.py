@@ -45,9 +45,6 @@ from .transitions import Event, Move, Status, resolve
 TAG_COLOUR_DEFAULT = "#64748b"
 
 
-# --- internals --------------------------------------------------------------------
-
-
 def _record(
     conversation: Conversation,
     *,
@@ -132,9 +129,6 @@ def _touch(
     return fields
 
 
-# --- contacts ---------------------------------------------------------------------
-
-
 @retrying_atomic
 def contact_create(
     *,
@@ -163,9 +157,6 @@ def contact_create(
     move = resolve(Event.CONTACT_CREATED, None)
     _start_conversation(contact, move, source=source, actor=actor)
     return contact
-
-
-# --- messages ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -269,9 +260,6 @@ def message_send_automated(
     return message
 
 
-# --- status events ----------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Applied:
     """What :func:`apply_event` did: the conversation the event applied to (a new
@@ -331,28 +319,6 @@ def apply_event(
     return Applied(target, change)
 
 
-def conversation_apply_event(
-    *,
-    event: Event,
-    source: str,
-    conversation: Conversation | int | None = None,
-    contact: Contact | int | None = None,
-    actor=None,
-    note: str = "",
-    status_before_flow: str | None = None,
-) -> Conversation:
-    """:func:`apply_event`, answering with the conversation only."""
-    return apply_event(
-        event=event,
-        source=source,
-        conversation=conversation,
-        contact=contact,
-        actor=actor,
-        note=note,
-        status_before_flow=status_before_flow,
-    ).conversation
-
-
 @retrying_atomic
 def conversation_close(
     *, conversation: Conversation | int, actor=None, source: str = Source.AGENT, note: str = ""
@@ -369,21 +335,20 @@ def conversation_close(
 def conversation_archive(
     *, conversation: Conversation | int, actor=None, source: str = Source.AGENT
 ) -> Conversation:
-    conversation = lock_conversation(conversation)
-    move = resolve(Event.ARCHIVE, conversation.status, conversation.is_archived)
-    conversation.archived_at = timezone.now()
-    conversation.save(update_fields=["archived_at", "updated_at"])
-    _record(conversation, from_status=Status.CLOSED, move=move, source=source, actor=actor)
-    return conversation
+    return _set_archived(conversation, Event.ARCHIVE, actor=actor, source=source)
 
 
 @retrying_atomic
 def conversation_unarchive(
     *, conversation: Conversation | int, actor=None, source: str = Source.AGENT
 ) -> Conversation:
+    return _set_archived(conversation, Event.UNARCHIVE, actor=actor, source=source)
+
+
+def _set_archived(conversation: Conversation | int, event: Event, *, actor, source) -> Conversation:
     conversation = lock_conversation(conversation)
-    move = resolve(Event.UNARCHIVE, conversation.status, conversation.is_archived)
-    conversation.archived_at = None
+    move = resolve(event, conversation.status, conversation.is_archived)
+    conversation.archived_at = timezone.now() if event == Event.ARCHIVE else None
     conversation.save(update_fields=["archived_at", "updated_at"])
     _record(conversation, from_status=Status.CLOSED, move=move, source=source, actor=actor)
     return conversation
@@ -404,9 +369,6 @@ def conversation_assign(*, conversation: Conversation | int, assignee) -> Conver
         conversation.assignee = assignee
         conversation.save(update_fields=["assignee", "updated_at"])
     return conversation
-
-
-# --- tags -------------------------------------------------------------------------
 
 
 def _tag_name(value) -> str:

@@ -65,10 +65,6 @@ def remember_saved_status(sender, instance: Conversation, **kwargs) -> None:
     instance._loaded_status = instance.status
 
 
-def _locked(detail: str = "") -> TagsLocked:
-    return TagsLocked(detail or None)
-
-
 @receiver(m2m_changed, sender=Conversation.tags.through)
 def refuse_tag_change_on_closed(sender, instance, action, reverse, model, pk_set, **kwargs):
     if action not in ("pre_add", "pre_remove", "pre_clear"):
@@ -76,7 +72,7 @@ def refuse_tag_change_on_closed(sender, instance, action, reverse, model, pk_set
     if not reverse:
         # instance is a Conversation; trust the database, not a stale instance.
         if Conversation.objects.filter(pk=instance.pk, status=Status.CLOSED).exists():
-            raise _locked()
+            raise TagsLocked()
         return
     # instance is a Tag; pk_set holds conversation ids (None for clear).
     closed = Conversation.objects.closed()
@@ -87,7 +83,9 @@ def refuse_tag_change_on_closed(sender, instance, action, reverse, model, pk_set
     else:
         closed = closed.filter(tags=instance)
     if closed.exists():
-        raise _locked(f"Tags are locked: a closed conversation carries the tag “{instance.name}”.")
+        raise TagsLocked(
+            f"Tags are locked: a closed conversation carries the tag “{instance.name}”."
+        )
 
 
 @receiver(pre_save, sender=ConversationTag)
@@ -95,20 +93,20 @@ def refuse_link_on_closed(sender, instance: ConversationTag, raw: bool, **kwargs
     if raw:
         return
     if Conversation.objects.filter(pk=instance.conversation_id, status=Status.CLOSED).exists():
-        raise _locked()
+        raise TagsLocked()
 
 
 @receiver(pre_delete, sender=ConversationTag)
 def refuse_unlink_on_closed(sender, instance: ConversationTag, **kwargs) -> None:
     if Conversation.objects.filter(pk=instance.conversation_id, status=Status.CLOSED).exists():
-        raise _locked()
+        raise TagsLocked()
 
 
 @receiver(pre_delete, sender=Tag)
 def refuse_deleting_locked_tag(sender, instance: Tag, **kwargs) -> None:
     carried = Conversation.objects.closed().filter(tags=instance).count()
     if carried:
-        raise _locked(
+        raise TagsLocked(
             f"The tag “{instance.name}” is carried by {carried} closed "
             f"conversation{'s' if carried != 1 else ''} and cannot be deleted."
         )

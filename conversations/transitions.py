@@ -149,17 +149,7 @@ TABLE: tuple[Rule, ...] = (
 )
 
 # Events that the flow engine itself causes (they never cancel its own run).
-FLOW_EVENTS = frozenset(
-    {
-        Event.FLOW_START,
-        Event.FLOW_START_PRIORITY,
-        Event.FLOW_MARK_IN_PROGRESS,
-        Event.FLOW_HAND_OFF,
-        Event.FLOW_CLOSE,
-        Event.FLOW_COMPLETE,
-        Event.KEYWORD,
-    }
-)
+FLOW_EVENTS = frozenset({Event.KEYWORD, *(e for e in Event if e.startswith("flow_"))})
 
 
 def state_of(status: str | None, archived: bool = False) -> str:

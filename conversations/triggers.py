@@ -166,30 +166,13 @@ def conversation_counts() -> list[pgtrigger.Trigger]:
 def tags_locked() -> pgtrigger.Trigger:
     """The tag links of a closed conversation cannot be inserted, moved or deleted; so a
     tag that a closed conversation carries cannot be deleted either."""
-    return pgtrigger.Trigger(
-        name="tags_locked",
-        when=pgtrigger.Before,
+    return _closed_guard(
+        "tags_locked",
         operation=pgtrigger.Insert | pgtrigger.Update | pgtrigger.Delete,
-        declare=[("ids", "bigint[]")],
-        func=f"""
-            IF TG_OP = 'INSERT' THEN
-                ids := ARRAY[NEW.conversation_id];
-            ELSIF TG_OP = 'DELETE' THEN
-                ids := ARRAY[OLD.conversation_id];
-            ELSE
-                ids := ARRAY[OLD.conversation_id, NEW.conversation_id];
-            END IF;
-            -- FOR SHARE waits for a close in flight, so a link cannot slip in beside it.
-            PERFORM 1 FROM conversations_conversation
-                WHERE id = ANY (ids) AND status IN ({_LOCKED}) FOR SHARE;
-            IF FOUND THEN
-                {_refuse("tags_locked", "the tags of a closed conversation are locked")}
-            END IF;
-            IF TG_OP = 'DELETE' THEN
-                RETURN OLD;
-            END IF;
-            RETURN NEW;
-        """,
+        refusal=_refuse("tags_locked", "the tags of a closed conversation are locked"),
+        lock=" FOR SHARE",
+        note="\n            -- FOR SHARE waits for a close in flight, so a link cannot slip in"
+        " beside it.",
     )
 
 
@@ -218,6 +201,12 @@ def link_counts() -> list[pgtrigger.Trigger]:
 def _history_of_closed(name: str, *, operation, what: str) -> pgtrigger.Trigger:
     """Rows of a closed conversation's history (messages, status lines) stay as they
     are: no insert into it, no change, no delete."""
+    refusal = _refuse("history_permanent", f"the {what} of a closed conversation are history")
+    return _closed_guard(name, operation=operation, refusal=refusal)
+
+
+def _closed_guard(name: str, *, operation, refusal: str, lock="", note="") -> pgtrigger.Trigger:
+    """Refuses ``operation`` on a row (old or new) of a closed conversation."""
     return pgtrigger.Trigger(
         name=name,
         when=pgtrigger.Before,
@@ -230,11 +219,11 @@ def _history_of_closed(name: str, *, operation, what: str) -> pgtrigger.Trigger:
                 ids := ARRAY[OLD.conversation_id];
             ELSE
                 ids := ARRAY[OLD.conversation_id, NEW.conversation_id];
-            END IF;
+            END IF;{note}
             PERFORM 1 FROM conversations_conversation
-                WHERE id = ANY (ids) AND status IN ({_LOCKED});
+                WHERE id = ANY (ids) AND status IN ({_LOCKED}){lock};
             IF FOUND THEN
-                {_refuse("history_permanent", f"the {what} of a closed conversation are history")}
+                {refusal}
             END IF;
             IF TG_OP = 'DELETE' THEN
                 RETURN OLD;

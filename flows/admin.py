@@ -6,7 +6,7 @@ from django.contrib import admin
 
 from conversations.admin import ReadOnlyMixin
 
-from . import services
+from . import broadcasts
 from .models import Broadcast, BroadcastDelivery, Flow, FlowRun, FlowStep
 
 
@@ -15,7 +15,6 @@ class FlowStepInline(admin.TabularInline):
     extra = 1
     fields = ("position", "kind", "text", "attribute", "tag")
     ordering = ("position", "id")
-    autocomplete_fields = ()
 
 
 @admin.register(Flow)
@@ -42,7 +41,6 @@ class DeliveryInline(admin.TabularInline):
     extra = 0
     max_num = 0
     can_delete = False
-    show_change_link = False
     # Large broadcasts: the inline shows the failures only; the full list is in
     # "Broadcast deliveries", filtered by broadcast.
 
@@ -52,10 +50,7 @@ class DeliveryInline(admin.TabularInline):
 
 @admin.action(description="Resume the selected broadcasts (queue the chunks not done)")
 def resume_broadcasts(modeladmin, request, queryset):
-    resumed = 0
-    for broadcast in queryset:
-        if services.broadcast_resume(broadcast_id=broadcast.pk):
-            resumed += 1
+    resumed = sum(broadcasts.broadcast_resume(broadcast_id=b.pk) for b in queryset)
     modeladmin.message_user(
         request,
         f"{resumed} broadcast{'s' if resumed != 1 else ''} queued again; "

@@ -1,5 +1,6 @@
 """The flows router of the integration API: start a flow on a conversation, start a
-broadcast and follow it (PRODUCT.md §9). Writes go through ``flows.services``."""
+broadcast and follow it (PRODUCT.md §9). Writes go through ``flows.engine`` and
+``flows.broadcasts``."""
 
 from datetime import datetime
 
@@ -10,7 +11,7 @@ from ninja.responses import Status as Respond
 from conversations.models import Conversation
 from conversations.schemas import BodyId, ErrorOut, Flag, Id, TextSchema
 
-from . import services
+from . import broadcasts, engine
 from .models import Broadcast, Flow, Segment, Trigger
 
 router = Router(tags=["flows"])
@@ -35,18 +36,6 @@ class FlowStartOut(Schema):
         description="The conversation the flow runs on: a new one when the given one was closed."
     )
     status: str = Field(description="That conversation's status now.")
-
-    @staticmethod
-    def resolve_run_id(run) -> int:
-        return run.pk
-
-    @staticmethod
-    def resolve_run_state(run) -> str:
-        return run.state
-
-    @staticmethod
-    def resolve_status(run) -> str:
-        return run.conversation.status
 
 
 class BroadcastIn(TextSchema):
@@ -101,7 +90,7 @@ def flow_start(request, flow_id: Id, payload: FlowStartIn):
     flow = _flow(flow_id)
     if not Conversation.objects.filter(pk=payload.conversation_id).exists():
         raise Http404(f"There is no conversation with id {payload.conversation_id}.")
-    run = services.flow_start(
+    run = engine.flow_start(
         flow=flow,
         conversation=payload.conversation_id,
         has_priority=payload.has_priority,
@@ -109,8 +98,17 @@ def flow_start(request, flow_id: Id, payload: FlowStartIn):
         actor=request.auth,
     )
     # The run's conversation as it is now (the flow may have moved it on).
-    run.conversation = Conversation.objects.only("status").get(pk=run.conversation_id)
-    return Respond(201, run)
+    status = Conversation.objects.values_list("status", flat=True).get(pk=run.conversation_id)
+    return Respond(
+        201,
+        {
+            "run_id": run.pk,
+            "flow_id": run.flow_id,
+            "run_state": run.state,
+            "conversation_id": run.conversation_id,
+            "status": status,
+        },
+    )
 
 
 @router.post(
@@ -124,7 +122,7 @@ def flow_start(request, flow_id: Id, payload: FlowStartIn):
 )
 def broadcast_create(request, payload: BroadcastIn):
     flow = _flow(payload.flow_id)
-    broadcast = services.broadcast_create(
+    broadcast = broadcasts.broadcast_create(
         flow=flow,
         segment=payload.segment,
         segment_value=payload.segment_value,

@@ -8,6 +8,7 @@ its own delivery row and the others still get the broadcast.
 """
 
 import logging
+from collections import Counter
 from datetime import timedelta
 
 from django.conf import settings
@@ -35,7 +36,7 @@ from .engine import (
     FlowInactive,
     Outcome,
     end_run,
-    flow_start_nested,
+    flow_start,
     log_step,
     render_text,
     steps_of,
@@ -57,9 +58,6 @@ from .models import (
 logger = logging.getLogger(__name__)
 
 BROADCAST_CHUNK_SIZE = 1000
-
-
-# --- broadcasts -------------------------------------------------------------------
 
 
 def segment_contacts(*, segment: str, value: str = ""):
@@ -135,11 +133,15 @@ def broadcast_create(
     broadcast.total = segment_contacts(segment=segment, value=segment_value).count()
     broadcast.save(update_fields=["total"])
     if enqueue:
-        from .tasks import run_broadcast, schedule_watch
-
-        transaction.on_commit(lambda: run_broadcast.enqueue(broadcast_id=broadcast.pk))
-        transaction.on_commit(lambda: schedule_watch(broadcast.pk))
+        _enqueue(broadcast.pk)
     return broadcast
+
+
+def _enqueue(broadcast_id: int) -> None:
+    from .tasks import run_broadcast, schedule_watch
+
+    transaction.on_commit(lambda: run_broadcast.enqueue(broadcast_id=broadcast_id))
+    transaction.on_commit(lambda: schedule_watch(broadcast_id))
 
 
 def _deliver_one(
@@ -148,20 +150,16 @@ def _deliver_one(
     """Start the broadcast's flow for one contact inside its own savepoint, and
     describe the outcome as an (unsaved) delivery row."""
     row = BroadcastDelivery(broadcast=broadcast, contact_id=contact.pk)
-    try:
-        with transaction.atomic():
-            run = flow_start_nested(
-                flow=broadcast.flow,
-                conversation=None,
-                contact=contact,
-                has_priority=broadcast.has_priority,
-                trigger=Trigger.BROADCAST,
-                actor=broadcast.created_by,
-                broadcast=broadcast,
-                keyword=False,
-                status_before_flow=None,
-                new_runs=new_runs,
-            )
+    try:  # in its own savepoint (retrying_atomic, nested)
+        run = flow_start(
+            flow=broadcast.flow,
+            contact=contact,
+            has_priority=broadcast.has_priority,
+            trigger=Trigger.BROADCAST,
+            actor=broadcast.created_by,
+            broadcast=broadcast,
+            new_runs=new_runs,
+        )
     except ParleyError as exc:  # e.g. became ongoing since the classification
         _refused(row, exc)
     except Exception as exc:  # one contact's failure must not stop the broadcast
@@ -246,7 +244,7 @@ def _deliver_set(broadcast: Broadcast, contact_ids: list[int]) -> list[Broadcast
     if not started:
         return rows
 
-    # The status before the flow, as _flow_start decides it: "" = a new conversation;
+    # The status before the flow, as engine.flow_start decides it: "" = a new conversation;
     # no change recorded = In a flow already (a priority restart), whose interrupted
     # run's return status is carried over.
     carried = {t: (t.from_status or None) for t in started if t.from_status is not None}
@@ -269,7 +267,10 @@ def _deliver_set(broadcast: Broadcast, contact_ids: list[int]) -> list[Broadcast
     # The runs walk the steps in lockstep: one template describes them all, and
     # only their conversation and return status differ.
     template = FlowRun(flow=flow, broadcast=broadcast, trigger=Trigger.BROADCAST, started_by=actor)
-    _advance_set(template, started, note=common["note"], carried=[carried[t] for t in started])
+    _walk_steps(
+        template, started, common=common | {"actor": None}, carried=[carried[t] for t in started]
+    )
+    bulk.flush(started)  # (after an error the caller rolls the whole set back)
     shared = {
         f.attname: getattr(template, f.attname)
         for f in FlowRun._meta.concrete_fields
@@ -287,18 +288,12 @@ def _deliver_set(broadcast: Broadcast, contact_ids: list[int]) -> list[Broadcast
     return rows
 
 
-def _advance_set(run: FlowRun, targets: list, *, note: str, carried: list) -> None:
-    """:func:`_advance` for a set of conversations that all start ``run``'s flow at
-    its first step (a broadcast's): they walk the steps in lockstep, so ``run``
-    (unsaved) records the steps, state and outcome of all of them; ``carried``
+def _walk_steps(run: FlowRun, targets: list, *, common: dict, carried: list) -> None:
+    """The engine's ``_advance`` for a set of conversations that all start ``run``'s
+    flow at its first step (a broadcast's): they walk the steps in lockstep, so
+    ``run`` (unsaved) records the steps, state and outcome of all of them; ``carried``
     holds each one's status before the flow."""
     steps = steps_of(run.flow)
-    common = {"source": Source.BROADCAST, "note": note, "defer": True}
-    _walk_steps(run, steps, targets, common=common, carried=carried)
-    bulk.flush(targets)  # (after an error the caller rolls the whole set back)
-
-
-def _walk_steps(run, steps, targets, *, common: dict, carried: list) -> None:
     for cursor, step in enumerate(steps):
         run.cursor = cursor
         if step.kind in (StepKind.SEND_MESSAGE, StepKind.ASK):
@@ -372,19 +367,10 @@ def broadcast_plan(*, broadcast_id: int, chunk_size: int | None = None) -> list[
         # is not waited for (it locks the broadcast's row last, which this holds).
         handed = BroadcastChunk.objects.filter(pk__in=pending).select_for_update(skip_locked=True)
         BroadcastChunk.objects.filter(pk__in=list(handed.values_list("pk", flat=True))).update(
-            lease_expires_at=timezone.now() + timedelta(seconds=chunk_lease_seconds())
+            lease_expires_at=timezone.now()
+            + timedelta(seconds=settings.BROADCAST_CHUNK_LEASE_SECONDS)
         )
     return pending
-
-
-def chunk_lease_seconds() -> float:
-    """How long a chunk handed to the queue may wait before it counts as stalled."""
-    return float(settings.BROADCAST_CHUNK_LEASE_SECONDS)
-
-
-def sweep_seconds() -> float:
-    """How often a running broadcast is checked for stalled chunks."""
-    return float(settings.BROADCAST_SWEEP_SECONDS)
 
 
 def broadcast_sweep(*, broadcast_id: int) -> int:
@@ -414,7 +400,7 @@ def broadcast_is_over(broadcast_id: int) -> bool:
 def broadcast_plan_is_overdue(broadcast_id: int) -> bool:
     """Queued for longer than a lease and still not split into chunks: the task that
     plans it was lost with its worker."""
-    deadline = timezone.now() - timedelta(seconds=chunk_lease_seconds())
+    deadline = timezone.now() - timedelta(seconds=settings.BROADCAST_CHUNK_LEASE_SECONDS)
     return Broadcast.objects.filter(
         pk=broadcast_id, state=BroadcastState.QUEUED, created_at__lt=deadline, chunks=None
     ).exists()
@@ -486,9 +472,7 @@ def broadcast_run_chunk(*, chunk_id: int) -> int:
             "conversation_id": [row.conversation_id for row in rows],
         },
     )
-    counts = dict.fromkeys(DeliveryOutcome.values, 0)
-    for row in rows:
-        counts[row.outcome] += 1
+    counts = Counter(row.outcome for row in rows)
     # The counters: the UPDATE holds the broadcast's row until commit, so the chunks'
     # last steps run one at a time and the last one sees every other chunk done.
     Broadcast.objects.filter(pk=broadcast.pk).update(
@@ -515,11 +499,7 @@ def broadcast_resume(*, broadcast_id: int) -> bool:
     """Queue a broadcast again after its worker died: the planner re-queues only the
     chunks not done, and a chunk only reaches contacts without a delivery row.
     Returns False when the broadcast is already done."""
-    state = Broadcast.objects.filter(pk=broadcast_id).values_list("state", flat=True).first()
-    if state is None or state in (BroadcastState.DONE, BroadcastState.FAILED):
+    if broadcast_is_over(broadcast_id):
         return False
-    from .tasks import run_broadcast, schedule_watch
-
-    transaction.on_commit(lambda: run_broadcast.enqueue(broadcast_id=broadcast_id))
-    transaction.on_commit(lambda: schedule_watch(broadcast_id))
+    _enqueue(broadcast_id)
     return True

@@ -59,8 +59,6 @@ class FlowInactive(InvalidInput):
     default_detail = "This flow is inactive and cannot be started."
 
 
-# --- helpers ----------------------------------------------------------------------
-
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_-]{0,49})\}")
 
 
@@ -70,7 +68,7 @@ def render_text(text: str, conversation: Conversation) -> str:
     if "{" not in text:
         return text
     contact = conversation.contact
-    values = {**{k: str(v) for k, v in (contact.attributes or {}).items()}}
+    values = {k: str(v) for k, v in (contact.attributes or {}).items()}
     values.setdefault("name", contact.display_name)
 
     def sub(match: re.Match) -> str:
@@ -104,28 +102,27 @@ def end_run(run: FlowRun, *, state: str, outcome: str, detail: str = "") -> None
 def _save(run: FlowRun, new_runs: list | None = None) -> FlowRun:
     """Save the run; a new one goes into ``new_runs`` instead when given (a
     broadcast's contact-by-contact path inserts its new runs in bulk)."""
-    if run.pk is None:
-        if new_runs is not None:
-            new_runs.append(run)
-        else:
-            run.save()
-    else:
+    if run.pk is not None:
         run.save(update_fields=["state", "cursor", "log", "outcome", "outcome_detail", "ended_at"])
+    elif new_runs is not None:
+        new_runs.append(run)
+    else:
+        run.save()
     return run
 
 
-def _cancel_active_runs(conversation_id: int, *, outcome: str, detail: str) -> int:
-    now = timezone.now()
+def flow_cancel_for(*, conversation: Conversation, outcome: str, detail: str) -> int:
+    """Cancel the conversation's running flow run (takeover, close, priority restart)."""
     return (
         FlowRun.objects.active()
-        .filter(conversation_id=conversation_id)
+        .filter(conversation=conversation)
         .update(
-            state=RunState.CANCELLED, outcome=outcome, outcome_detail=detail[:200], ended_at=now
+            state=RunState.CANCELLED,
+            outcome=outcome,
+            outcome_detail=detail[:200],
+            ended_at=timezone.now(),
         )
     )
-
-
-# --- the engine -------------------------------------------------------------------
 
 
 def _advance(run: FlowRun, conversation: Conversation, *, new_runs: list | None = None) -> FlowRun:
@@ -152,7 +149,7 @@ def _advance(run: FlowRun, conversation: Conversation, *, new_runs: list | None 
                 core.conversation_tag_add(conversation=conversation, tag=step.tag)
             log_step(run, step, step.tag.name if step.tag_id else "no tag: skipped")
         elif step.kind in ENDING_EVENTS:
-            core.conversation_apply_event(
+            core.apply_event(
                 event=ENDING_EVENTS[step.kind], source=source, conversation=conversation, note=note
             )
             log_step(run, step)
@@ -160,7 +157,7 @@ def _advance(run: FlowRun, conversation: Conversation, *, new_runs: list | None 
             end_run(run, state=RunState.FINISHED, outcome=ENDING_OUTCOMES[step.kind])
             return _save(run, new_runs)
         run.cursor += 1
-    core.conversation_apply_event(
+    core.apply_event(
         event=Event.FLOW_COMPLETE,
         source=source,
         conversation=conversation,
@@ -183,6 +180,7 @@ def flow_start(
     broadcast: Broadcast | None = None,
     keyword: bool = False,
     status_before_flow: str | None = None,
+    new_runs: list | None = None,
 ) -> FlowRun:
     """Start ``flow`` for a conversation's contact (§3 flow rows).
 
@@ -191,36 +189,9 @@ def flow_start(
     conversation is taken too, its running flow run cancelled. ``keyword`` applies
     the KEYWORD event (the contact asked for it; ``status_before_flow`` then says
     where the conversation was before the contact's message). Returns the run, which
-    has already executed its steps up to the first ask (or the end).
+    has already executed its steps up to the first ask (or the end). ``new_runs``:
+    see :func:`_save`.
     """
-    return flow_start_nested(
-        flow=flow,
-        conversation=conversation,
-        contact=contact,
-        has_priority=has_priority,
-        trigger=trigger,
-        actor=actor,
-        broadcast=broadcast,
-        keyword=keyword,
-        status_before_flow=status_before_flow,
-    )
-
-
-def flow_start_nested(
-    *,
-    flow,
-    conversation,
-    contact,
-    has_priority,
-    trigger,
-    actor,
-    broadcast,
-    keyword,
-    status_before_flow,
-    new_runs: list | None = None,
-) -> FlowRun:
-    """:func:`flow_start` without its own savepoint (the caller holds one).
-    ``new_runs``: see :func:`_save`."""
     if not isinstance(flow, Flow):
         flow = Flow.objects.filter(pk=flow).first() if str(flow).isdigit() else None
         if flow is None:
@@ -259,8 +230,8 @@ def flow_start_nested(
         previous = FlowRun.objects.active().filter(conversation=current).first()
         # Return, at the end, to where the interrupted flow would have returned.
         carried = (previous.status_before_flow or None) if previous else None
-        _cancel_active_runs(
-            current.pk,
+        flow_cancel_for(
+            conversation=current,
             outcome=Outcome.REPLACED,
             detail=f"Replaced by “{flow.name}” started with priority.",
         )
@@ -312,14 +283,6 @@ def flow_resume(*, run: FlowRun, text: str) -> FlowRun:
     return _advance(run, conversation)
 
 
-def flow_cancel_for(*, conversation: Conversation, outcome: str, detail: str) -> int:
-    """Cancel the conversation's running flow run (takeover, close)."""
-    return _cancel_active_runs(conversation.pk, outcome=outcome, detail=detail)
-
-
-# --- the inbound hook -------------------------------------------------------------
-
-
 def _status_before_message(conversation: Conversation) -> str | None:
     """The status the conversation had before the contact's message just stored:
     ``None`` when that message opened it, Not contacted when it was the first inbound
@@ -357,9 +320,7 @@ def handle_inbound(*, message, conversation: Conversation) -> FlowRun | None:
             if run is not None:
                 return flow_resume(run=run, text=message.text)
         return None
-    if not allowed(Event.KEYWORD, conversation.status):
-        return None
-    if not keywords.may_be_keyword(message.text):
+    if not allowed(Event.KEYWORD, conversation.status) or not keywords.may_be_keyword(message.text):
         return None
     with transaction.atomic():
         flow = keyword_flow(message.text)

@@ -37,8 +37,7 @@ class _Keywords:
         return True
 
 
-# One entry (key None): the active keywords, forgotten when a Flow is saved or
-# deleted in this process (at once, and again on commit).
+# One entry (key None): the active keywords.
 _memo = Memo(seconds=KEYWORD_CACHE_SECONDS, watch=[Flow])
 
 

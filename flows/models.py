@@ -1,7 +1,7 @@
 """Automation: flows (ordered steps), their runs, broadcasts and their deliveries.
 
 Fields, constraints and intent-named querysets only. The engine that runs flows and
-broadcasts lives in ``services.py``; every status change goes through
+broadcasts lives in ``engine.py`` and ``broadcasts.py``; every status change goes through
 ``conversations.services``.
 """
 
@@ -59,10 +59,6 @@ class StepKind(models.TextChoices):
     MARK_IN_PROGRESS = "mark_in_progress", "Mark in progress (ends the run)"
     HAND_OFF = "hand_off", "Hand off to an agent (ends the run)"
     CLOSE = "close", "Close (ends the run)"
-
-
-# Steps that end the run with their own status.
-ENDING_KINDS = frozenset({StepKind.MARK_IN_PROGRESS, StepKind.HAND_OFF, StepKind.CLOSE})
 
 
 class FlowStep(models.Model):
@@ -168,10 +164,6 @@ class FlowRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.flow} on #{self.conversation_id} ({self.get_state_display()})"
-
-    @property
-    def is_active(self) -> bool:
-        return self.state in ACTIVE_RUN_STATES
 
 
 class Segment(models.TextChoices):

@@ -14,6 +14,7 @@ watch up; nobody types a command.
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.tasks import task
 from django.utils import timezone
@@ -32,8 +33,7 @@ def run_broadcast(broadcast_id: int) -> dict:
 
 @task()
 def run_broadcast_chunk(chunk_id: int) -> dict:
-    processed = broadcasts.broadcast_run_chunk(chunk_id=chunk_id)
-    return {"processed": processed}
+    return {"processed": broadcasts.broadcast_run_chunk(chunk_id=chunk_id)}
 
 
 @task()
@@ -54,5 +54,5 @@ def schedule_watch(broadcast_id: int) -> None:
     request) gets none: there is no worker to lose there."""
     if not watch_broadcast.get_backend().supports_defer:
         return
-    later = timezone.now() + timedelta(seconds=broadcasts.sweep_seconds())
+    later = timezone.now() + timedelta(seconds=settings.BROADCAST_SWEEP_SECONDS)
     watch_broadcast.using(run_after=later).enqueue(broadcast_id)

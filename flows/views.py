@@ -14,7 +14,7 @@ from django_htmx.http import trigger_client_event
 from conversations.exceptions import ParleyError
 from conversations.models import Conversation
 
-from . import selectors, services
+from . import broadcasts, engine, selectors
 from .decorators import agent_required
 from .forms import BroadcastForm, StartFlowForm
 from .models import Broadcast, Trigger
@@ -45,7 +45,7 @@ def start_flow(request, conversation_id: int):
         else:
             flow = form.cleaned_data["flow"]
             try:
-                run = services.flow_start(
+                run = engine.flow_start(
                     flow=flow,
                     conversation=conversation,
                     has_priority=form.cleaned_data["has_priority"],
@@ -62,16 +62,14 @@ def start_flow(request, conversation_id: int):
                 notice += f"; the conversation is now {run.conversation.get_status_display()}."
                 level = "success"
                 conversation.refresh_from_db()
+        # With htmx from the pane: the pane re-renders itself on conversationChanged
+        # and shows this message.
+        if not request.htmx or origin == "pane":
+            messages.add_message(
+                request, messages.ERROR if level == "error" else messages.SUCCESS, notice
+            )
         if not request.htmx:
-            messages.add_message(
-                request, messages.ERROR if level == "error" else messages.SUCCESS, notice
-            )
             return redirect("flows:start_flow", conversation_id=conversation.pk)
-        if origin == "pane":
-            # The pane re-renders itself on conversationChanged and shows this message.
-            messages.add_message(
-                request, messages.ERROR if level == "error" else messages.SUCCESS, notice
-            )
     context = {
         "conversation": conversation,
         "flows": list(selectors.startable_flows()),
@@ -115,7 +113,7 @@ def broadcast_create(request):
     if not form.is_valid():
         return render(request, "flows/index.html", _index_context(form, _first_error(form)))
     try:
-        broadcast = services.broadcast_create(
+        broadcast = broadcasts.broadcast_create(
             flow=form.cleaned_data["flow"],
             segment=form.cleaned_data["segment"],
             segment_value=form.segment_value(),

@@ -71,10 +71,6 @@ def _load_tags() -> Tags:
     return Tags(all=tags, by_id={tag.pk: tag for tag in tags})
 
 
-def _load_channels() -> tuple[str, ...]:
-    return tuple(contact_channels())
-
-
 def _load_flows() -> tuple[FlowChoice, ...]:
     return tuple(FlowChoice(*row) for row in startable_flows().values_list("pk", "name"))
 
@@ -89,7 +85,7 @@ def tags() -> Tags:
 
 
 def channels() -> tuple[str, ...]:
-    return _channels.get(None, _load_channels)
+    return _channels.get(None, lambda: tuple(contact_channels()))
 
 
 def flows() -> tuple[FlowChoice, ...]:

@@ -106,11 +106,6 @@ class Clock:
         return f"{local.day} {local:%b %Y}"
 
 
-def relative_time(value: datetime | None) -> str:
-    """A short relative time: "now", "5 min", "3 h", "2 d", then the date."""
-    return Clock().ago(value) if value else ""
-
-
 def badge(status: str, archived: bool) -> Markup:
     """The status badge (and "Archived"): ``macros.html``'s ``status_badge``."""
     return fragment_macro("status_badge")(status, STATUS_LABELS.get(status, status), archived)
@@ -177,9 +172,6 @@ def list_rows(rows: list[ListRow], list_suffix: str, tags_by_id: dict) -> Markup
             )
         )
     return render_fragment("inbox/rows.html", rows=views)
-
-
-# --- the thread ---------------------------------------------------------------------
 
 
 EVENT_LABELS = dict(StatusChange._meta.get_field("event").flatchoices)

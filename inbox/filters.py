@@ -293,17 +293,14 @@ class ConversationFilter(django_filters.FilterSet):
         listed = max(SEARCH_CONTACTS_LISTED, SEARCH_RARE_LIMIT)
         contact_ids = list(contacts.values_list("pk", flat=True)[: listed + 1])
         found = list(messages.values_list("conversation_id", flat=True)[: SEARCH_RARE_LIMIT + 1])
+        # A common name: the walk checks each conversation's contact against the
+        # list (PostgreSQL hashes it). As a subquery, the planner probes the contact
+        # of each conversation and re-matches the name: 3x slower.
+        by_contact = Q(contact_id__in=contact_ids)
         if len(contact_ids) > SEARCH_RARE_LIMIT:
             self.search_is_broad = True
-            # A common name: the walk checks each conversation's contact against the
-            # list (PostgreSQL hashes it). As a subquery, the planner probes the
-            # contact of each conversation and re-matches the name: 3x slower.
             if len(contact_ids) > listed:
                 by_contact = Q(contact__in=contacts)
-            else:
-                by_contact = Q(contact_id__in=contact_ids)
-        else:
-            by_contact = Q(contact_id__in=contact_ids)
         if len(found) > SEARCH_RARE_LIMIT:
             self.search_is_broad = True
             # A probe per conversation, newest first, until the page is full. Not an

@@ -46,12 +46,7 @@ class IntegerListField(forms.Field):
 
 
 class BulkActionForm(forms.Form):
-    ACTIONS = [
-        ("close", "Close"),
-        ("archive", "Archive"),
-        ("assign", "Assign"),
-        ("tag", "Add tag"),
-    ]
+    ACTIONS = [("close", "Close"), ("archive", "Archive"), ("assign", "Assign"), ("tag", "Add tag")]
     action = forms.ChoiceField(
         choices=ACTIONS,
         error_messages={

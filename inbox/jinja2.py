@@ -1,11 +1,6 @@
 """The Jinja2 environment of the inbox's hot fragments (``TEMPLATES``' second
-entry, templates in ``templates/jinja2/``; autoescape on).
-
-Django's template engine costs a microsecond or more per variable; the list's 50
-rows are about 850 of them. Jinja2 compiles a template to Python once, so the same
-markup over the same prepared values (``inbox.display``) renders at the speed the
-hand-built strings had (docs/performance.md). Only those fragments use it: the
-pages stay Django templates, which include the rendered fragment (a ``Markup``,
+entry, templates in ``templates/jinja2/``; autoescape on); why, in ``inbox.display``.
+The pages stay Django templates, which include the rendered fragment (a ``Markup``,
 which Django does not escape again).
 """
 

@@ -3,7 +3,10 @@
 Each selector runs a fixed number of queries whatever the number of rows.
 """
 
+import base64
+import binascii
 import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
@@ -14,7 +17,6 @@ from django.db.models import Exists, F, Max, OuterRef, Q, Value
 from django.db.models.expressions import RawSQL
 from django.http import QueryDict
 
-from conversations.cursors import cursor_pack, cursor_unpack
 from conversations.models import Conversation, ConversationTag, Message, StatusChange
 from conversations.selectors import status_counts
 from conversations.transitions import Status
@@ -39,9 +41,27 @@ class BadCursor(ValueError):
 
 # --- keyset cursors -------------------------------------------------------------
 #
-# A cursor is the sort key of the last row shown, opaque in the URL:
+# A cursor is the sort key of the last row shown, opaque in the URL (a JSON list,
+# base64url without padding; callers check the shape they expect):
 # activity: (last_activity_at, id), newest first;
 # waiting:  (waiting_since or null, id), oldest waiting first, not waiting last.
+
+
+def cursor_pack(*values) -> str:
+    raw = json.dumps(list(values), separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def cursor_unpack(token: str) -> list:
+    """The values packed in ``token``; ValueError for anything that is not a cursor."""
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (TypeError, UnicodeError, binascii.Error, ValueError) as exc:
+        raise ValueError("not a cursor") from exc
+    if not isinstance(values, list):
+        raise ValueError("not a cursor")
+    return values
 
 
 def encode_cursor(sort: str, row) -> str:
@@ -92,9 +112,6 @@ def _after(queryset, sort: str, moment: datetime | None, pk: int):
     )
 
 
-# --- the list -------------------------------------------------------------------
-
-
 @dataclass
 class InboxPage:
     filterset: ConversationFilter
@@ -110,10 +127,6 @@ class InboxPage:
     query: QueryDict = field(default_factory=QueryDict)
     # Every tag by id, knowing the rows' tags (inbox.choices).
     tags_by_id: dict = field(default_factory=dict)
-
-    @property
-    def is_valid(self) -> bool:
-        return not self.errors
 
 
 def _error_messages(form) -> list[str]:
@@ -358,10 +371,6 @@ class ChangeRow(NamedTuple):
     actor_id: int | None
 
 
-MESSAGE_VALUES = ("pk", "created_at", "direction", "sender_kind", "text", "author_id")
-CHANGE_VALUES = ("pk", "at", "event", "from_status", "to_status", "source", "note", "actor_id")
-
-
 @dataclass(frozen=True)
 class ThreadEntry:
     at: datetime
@@ -448,8 +457,8 @@ def conversation_thread(
         changes = _from(changes, "at", 0, key)
         size = THREAD_MAX
     # Plain rows, not model instances (100 of them, and their authors, per pane).
-    newest_messages = messages.order_by("-created_at", "-id").values_list(*MESSAGE_VALUES)
-    newest_changes = changes.order_by("-at", "-id").values_list(*CHANGE_VALUES)
+    newest_messages = messages.order_by("-created_at", "-id").values_list(*MessageRow._fields)
+    newest_changes = changes.order_by("-at", "-id").values_list(*ChangeRow._fields)
     entries = [
         ThreadEntry(row[1], "message", MessageRow._make(row)) for row in newest_messages[: size + 1]
     ]

@@ -93,9 +93,7 @@ def conversation_in(
             conversation=conversation, agent=agent or UserFactory(), text="Happy to help!"
         )
     elif status == Status.IN_FLOW:
-        services.conversation_apply_event(
-            conversation=conversation, event=Event.FLOW_START, source=Source.FLOW
-        )
+        services.apply_event(conversation=conversation, event=Event.FLOW_START, source=Source.FLOW)
     elif status == Status.CLOSED:
         services.message_receive(
             channel=contact.channel, external_id=contact.external_id, text=text

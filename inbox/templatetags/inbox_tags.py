@@ -3,7 +3,6 @@
 from django import template
 
 from .. import display
-from ..display import relative_time
 from ..filters import agent_label
 
 register = template.Library()
@@ -17,7 +16,7 @@ def agent_name(user) -> str:
 @register.filter
 def ago(value) -> str:
     """A short relative time: "now", "5 min", "3 h", "2 d", then the date."""
-    return relative_time(value)
+    return display.Clock().ago(value)
 
 
 @register.simple_tag

@@ -3,7 +3,7 @@ import pytest
 from conversations.exceptions import ConversationOngoing
 from conversations.models import Conversation
 from conversations.transitions import Status
-from flows import services as flow_services
+from flows import broadcasts
 from flows.models import Broadcast, Flow, FlowRun, FlowStep, StepKind
 from tests.factories import ContactFactory, conversation_in
 
@@ -93,7 +93,7 @@ def test_a_broadcast_is_started_and_followed_to_its_counts(api, agent):
     broadcast = Broadcast.objects.get(pk=body["id"])
     assert broadcast.created_by == agent
 
-    flow_services.broadcast_execute(broadcast_id=broadcast.pk)  # what the worker does
+    broadcasts.broadcast_execute(broadcast_id=broadcast.pk)  # what the worker does
 
     done = api.get(f"/broadcasts/{broadcast.pk}")
     assert done.status == 200

@@ -220,9 +220,7 @@ def test_inbound_answers_with_the_status_a_receiver_moved_it_to():
     from conversations.transitions import Event
 
     def keyword(message, conversation, **kwargs):
-        services.conversation_apply_event(
-            conversation=conversation, event=Event.KEYWORD, source=Source.FLOW
-        )
+        services.apply_event(conversation=conversation, event=Event.KEYWORD, source=Source.FLOW)
         return True  # it acted: the hooks' contract (conversations/hooks.py)
 
     hooks.message_received.connect(keyword, dispatch_uid="test-keyword")

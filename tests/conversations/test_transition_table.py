@@ -162,9 +162,9 @@ def _apply(event: Event, conversation: Conversation, agent):
         return services.conversation_archive(conversation=conversation, actor=agent)
     if event == Event.UNARCHIVE:
         return services.conversation_unarchive(conversation=conversation, actor=agent)
-    return services.conversation_apply_event(
+    return services.apply_event(
         conversation=conversation, event=event, source=Source.FLOW, status_before_flow=NEW
-    )
+    ).conversation
 
 
 def _snapshot():
@@ -231,12 +231,12 @@ def test_transition_through_services(event, state, expected):
 )
 def test_flow_completion_returns_to_status_before_flow(before_flow, expected):
     conversation = conversation_in(IF)
-    result = services.conversation_apply_event(
+    result = services.apply_event(
         conversation=conversation,
         event=Event.FLOW_COMPLETE,
         source=Source.FLOW,
         status_before_flow=before_flow,
-    )
+    ).conversation
     assert result.pk == conversation.pk
     assert result.status == expected
 
@@ -245,7 +245,7 @@ def test_flow_completion_returns_to_status_before_flow(before_flow, expected):
 def test_flow_completion_refused_outside_a_flow(state):
     conversation = conversation_in(state)
     with pytest.raises(IllegalTransition):
-        services.conversation_apply_event(
+        services.apply_event(
             conversation=conversation, event=Event.FLOW_COMPLETE, source=Source.FLOW
         )
 

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from conversations.transitions import Status
-from flows import services
+from flows import broadcasts
 from flows.models import Flow, FlowStep, Segment, StepKind
 from tests.factories import PASSWORD, ContactFactory, UserFactory, conversation_in
 
@@ -66,12 +66,12 @@ def test_broadcast_page_shows_progress_then_counts(page, live_server):
     ContactFactory()
     ContactFactory()
     log_in(page, live_server, "alice")
-    broadcast = services.broadcast_create(flow=flow, segment=Segment.ALL, enqueue=False)
+    broadcast = broadcasts.broadcast_create(flow=flow, segment=Segment.ALL, enqueue=False)
 
     page.goto(f"{live_server.url}/flows/broadcasts/{broadcast.pk}/")
     expect(page.locator("#broadcast-state")).to_have_text("Queued")
 
-    services.broadcast_execute(broadcast_id=broadcast.pk)  # the worker's work
+    broadcasts.broadcast_execute(broadcast_id=broadcast.pk)  # the worker's work
 
     expect(page.locator("#broadcast-state")).to_have_text("Done", timeout=5000)
     expect(page.locator("#count-sent")).to_have_text("2")

@@ -6,7 +6,7 @@ from django.urls import reverse
 from django_tasks_db.models import DBTaskResult
 
 from conversations.transitions import Status
-from flows import services
+from flows import broadcasts
 from flows.models import Broadcast, Flow, FlowStep, Segment
 from tests.factories import ContactFactory, conversation_in
 
@@ -73,8 +73,8 @@ def test_duplicate_keyword_is_refused(staff_client):
 def test_runs_broadcasts_and_deliveries_are_read_only(staff_client, send_only_flow):
     conversation_in(Status.NEW)
     ContactFactory()
-    broadcast = services.broadcast_create(flow=send_only_flow, segment=Segment.ALL, enqueue=False)
-    services.broadcast_execute(broadcast_id=broadcast.pk)
+    broadcast = broadcasts.broadcast_create(flow=send_only_flow, segment=Segment.ALL, enqueue=False)
+    broadcasts.broadcast_execute(broadcast_id=broadcast.pk)
     for name in ("flowrun", "broadcast", "broadcastdelivery"):
         assert staff_client.get(reverse(f"admin:flows_{name}_changelist")).status_code == 200
         assert staff_client.get(reverse(f"admin:flows_{name}_add")).status_code == 403
@@ -86,9 +86,9 @@ def test_runs_broadcasts_and_deliveries_are_read_only(staff_client, send_only_fl
 def test_resume_action_requeues_only_unfinished_broadcasts(
     staff_client, send_only_flow, django_capture_on_commit_callbacks
 ):
-    done = services.broadcast_create(flow=send_only_flow, segment=Segment.ALL, enqueue=False)
-    services.broadcast_execute(broadcast_id=done.pk)
-    stuck = services.broadcast_create(flow=send_only_flow, segment=Segment.ALL, enqueue=False)
+    done = broadcasts.broadcast_create(flow=send_only_flow, segment=Segment.ALL, enqueue=False)
+    broadcasts.broadcast_execute(broadcast_id=done.pk)
+    stuck = broadcasts.broadcast_create(flow=send_only_flow, segment=Segment.ALL, enqueue=False)
     Broadcast.objects.filter(pk=stuck.pk).update(state="running")
 
     with django_capture_on_commit_callbacks(execute=True):

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from conversations import bulk
 from conversations.models import Conversation, Message, StatusChange
 from conversations.transitions import Status
-from flows import broadcasts, services
+from flows import broadcasts
 from flows.models import Broadcast, BroadcastDelivery, DeliveryOutcome, FlowRun, Segment
 from tests.factories import ContactFactory, conversation_in
 
@@ -108,7 +108,7 @@ def run_broadcast(flow, *, has_priority, one_by_one, monkeypatch):
     broadcast = Broadcast.objects.create(
         flow=flow, segment=Segment.CHANNEL, segment_value=channel, has_priority=has_priority
     )
-    broadcast = services.broadcast_execute(broadcast_id=broadcast.pk)
+    broadcast = broadcasts.broadcast_execute(broadcast_id=broadcast.pk)
     monkeypatch.undo()
     return snapshot(contacts, broadcast), (broadcast.sent, broadcast.skipped, broadcast.failed)
 
@@ -142,7 +142,7 @@ def test_the_set_path_is_really_taken(monkeypatch):
     )
     flow = make_flow(*FLOWS["ask"])
     broadcast = Broadcast.objects.create(flow=flow, segment=Segment.ALL)
-    broadcast = services.broadcast_execute(broadcast_id=broadcast.pk)
+    broadcast = broadcasts.broadcast_execute(broadcast_id=broadcast.pk)
     assert calls == [3]
     assert broadcast.sent == 3
 
@@ -157,9 +157,9 @@ def test_statements_per_chunk_do_not_grow_with_its_contacts():
         broadcast = Broadcast.objects.create(
             flow=flow, segment=Segment.CHANNEL, segment_value=f"chunk-{n}"
         )
-        chunks = services.broadcast_plan(broadcast_id=broadcast.pk, chunk_size=500)
+        chunks = broadcasts.broadcast_plan(broadcast_id=broadcast.pk, chunk_size=500)
         with CaptureQueriesContext(connection) as queries:
-            services.broadcast_run_chunk(chunk_id=chunks[0])
+            broadcasts.broadcast_run_chunk(chunk_id=chunks[0])
         broadcast.refresh_from_db()
         assert broadcast.sent == n
         queries_of_last[:] = queries.captured_queries
@@ -191,7 +191,7 @@ def test_a_failure_in_the_set_rolls_the_set_back_and_delivers_one_by_one(monkeyp
 
     monkeypatch.setattr(broadcasts, "_deliver_set", spy)
     broadcast = Broadcast.objects.create(flow=flow, segment=Segment.ALL)
-    broadcast = services.broadcast_execute(broadcast_id=broadcast.pk)
+    broadcast = broadcasts.broadcast_execute(broadcast_id=broadcast.pk)
 
     assert len(calls) == 1  # the set was tried
     assert (broadcast.sent, broadcast.skipped, broadcast.failed) == (3, 0, 1)
@@ -233,7 +233,7 @@ def test_every_message_of_a_set_reaches_the_hooks_after_its_row_is_written(monke
         contacts += [ContactFactory() for _ in range(3)]
         flow = make_flow(("send_message", "Spring offer"))
         broadcast = Broadcast.objects.create(flow=flow, segment=Segment.ALL)
-        services.broadcast_execute(broadcast_id=broadcast.pk)
+        broadcasts.broadcast_execute(broadcast_id=broadcast.pk)
     finally:
         hooks.message_sent.disconnect(dispatch_uid="test-set-hooks")
 

@@ -12,7 +12,7 @@ from conversations import bulk
 from conversations.exceptions import InvalidInput
 from conversations.models import Message, SenderKind
 from conversations.transitions import Status
-from flows import broadcasts, services
+from flows import broadcasts
 from flows.models import (
     Broadcast,
     BroadcastDelivery,
@@ -55,7 +55,7 @@ def outcomes(broadcast):
 
 def test_without_priority_ongoing_contacts_are_skipped(ask_flow):
     convs = every_status()
-    broadcast = services.broadcast_execute(broadcast_id=broadcast_of(ask_flow).pk)
+    broadcast = broadcasts.broadcast_execute(broadcast_id=broadcast_of(ask_flow).pk)
 
     assert broadcast.state == BroadcastState.DONE
     assert (broadcast.sent, broadcast.skipped, broadcast.failed) == (3, 3, 0)
@@ -75,7 +75,7 @@ def test_without_priority_ongoing_contacts_are_skipped(ask_flow):
 
 def test_with_priority_every_contact_gets_it(ask_flow):
     convs = every_status()
-    broadcast = services.broadcast_execute(
+    broadcast = broadcasts.broadcast_execute(
         broadcast_id=broadcast_of(ask_flow, has_priority=True).pk
     )
     assert (broadcast.sent, broadcast.skipped, broadcast.failed) == (6, 0, 0)
@@ -102,7 +102,7 @@ def test_segments(segment, value, expected, send_only_flow):
     ContactFactory(name="wa", channel="whatsapp")
 
     names = set(
-        services.segment_contacts(segment=segment, value=value).values_list("name", flat=True)
+        broadcasts.segment_contacts(segment=segment, value=value).values_list("name", flat=True)
     )
 
     assert names == expected
@@ -112,7 +112,7 @@ def test_a_contact_whose_flow_fails_is_recorded_with_the_reason():
     flow = make_flow(("send_message", "About you: {bio}"))
     ok = ContactFactory()
     bad = ContactFactory(attributes={"bio": "x" * 10_001})
-    broadcast = services.broadcast_execute(broadcast_id=broadcast_of(flow).pk)
+    broadcast = broadcasts.broadcast_execute(broadcast_id=broadcast_of(flow).pk)
 
     assert (broadcast.sent, broadcast.skipped, broadcast.failed) == (1, 0, 1)
     failed = BroadcastDelivery.objects.get(broadcast=broadcast, contact=bad)
@@ -127,12 +127,12 @@ def test_a_contact_whose_flow_fails_is_recorded_with_the_reason():
 def test_running_the_same_broadcast_twice_sends_to_nobody_twice(ask_flow):
     every_status()
     broadcast = broadcast_of(ask_flow, has_priority=True)
-    services.broadcast_execute(broadcast_id=broadcast.pk)
+    broadcasts.broadcast_execute(broadcast_id=broadcast.pk)
     messages = Message.objects.count()
 
     # A second delivery of the task (e.g. re-enqueued), even with the state reset.
     Broadcast.objects.filter(pk=broadcast.pk).update(state=BroadcastState.RUNNING)
-    again = services.broadcast_execute(broadcast_id=broadcast.pk)
+    again = broadcasts.broadcast_execute(broadcast_id=broadcast.pk)
 
     assert Message.objects.count() == messages
     assert (again.sent, again.skipped, again.failed) == (6, 0, 0)
@@ -158,7 +158,7 @@ def test_resumed_after_a_crash_half_way_nobody_gets_it_twice(monkeypatch, send_o
 
     monkeypatch.setattr(bulk, "send_automated", dying_send)
     with pytest.raises(WorkerKilled):
-        services.broadcast_execute(broadcast_id=broadcast.pk, chunk_size=3)
+        broadcasts.broadcast_execute(broadcast_id=broadcast.pk, chunk_size=3)
 
     # The first chunk committed with its rows; the second rolled back whole.
     assert BroadcastDelivery.objects.filter(broadcast=broadcast).count() == 3
@@ -168,7 +168,7 @@ def test_resumed_after_a_crash_half_way_nobody_gets_it_twice(monkeypatch, send_o
     assert broadcast.sent == 3
 
     monkeypatch.setattr(bulk, "send_automated", real_send)
-    services.broadcast_execute(broadcast_id=broadcast.pk, chunk_size=3)
+    broadcasts.broadcast_execute(broadcast_id=broadcast.pk, chunk_size=3)
 
     broadcast.refresh_from_db()
     assert (broadcast.state, broadcast.sent, broadcast.skipped, broadcast.failed) == (
@@ -189,12 +189,12 @@ def test_resumed_after_a_crash_half_way_nobody_gets_it_twice(monkeypatch, send_o
 
 def test_invalid_segment_is_refused_and_nothing_created(send_only_flow):
     with pytest.raises(InvalidInput) as refused:
-        services.broadcast_create(flow=send_only_flow, segment=Segment.STATUS, segment_value="x")
+        broadcasts.broadcast_create(flow=send_only_flow, segment=Segment.STATUS, segment_value="x")
     assert "Status must be one of" in refused.value.detail
     with pytest.raises(InvalidInput):
-        services.broadcast_create(flow=send_only_flow, segment=Segment.TAG, segment_value=" ")
+        broadcasts.broadcast_create(flow=send_only_flow, segment=Segment.TAG, segment_value=" ")
     with pytest.raises(InvalidInput):
-        services.broadcast_create(flow=999_999, segment=Segment.ALL)
+        broadcasts.broadcast_create(flow=999_999, segment=Segment.ALL)
     assert not Broadcast.objects.exists()
     assert not DBTaskResult.objects.exists()
 
@@ -202,7 +202,7 @@ def test_invalid_segment_is_refused_and_nothing_created(send_only_flow):
 @pytest.mark.django_db(transaction=True)
 def test_the_background_worker_runs_the_broadcast(send_only_flow):
     every_status()
-    broadcast = services.broadcast_create(flow=send_only_flow, segment=Segment.ALL)
+    broadcast = broadcasts.broadcast_create(flow=send_only_flow, segment=Segment.ALL)
     task = DBTaskResult.objects.get(task_path="flows.tasks.run_broadcast")  # on commit
     watch = DBTaskResult.objects.get(task_path="flows.tasks.watch_broadcast")
     assert watch.run_after > watch.enqueued_at  # one sweep period later
@@ -230,7 +230,7 @@ def test_worker_dies_half_way_and_the_resumed_broadcast_sends_to_nobody_twice(
 ):
     contacts = [ContactFactory() for _ in range(7)]
     monkeypatch.setattr(broadcasts, "BROADCAST_CHUNK_SIZE", 3)
-    broadcast = services.broadcast_create(flow=send_only_flow, segment=Segment.ALL)
+    broadcast = broadcasts.broadcast_create(flow=send_only_flow, segment=Segment.ALL)
     real_send = bulk.send_automated
     calls = {"n": 0}
 
@@ -268,21 +268,21 @@ def test_worker_dies_half_way_and_the_resumed_broadcast_sends_to_nobody_twice(
             == 1
         )
     assert call_command("resume_broadcasts", verbosity=0) is None
-    assert not services.broadcast_resume(broadcast_id=broadcast.pk)
+    assert not broadcasts.broadcast_resume(broadcast_id=broadcast.pk)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_two_workers_on_the_same_chunk_never_send_twice(send_only_flow):
     for _ in range(5):
         ContactFactory()
-    broadcast = services.broadcast_create(flow=send_only_flow, segment=Segment.ALL, enqueue=False)
-    (chunk_id,) = services.broadcast_plan(broadcast_id=broadcast.pk)
+    broadcast = broadcasts.broadcast_create(flow=send_only_flow, segment=Segment.ALL, enqueue=False)
+    (chunk_id,) = broadcasts.broadcast_plan(broadcast_id=broadcast.pk)
     results, barrier = [], threading.Barrier(2)
 
     def worker():
         try:
             barrier.wait()
-            results.append(services.broadcast_run_chunk(chunk_id=chunk_id))
+            results.append(broadcasts.broadcast_run_chunk(chunk_id=chunk_id))
         finally:
             connection.close()
 

@@ -6,7 +6,7 @@ from conversations import services as core
 from conversations.exceptions import ConversationOngoing
 from conversations.models import Conversation, Direction, Message, SenderKind, StatusChange
 from conversations.transitions import Event, Status
-from flows import services
+from flows import engine
 from flows.models import FlowRun, RunState, StepKind, Trigger
 from tests.factories import ContactFactory, conversation_in
 
@@ -62,7 +62,7 @@ def test_flow_start_from_each_status(state, has_priority, ask_flow, agent):
 
     if expected is None:
         with pytest.raises(ConversationOngoing) as refused:
-            services.flow_start(
+            engine.flow_start(
                 flow=ask_flow, conversation=conversation, has_priority=has_priority, actor=agent
             )
         assert refused.value.code == "conversation_ongoing"
@@ -71,7 +71,7 @@ def test_flow_start_from_each_status(state, has_priority, ask_flow, agent):
         assert not FlowRun.objects.exists()
         return
 
-    run = services.flow_start(
+    run = engine.flow_start(
         flow=ask_flow, conversation=conversation, has_priority=has_priority, actor=agent
     )
     same, event = expected
@@ -96,14 +96,14 @@ def test_flow_start_from_each_status(state, has_priority, ask_flow, agent):
 
 def test_priority_start_cancels_the_running_run(ask_flow, send_only_flow):
     conversation = conversation_in(S.NEW)
-    first = services.flow_start(flow=ask_flow, conversation=conversation, has_priority=True)
+    first = engine.flow_start(flow=ask_flow, conversation=conversation, has_priority=True)
     assert first.status_before_flow == S.NEW
 
-    second = services.flow_start(flow=send_only_flow, conversation=conversation, has_priority=True)
+    second = engine.flow_start(flow=send_only_flow, conversation=conversation, has_priority=True)
 
     first.refresh_from_db()
     assert first.state == RunState.CANCELLED
-    assert first.outcome == services.Outcome.REPLACED
+    assert first.outcome == engine.Outcome.REPLACED
     assert first.ended_at is not None
     # The replacing flow completes back to where the interrupted one would have.
     assert second.status_before_flow == S.NEW
@@ -128,7 +128,7 @@ def test_ending_step_sets_its_status(state, kind, expected):
     flow = make_flow(("send_message", "Hi"), (kind,), ("send_message", "never sent"))
     conversation = conversation_in(state)
 
-    run = services.flow_start(flow=flow, conversation=conversation, has_priority=True)
+    run = engine.flow_start(flow=flow, conversation=conversation, has_priority=True)
 
     conversation.refresh_from_db()
     assert conversation.status == expected
@@ -159,11 +159,11 @@ def test_completion_without_status_step_returns_to_the_status_before(
 ):
     conversation = start_from(state)
 
-    run = services.flow_start(flow=send_only_flow, conversation=conversation, has_priority=True)
+    run = engine.flow_start(flow=send_only_flow, conversation=conversation, has_priority=True)
 
     run.conversation.refresh_from_db()
     assert run.state == RunState.FINISHED
-    assert run.outcome == services.Outcome.COMPLETED
+    assert run.outcome == engine.Outcome.COMPLETED
     assert run.conversation.status == expected
     last = run.conversation.status_changes.order_by("-id").first()
     assert last.event == Event.FLOW_COMPLETE
@@ -174,8 +174,8 @@ def test_completion_after_priority_restart_of_a_flow_started_from_in_progress(
     ask_flow, send_only_flow
 ):
     conversation = conversation_in(S.IN_PROGRESS)
-    services.flow_start(flow=ask_flow, conversation=conversation, has_priority=True)
-    services.flow_start(flow=send_only_flow, conversation=conversation, has_priority=True)
+    engine.flow_start(flow=ask_flow, conversation=conversation, has_priority=True)
+    engine.flow_start(flow=send_only_flow, conversation=conversation, has_priority=True)
     conversation.refresh_from_db()
     assert conversation.status == S.IN_PROGRESS
 
@@ -193,7 +193,7 @@ def test_reply_resumes_the_run_and_is_stored_on_the_contact():
     )
     conversation = conversation_in(S.NOT_CONTACTED)
     contact = conversation.contact
-    services.flow_start(flow=flow, conversation=conversation)
+    engine.flow_start(flow=flow, conversation=conversation)
 
     core.message_receive(channel=contact.channel, external_id=contact.external_id, text=" Ada ")
     contact.refresh_from_db()
@@ -212,7 +212,7 @@ def test_reply_resumes_the_run_and_is_stored_on_the_contact():
     )
     assert outbound == ["Your name?", "Thanks Ada. Your city?", "Bye Ada from Paris"]
     run = FlowRun.objects.get()
-    assert run.outcome == services.Outcome.HANDED_OFF
+    assert run.outcome == engine.Outcome.HANDED_OFF
     assert [e["kind"] for e in run.log] == [
         "ask",
         "reply",
@@ -230,7 +230,7 @@ def test_reply_resumes_the_run_and_is_stored_on_the_contact():
 def test_agent_reply_during_a_flow_cancels_the_run(ask_flow, agent):
     conversation = conversation_in(S.NOT_CONTACTED)
     contact = conversation.contact
-    run = services.flow_start(flow=ask_flow, conversation=conversation)
+    run = engine.flow_start(flow=ask_flow, conversation=conversation)
 
     core.conversation_reply(conversation=conversation, agent=agent, text="I'll take it from here")
 
@@ -238,7 +238,7 @@ def test_agent_reply_during_a_flow_cancels_the_run(ask_flow, agent):
     conversation.refresh_from_db()
     assert conversation.status == S.IN_PROGRESS
     assert run.state == RunState.CANCELLED
-    assert run.outcome == services.Outcome.TAKEOVER
+    assert run.outcome == engine.Outcome.TAKEOVER
     assert "alice" in run.outcome_detail
     # The contact's next message goes to the agent, not to the cancelled flow.
     core.message_receive(channel=contact.channel, external_id=contact.external_id, text="Ada")
@@ -250,20 +250,20 @@ def test_agent_reply_during_a_flow_cancels_the_run(ask_flow, agent):
 
 def test_closing_during_a_flow_cancels_the_run(ask_flow, agent):
     conversation = conversation_in(S.NEW)
-    run = services.flow_start(flow=ask_flow, conversation=conversation, has_priority=True)
+    run = engine.flow_start(flow=ask_flow, conversation=conversation, has_priority=True)
 
     core.conversation_close(conversation=conversation, actor=agent)
 
     run.refresh_from_db()
     assert run.state == RunState.CANCELLED
-    assert run.outcome == services.Outcome.CONVERSATION_CLOSED
+    assert run.outcome == engine.Outcome.CONVERSATION_CLOSED
 
 
 def test_a_flow_status_step_does_not_cancel_its_own_run():
     flow = make_flow(("close",))
-    run = services.flow_start(flow=flow, conversation=conversation_in(S.NOT_CONTACTED))
+    run = engine.flow_start(flow=flow, conversation=conversation_in(S.NOT_CONTACTED))
     run.refresh_from_db()
-    assert (run.state, run.outcome) == (RunState.FINISHED, services.Outcome.CLOSED)
+    assert (run.state, run.outcome) == (RunState.FINISHED, engine.Outcome.CLOSED)
 
 
 # --- keywords ------------------------------------------------------------------------
@@ -332,8 +332,8 @@ def test_inactive_flow_keyword_is_ignored_and_start_refused():
     core.message_receive(channel=contact.channel, external_id=contact.external_id, text="promo")
     conversation.refresh_from_db()
     assert conversation.status == S.NEW
-    with pytest.raises(services.FlowInactive):
-        services.flow_start(flow=flow, conversation=conversation, has_priority=True)
+    with pytest.raises(engine.FlowInactive):
+        engine.flow_start(flow=flow, conversation=conversation, has_priority=True)
     conversation.refresh_from_db()
     assert conversation.status == S.NEW
 
@@ -342,7 +342,7 @@ def test_closed_contact_reengaged_by_a_flow_opens_a_new_conversation(ask_flow):
     contact = ContactFactory()
     old = conversation_in(S.CLOSED, contact=contact)
 
-    run = services.flow_start(flow=ask_flow, contact=contact)
+    run = engine.flow_start(flow=ask_flow, contact=contact)
 
     assert run.conversation_id != old.pk
     old.refresh_from_db()

@@ -6,7 +6,7 @@ from django.urls import reverse
 from django_tasks_db.models import DBTaskResult
 
 from conversations.transitions import Status
-from flows import services
+from flows import broadcasts
 from flows.models import Broadcast, FlowRun, Segment
 from tests.factories import ContactFactory, conversation_in
 
@@ -195,8 +195,8 @@ def test_finished_broadcast_page_shows_counts_and_stops_polling(agent_client, as
     conversation_in(Status.NOT_CONTACTED)
     bad = ContactFactory(attributes={"bio": "x" * 10_001})
     flow = make_flow(("send_message", "{bio}"))
-    broadcast = services.broadcast_create(flow=flow, segment=Segment.ALL)
-    services.broadcast_execute(broadcast_id=broadcast.pk)
+    broadcast = broadcasts.broadcast_create(flow=flow, segment=Segment.ALL)
+    broadcasts.broadcast_execute(broadcast_id=broadcast.pk)
 
     page = agent_client.get(reverse("flows:broadcast", args=[broadcast.pk])).content.decode()
     assert "every 1s" not in page

@@ -22,8 +22,8 @@ import pytest
 
 from conversations.models import Contact, Message, SenderKind
 from flows import selectors
+from flows.broadcasts import BROADCAST_CHUNK_SIZE, broadcast_create
 from flows.models import Broadcast, BroadcastChunk, BroadcastDelivery, BroadcastState, Flow
-from flows.services import BROADCAST_CHUNK_SIZE, broadcast_create
 from tests.concurrency import database_url_for_subprocess
 from tests.factories import ContactFactory
 

@@ -7,7 +7,6 @@ the inbox shows activity spread over the last weeks.
 """
 
 import random
-from contextlib import contextmanager
 from datetime import timedelta
 from unittest import mock
 
@@ -30,60 +29,14 @@ TAGS = [
     ("shipping", "#2563eb"),
     ("refund", "#be185d"),
 ]
-FIRST = [
-    "Amara",
-    "Bruno",
-    "Chen",
-    "Dana",
-    "Elif",
-    "Farid",
-    "Greta",
-    "Hugo",
-    "Ines",
-    "Jonas",
-    "Kemal",
-    "Lena",
-    "Mateo",
-    "Nadia",
-    "Omar",
-    "Priya",
-    "Quentin",
-    "Rosa",
-    "Sven",
-    "Tara",
-    "Umar",
-    "Vera",
-    "Wen",
-    "Ximena",
-    "Yusuf",
-    "Zoe",
-    "Anton",
-    "Bea",
-    "Cyril",
-    "Dilnoza",
-]
-LAST = [
-    "Okafor",
-    "Rossi",
-    "Li",
-    "Kowalski",
-    "Yilmaz",
-    "Haddad",
-    "Berg",
-    "Laurent",
-    "Costa",
-    "Weber",
-    "Demir",
-    "Novak",
-    "Alvarez",
-    "Sato",
-    "Dubois",
-    "Silva",
-    "Ivanova",
-    "Jensen",
-    "Moreau",
-    "Patel",
-]
+FIRST = (  # noqa: SIM905 (a list of words reads best as words)
+    "Amara Bruno Chen Dana Elif Farid Greta Hugo Ines Jonas Kemal Lena Mateo Nadia Omar "
+    "Priya Quentin Rosa Sven Tara Umar Vera Wen Ximena Yusuf Zoe Anton Bea Cyril Dilnoza"
+).split()
+LAST = (  # noqa: SIM905
+    "Okafor Rossi Li Kowalski Yilmaz Haddad Berg Laurent Costa Weber Demir Novak Alvarez "
+    "Sato Dubois Silva Ivanova Jensen Moreau Patel"
+).split()
 TOPICS = [
     (
         "billing",
@@ -165,12 +118,6 @@ class Clock:
         return self.now
 
 
-@contextmanager
-def frozen(clock: Clock):
-    with mock.patch("django.utils.timezone.now", clock):
-        yield
-
-
 class Command(BaseCommand):
     help = "Fill an empty database with demo data (idempotent)."
 
@@ -192,29 +139,22 @@ class Command(BaseCommand):
         )
 
     def _users(self):
-        User = get_user_model()
-        agents = []
-        for username, first, last in AGENTS:
-            user = User(
+        """The agents, then the admin (the last one)."""
+        users = []
+        people = [(*agent, False) for agent in AGENTS] + [("admin", "Ada", "Admin", True)]
+        for username, first, last, is_admin in people:
+            user = get_user_model()(
                 username=username,
                 first_name=first,
                 last_name=last,
                 email=f"{username}@parley.example",
+                is_staff=is_admin,
+                is_superuser=is_admin,
             )
             user.set_password(DEMO_PASSWORD)
             user.save()
-            agents.append(user)
-        admin = User(
-            username="admin",
-            first_name="Ada",
-            last_name="Admin",
-            is_staff=True,
-            is_superuser=True,
-            email="admin@parley.example",
-        )
-        admin.set_password(DEMO_PASSWORD)
-        admin.save()
-        return agents, admin
+            users.append(user)
+        return users[:-1], users[-1]
 
     def _contacts(self, rng: random.Random, agents):
         # Which status each demo contact's current conversation ends in.
@@ -249,7 +189,7 @@ class Command(BaseCommand):
                 minutes=rng.randint(0, 59),
             )
             clock = Clock(now - age - timedelta(days=8 if outcome.startswith("history") else 0))
-            with frozen(clock):
+            with mock.patch("django.utils.timezone.now", clock):
                 contact = services.contact_create(
                     channel=channel, external_id=external_id, name=name, source=Source.ADMIN
                 )
@@ -265,7 +205,7 @@ class Command(BaseCommand):
             return 0
         if outcome == "in_flow":
             clock.advance(minutes=5)
-            services.conversation_apply_event(
+            services.apply_event(
                 contact=contact, event=Event.FLOW_START, source=Source.FLOW, note="Onboarding"
             )
             return 0

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from flows import services
+from flows import broadcasts
 from flows.models import Broadcast, BroadcastState
 
 
@@ -15,5 +15,5 @@ class Command(BaseCommand):
                 state__in=[BroadcastState.QUEUED, BroadcastState.RUNNING]
             ).values_list("pk", flat=True)
         )
-        resumed = [pk for pk in ids if services.broadcast_resume(broadcast_id=pk)]
+        resumed = [pk for pk in ids if broadcasts.broadcast_resume(broadcast_id=pk)]
         self.stdout.write(f"Queued again: {len(resumed)} broadcast(s) {resumed}.")

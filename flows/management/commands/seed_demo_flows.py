@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from conversations import services as core
-from flows import services
+from flows import broadcasts
 from flows.models import Broadcast, Flow, FlowStep, Segment, StepKind
 
 WELCOME = "Welcome"
@@ -64,10 +64,10 @@ class Command(BaseCommand):
         )
         broadcast = Broadcast.objects.filter(flow=survey).order_by("pk").first()
         if broadcast is None:
-            broadcast = services.broadcast_create(
+            broadcast = broadcasts.broadcast_create(
                 flow=survey, segment=Segment.STATUS, segment_value="closed", enqueue=False
             )
-        broadcast = services.broadcast_execute(broadcast_id=broadcast.pk)
+        broadcast = broadcasts.broadcast_execute(broadcast_id=broadcast.pk)
         self.stdout.write(
             f"Flows: {welcome.name} ({'created' if created_welcome else 'kept'}), "
             f"{survey.name} ({'created' if created_survey else 'kept'}). "
