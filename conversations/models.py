@@ -15,7 +15,9 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower, Upper
 
+from . import events
 from . import triggers as guards
+from .events import ConversationEvent  # noqa: F401 - the change bus's table
 from .transitions import EVENT_CHOICES, ONGOING, OPEN, STATUS_CHOICES, Status
 
 MESSAGE_MAX_LENGTH = 10_000
@@ -273,6 +275,7 @@ class Conversation(models.Model):
             guards.status_recorded(),
             guards.closed_is_permanent(),
             *guards.conversation_counts(),
+            *events.triggers(),
         ]
 
     def __str__(self) -> str:
