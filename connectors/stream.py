@@ -23,6 +23,7 @@ from .views import _visitor_id, _web_channel
 
 def _contact_id(request, channel: str) -> int | None:
     try:
+        channel = _web_channel(channel)  # 404 for anything but a web chat
         visitor = _visitor_id(request, channel)
         if not visitor:
             return None
@@ -38,7 +39,6 @@ def _contact_id(request, channel: str) -> int | None:
 
 @require_GET
 async def chat_stream(request, channel: str):
-    channel = _web_channel(channel)
     contact = await sync_to_async(_contact_id)(request, channel)
     if contact is None:
         return HttpResponse(status=204)  # EventSource stops; the page polls
