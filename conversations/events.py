@@ -46,6 +46,9 @@ class ConversationEvent(models.Model):
     id = models.BigAutoField(primary_key=True)
     conversation_id = models.BigIntegerField()
     contact_id = models.BigIntegerField()
+    # Who made the change, when the writer said so (``set_actor``): "changed a
+    # moment ago by …".
+    actor_id = models.BigIntegerField(null=True)
 
     class Meta:
         app_label = "conversations"
@@ -57,8 +60,9 @@ class ConversationEvent(models.Model):
 # Constants only, no input in this SQL.
 _PUBLISH = f"""
     WITH changed AS (
-        INSERT INTO conversations_conversationevent (conversation_id, contact_id)
-        SELECT n.id, n.contact_id FROM new_rows n {{where}}
+        INSERT INTO conversations_conversationevent (conversation_id, contact_id, actor_id)
+        SELECT n.id, n.contact_id, nullif(current_setting('parley.actor', true), '')::bigint
+        FROM new_rows n {{where}}
         ORDER BY n.id
         RETURNING id, conversation_id, contact_id
     )
@@ -138,6 +142,26 @@ def parse(channel: str, payload: str) -> Change | Presence | None:
     if isinstance(data, dict):
         return Change(everything=True, upto=int(data.get("upto", 0)))
     return Change(rows=tuple((int(a), int(b), int(c)) for a, b, c in data))
+
+
+def set_actor(user) -> None:
+    """Name who makes the changes of the current transaction (on its events)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('parley.actor', %s, true)", [str(user.pk) if user else ""]
+        )
+
+
+def last_actor_id(conversation_id: int) -> int | None:
+    """Who made the newest named change of a conversation (None: nobody said)."""
+    return (
+        ConversationEvent.objects.filter(conversation_id=conversation_id, actor_id__isnull=False)
+        .order_by("-id")
+        .values_list("actor_id", flat=True)
+        .first()
+    )
 
 
 def publish_presence(data: dict) -> None:

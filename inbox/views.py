@@ -21,9 +21,9 @@ from django_htmx.http import push_url, trigger_client_event
 
 from conversations import services
 from conversations.exceptions import ParleyError
-from conversations.models import Contact, Conversation
+from conversations.models import Contact, Conversation, StatusChange
 from conversations.selectors import TABS, contact_history, status_counts
-from conversations.transitions import Event, allowed
+from conversations.transitions import Event, Status, allowed
 from flows.decorators import agent_required
 
 from . import choices
@@ -313,6 +313,8 @@ def pane_action(request, pk: int, action, *, success="", draft: str | None = Non
         result = action()
     except ParleyError as exc:
         notice, level = exc.detail, "error"
+        if draft:
+            notice = refused_reply_notice(pk, notice)
     else:
         notice = success(result) if callable(success) else success
         if draft is not None:
@@ -331,6 +333,20 @@ def pane_action(request, pk: int, action, *, success="", draft: str | None = Non
     response = render(request, "inbox/pane.html", context)
     # The pane is already fresh; the list and the tabs refresh themselves.
     return changed(response, id=pk, pane=True)
+
+
+def refused_reply_notice(pk: int, detail: str) -> str:
+    """A reply refused because the conversation closed meanwhile says who closed it."""
+    change = (
+        StatusChange.objects.filter(conversation_id=pk)
+        .select_related("actor")
+        .order_by("-at", "-id")
+        .first()
+    )
+    if change is None or change.to_status != Status.CLOSED:
+        return detail
+    who = agent_label(change.actor) if change.actor else "someone else"
+    return f"Closed a moment ago by {who}. {detail} Your reply was not sent; it is kept below."
 
 
 @require_POST
@@ -378,6 +394,15 @@ def unarchive(request, pk: int):
     )
 
 
+def expected_assignee(data):
+    """The assignee the pane showed (``assignee_was``: an id, or empty for nobody);
+    a form without it (an old page) is not checked."""
+    if "assignee_was" not in data:
+        return services.ANY
+    was = data["assignee_was"]
+    return int(was) if was.isdigit() and len(was) < 19 else None
+
+
 @require_POST
 @agent_required
 def assign(request, pk: int):
@@ -387,7 +412,12 @@ def assign(request, pk: int):
         if not form.is_valid():
             raise ParleyError(" ".join(form.errors["assignee"]), code="invalid_input")
         assignee = form.cleaned_data["assignee"]
-        services.conversation_assign(conversation=pk, assignee=assignee)
+        services.conversation_assign(
+            conversation=pk,
+            assignee=assignee,
+            actor=request.user,
+            expected_assignee=expected_assignee(request.POST),
+        )
         return assignee
 
     def message(assignee):

@@ -183,5 +183,27 @@
     else if (!document.getElementById(PANE)) paneChanged();
   });
 
+  // A reply being typed survives a refresh that takes the reply box away (someone
+  // closed the conversation meanwhile): it goes into the pane's #kept-draft.
+  let typed = null;
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    const target = event.detail.target;
+    if (!target || target.id !== PANE) return;
+    const box = target.querySelector("textarea[name=text]");
+    typed = box && box.value.trim() ? { id: target.dataset.conversation, text: box.value } : null;
+  });
+  document.addEventListener("htmx:afterSwap", (event) => {
+    const target = event.detail.target;
+    if (!typed || !target || target.id !== PANE) return;
+    const pane = document.getElementById(PANE);
+    const kept = document.getElementById("kept-draft");
+    if (pane && kept && pane.dataset.conversation === typed.id && !pane.querySelector("textarea[name=text]")) {
+      const area = kept.querySelector("textarea");
+      if (!area.value) area.value = typed.text;
+      kept.hidden = false;
+    }
+    typed = null;
+  });
+
   window.addEventListener("pagehide", () => { if (shownConversation) say("left", shownConversation); });
 })();
