@@ -38,9 +38,10 @@ def _fast_password_hashing():
     made here must log in there."""
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def asgi_server(django_db_setup, django_db_blocker, tmp_path_factory):
-    """bin/run's server (config/gunicorn_asgi.conf.py) on a free port."""
+    """bin/run's server (config/gunicorn_asgi.conf.py) on a free port; one per test,
+    so its per-process memories (the agents' choices) start from this test's rows."""
     with django_db_blocker.unblock():
         url = database_url_for_subprocess()
     with socket.socket() as s:
@@ -106,6 +107,7 @@ def post_inbound(base: str, token: str, external_id: str, text: str) -> float:
 
 
 LIST = "#conversation-list"
+PANE = "#conversation-pane"
 POLL = 20  # ms: the resolution of the measurement
 SHOWN = """([where, text]) => document.querySelector(where)?.textContent.includes(text)"""
 
@@ -158,3 +160,72 @@ def test_the_web_chat_shows_an_agents_reply_within_a_second(asgi_server, page):
         delays.append(time.monotonic() - sent)
     print(f"\nreply -> web chat: median {statistics.median(delays):.3f}s max {max(delays):.3f}s")
     assert statistics.median(delays) <= 1.0, delays
+
+
+def test_two_agents_see_each_other_and_nothing_is_silently_lost(asgi_server, browser):
+    UserFactory(username="alice", first_name="Alice", last_name="")
+    bob = UserFactory(username="bob", first_name="Bob", last_name="")
+    carol = UserFactory(username="carol", first_name="Carol", last_name="")
+    services.message_receive(channel="sms", external_id="+332", text="help", name="Yves Two")
+    conversation = Conversation.objects.get(contact__name="Yves Two")
+    url = f"{asgi_server}/inbox/c/{conversation.pk}/"
+
+    alice = log_in(browser, asgi_server, "alice")
+    alice.goto(url)
+    wait_live(alice)
+    bobs = log_in(browser, asgi_server, "bob")
+    bobs.goto(url)
+    wait_live(bobs)
+
+    # Alice sees Bob open the conversation, then type in it (and the reverse).
+    presence = alice.locator("#pane-presence")
+    expect(presence).to_contain_text("Also viewing: Bob", timeout=5_000)
+    expect(bobs.locator("#pane-presence")).to_contain_text("Also viewing: Alice", timeout=5_000)
+    bobs.locator("textarea[name=text]").press_sequentially("On it", delay=30)
+    expect(presence).to_contain_text("Bob is typing a reply", timeout=5_000)
+
+    # A second tab of Alice's that does not catch up (its stream and its heartbeat
+    # cannot reach the server): Bob assigns himself, her assignment to Carol from
+    # that stale pane is refused with a sentence.
+    stale = alice.context.new_page()
+    stale.route("**/inbox/stream/**", lambda route: route.abort())
+    stale.route("**/inbox/poll/**", lambda route: route.abort())
+    stale.goto(url)
+    bobs.locator(PANE).get_by_label("Assignee").select_option(label="Bob (me)")
+    bobs.locator(PANE).get_by_role("button", name="Assign").click()
+    expect(bobs.locator("#pane-notices")).to_contain_text("Assigned to you.")
+    stale.locator(PANE).get_by_label("Assignee").select_option(label="Carol")
+    stale.locator(PANE).get_by_role("button", name="Assign").click()
+    expect(stale.locator("#pane-notices")).to_contain_text(
+        "Changed a moment ago by Bob: it is now assigned to Bob."
+    )
+    conversation.refresh_from_db()
+    assert conversation.assignee == bob and conversation.assignee != carol
+
+    # She types a reply there; Bob closes the conversation; her send is refused
+    # with who closed it, and the text stays in the box.
+    stale.locator("textarea[name=text]").fill("Dear Yves, half of my answer")
+    bobs.locator(PANE).get_by_role("button", name="Close").click()
+    expect(bobs.locator("#pane-status")).to_contain_text("Closed")
+    stale.locator(PANE).get_by_role("button", name="Send reply").click()
+    expect(stale.locator("#pane-notices")).to_contain_text("Closed a moment ago by Bob.")
+    expect(stale.locator("#kept-draft textarea")).to_have_value("Dear Yves, half of my answer")
+    # The live tab shows the close by itself.
+    expect(alice.locator("#pane-status")).to_contain_text("Closed", timeout=5_000)
+
+
+def test_a_draft_survives_a_close_pushed_to_the_pane(asgi_server, browser):
+    UserFactory(username="alice", first_name="Alice", last_name="")
+    bob = UserFactory(username="bob", first_name="Bob", last_name="")
+    services.message_receive(channel="sms", external_id="+333", text="hi", name="Xena Three")
+    conversation = Conversation.objects.get(contact__name="Xena Three")
+
+    alice = log_in(browser, asgi_server, "alice")
+    alice.goto(f"{asgi_server}/inbox/c/{conversation.pk}/")
+    wait_live(alice)
+    alice.locator("textarea[name=text]").fill("Typed before the close")
+    services.conversation_close(conversation=conversation.pk, actor=bob)
+    # The pushed refresh shows the closed conversation, and keeps the text.
+    expect(alice.locator("#pane-status")).to_contain_text("Closed", timeout=5_000)
+    expect(alice.locator("#kept-draft textarea")).to_have_value("Typed before the close")
+    expect(alice.locator("#kept-draft")).to_be_visible()
