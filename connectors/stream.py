@@ -11,11 +11,11 @@ first message. Without a stream the page polls as before.
 import asyncio
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections, connection
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET
 
-from conversations.events import KEEPALIVE, RETRY_MS, Change, bus, sse
+from conversations.events import KEEPALIVE, RETRY_MS, Change, bus, release_connection, sse
 from conversations.models import Contact
 
 from .views import _visitor_id, _web_channel
@@ -33,15 +33,15 @@ def _contact_id(request, channel: str) -> int | None:
             .first()
         )
     finally:
-        close_old_connections()
-        connection.close()
+        release_connection()
 
 
 @require_GET
 async def chat_stream(request, channel: str):
     contact = await sync_to_async(_contact_id)(request, channel)
-    if contact is None:
-        return HttpResponse(status=204)  # EventSource stops; the page polls
+    if contact is None or not isinstance(request, ASGIRequest):
+        # No contact yet, or a WSGI server (a thread per stream): the page polls.
+        return HttpResponse(status=204)
     queue = await bus.subscribe()
 
     async def events():

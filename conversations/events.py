@@ -175,17 +175,27 @@ def publish_presence(data: dict) -> None:
 
 def replay(after: int) -> Change:
     """What a client that saw event ``after`` missed (synchronous: run it in a
-    thread). Too much, or older than what is kept: refresh everything."""
+    thread). Too much, or older than what is kept (pruning keeps the newest
+    ``KEEP``): refresh everything."""
     rows = list(
         ConversationEvent.objects.filter(id__gt=after)
         .order_by("id")
         .values_list("id", "conversation_id", "contact_id")[: REPLAY_LIMIT + 1]
     )
-    oldest = ConversationEvent.objects.order_by("id").values_list("id", flat=True).first()
-    if len(rows) > REPLAY_LIMIT or (oldest is not None and oldest > after + 1):
-        upto = ConversationEvent.objects.order_by("-id").values_list("id", flat=True).first()
-        return Change(everything=True, upto=upto or after)
+    newest = latest_id()
+    if len(rows) > REPLAY_LIMIT or after < newest - KEEP:
+        return Change(everything=True, upto=newest)
     return Change(rows=tuple(rows))
+
+
+def release_connection() -> None:
+    """Give this thread's database connection back (to the pool) before a stream
+    starts waiting: an idle stream must not hold one. Not inside a transaction (a
+    test's), which keeps its connection."""
+    from django.db import connection
+
+    if not connection.in_atomic_block:
+        connection.close()
 
 
 def latest_id() -> int:

@@ -18,7 +18,7 @@ from closing it and notices a client that left.
 import asyncio
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET, require_POST
 
@@ -30,6 +30,7 @@ from conversations.events import (
     bus,
     latest_id,
     publish_presence,
+    release_connection,
     replay,
     sse,
 )
@@ -70,10 +71,7 @@ def _open(request) -> tuple[bool, int, Change | None]:
         change = replay(max(last - REPLAY_SLACK, 0))
         return True, max(last, change.last_id), change
     finally:
-        close_old_connections()
-        from django.db import connection
-
-        connection.close()
+        release_connection()
 
 
 @require_GET
@@ -89,6 +87,11 @@ async def stream(request):
         # EventSource stops on a non-200: the page's heartbeat (and its login
         # redirect) takes over.
         return HttpResponse("Log in to go on.", status=401, content_type="text/plain")
+    if not isinstance(request, ASGIRequest):
+        # A WSGI server (runserver, the tests' live_server) would hold a thread per
+        # stream, forever: no stream there, the page keeps its heartbeat.
+        bus.unsubscribe(queue)
+        return HttpResponse(status=204)
     me = request.user.pk
 
     async def events():

@@ -5,6 +5,8 @@ import json
 
 import psycopg
 import pytest
+from asgiref.sync import async_to_sync
+from django.test import AsyncClient
 from django.urls import reverse
 
 from conversations import events, services
@@ -58,3 +60,26 @@ def test_the_chat_stream_waits_for_a_contact(client):
 
 def test_the_chat_stream_is_for_web_chats_only(client):
     assert client.get(reverse("connectors:chat-stream", args=["sms"])).status_code == 404
+
+
+def test_a_wsgi_server_gets_no_stream_the_page_keeps_its_heartbeat(agent_client):
+    assert agent_client.get(reverse("inbox:stream")).status_code == 204
+
+
+def test_the_stream_says_hello_and_replays_what_was_missed(agent):
+    conversation = services.message_receive(channel="sms", external_id="+7", text="hi").conversation
+    async_to_sync(_hello_and_replay)(agent, conversation)
+
+
+async def _hello_and_replay(agent, conversation):
+    client = AsyncClient()
+    await client.aforce_login(agent)
+    response = await client.get(reverse("inbox:stream"), headers={"Last-Event-ID": "0"})
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/event-stream"
+    chunks = aiter(response.streaming_content)
+    hello = (await anext(chunks)).decode()
+    assert "event: hello" in hello and hello.startswith("retry: ")
+    missed = (await anext(chunks)).decode()
+    assert "event: changed" in missed and f'"ids":[{conversation.pk}]' in missed
+    await chunks.aclose()
