@@ -19,8 +19,13 @@ UNREAD_CAP = 99
 
 class ReadMark(models.Model):
     agent = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # No constraint: a mark written while its conversation is being deleted (from
+    # the admin) must not block the delete; a mark left behind is never read.
     conversation = models.ForeignKey(
-        "conversations.Conversation", on_delete=models.CASCADE, related_name="+"
+        "conversations.Conversation",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
     )
     # The newest contact message the agent has been shown (its created_at).
     read_upto = models.DateTimeField()

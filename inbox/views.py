@@ -13,6 +13,7 @@ action came from the pane itself (its response already is the fresh pane).
 from datetime import datetime
 
 from django.contrib import messages
+from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -158,6 +159,8 @@ def list_context(request, page: InboxPage) -> dict:
         "form": form,
         "tabs": build_tabs(page, page.counts if page.counts is not None else status_counts()),
         "version": heads.version,
+        # Server push needs the ASGI server (bin/run); elsewhere the heartbeat serves.
+        "live": isinstance(request, ASGIRequest),
         "views": build_views(page, heads),
         "bulk_agent_options": agent_options(filterset.agents),
         "tag_names": filterset.tag_names,
@@ -518,8 +521,8 @@ def tag_remove(request, pk: int):
 @agent_required
 def read(request, pk: int):
     """The pane showed the contact's messages up to ``upto``: the agent's unread
-    marker moves there (never back, never past now). The list refreshes when it
-    moved, so the row is no longer bold."""
+    marker moves there (never back, never past now); when it moved, the page
+    takes the marker off the row."""
     try:
         upto = datetime.fromisoformat(request.GET.get("upto", ""))
     except ValueError:
@@ -527,10 +530,10 @@ def read(request, pk: int):
     if upto.tzinfo is None:
         return HttpResponse(status=204)
     moved = mark_read(agent=request.user, conversation_id=pk, upto=min(upto, timezone.now()))
-    response = HttpResponse(status=204 if not moved else 200)
-    if moved:
-        trigger_client_event(response, "liveChanged")
-    return response
+    if not moved:
+        return HttpResponse(status=204)
+    # The row loses its marker in the page (stream.js); no list refresh for it.
+    return trigger_client_event(HttpResponse(), "conversationRead", {"id": pk})
 
 
 @never_cache

@@ -205,5 +205,13 @@
     typed = null;
   });
 
+  // The pane marked its conversation read: its row is no longer bold.
+  document.body.addEventListener("conversationRead", (event) => {
+    const row = document.querySelector("#" + LIST + ' .conv-row[data-id="' + String(event.detail.id) + '"]');
+    if (!row) return;
+    delete row.dataset.unread;
+    row.querySelector(".unread-count")?.remove();
+  });
+
   window.addEventListener("pagehide", () => { if (shownConversation) say("left", shownConversation); });
 })();

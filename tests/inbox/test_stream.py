@@ -19,14 +19,25 @@ def test_the_stream_needs_a_login(client):
     assert response.status_code == 401
 
 
-def test_the_page_opens_the_stream_with_the_vendored_extension(agent_client):
-    html = agent_client.get(reverse("inbox:list")).content.decode()
+def test_the_page_opens_the_stream_with_the_vendored_extension(agent):
+    html = async_to_sync(_page)(agent, reverse("inbox:list"))
     assert f'sse-connect="{reverse("inbox:stream")}"' in html
     assert "django_htmx/ext/hx-sse-2.min.js" in html
     assert "js/stream.js" in html
     assert "https://" not in html.split("<body")[0]  # no CDN
     # The heartbeat stays: it takes over when the stream cannot be opened.
     assert 'id="poller"' in html
+
+
+def test_on_a_wsgi_server_the_page_keeps_to_its_heartbeat(agent_client):
+    html = agent_client.get(reverse("inbox:list")).content.decode()
+    assert "sse-connect" not in html and 'id="poller"' in html
+
+
+async def _page(agent, url: str) -> str:
+    client = AsyncClient()
+    await client.aforce_login(agent)
+    return (await client.get(url)).content.decode()
 
 
 def test_presence_is_published_to_the_other_agents(agent_client, agent):

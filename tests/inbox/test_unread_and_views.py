@@ -34,7 +34,7 @@ def test_contact_messages_are_unread_until_the_pane_shows_them(agent_client, age
 
     pane = agent_client.get(f"/inbox/c/{conversation.pk}/", headers=hx(target="conversation-pane"))
     response = agent_client.post(read_url(pane))
-    assert response.status_code == 200 and "liveChanged" in response["HX-Trigger"]
+    assert response.status_code == 200 and "conversationRead" in response["HX-Trigger"]
     assert unread(agent_client.get("/inbox/"), conversation) is None
     # Per agent: the other agent has not read it.
     agent_client.force_login(other_agent)
