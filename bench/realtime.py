@@ -108,16 +108,21 @@ def start_server(port: int, workers: int) -> subprocess.Popen:
     raise SystemExit("the server did not start")
 
 
-def rss_kib(pids: list[int]) -> int:
+def proc_total(pids: list[int], field: str = "VmRSS:") -> int:
+    """The sum of a /proc/<pid>/status field (VmRSS in KiB, Threads) over ``pids``."""
     total = 0
     for pid in pids:
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     total += int(line.split()[1])
         except OSError:
             pass
     return total
+
+
+def rss_kib(pids: list[int]) -> int:
+    return proc_total(pids)
 
 
 def worker_pids(master: int) -> list[int]:
@@ -287,10 +292,12 @@ async def run(args, port: int, cookies: list[str], token: str, server: subproces
                 await asyncio.sleep(0.1)
             await asyncio.sleep(2)
             before = rss_kib(worker_pids(server.pid))
+            threads_before = proc_total(worker_pids(server.pid), "Threads:")
         streams.tasks.append(asyncio.create_task(streams.one(index, ready)))
     await asyncio.wait_for(ready.wait(), timeout=60)
     await asyncio.sleep(2)
     after = rss_kib(worker_pids(server.pid))
+    threads_after = proc_total(worker_pids(server.pid), "Threads:")
     measured = len(cookies) - warm
     print(f"{streams.opened} streams open; server RSS {mib(before)} -> {mib(after)} MiB")
 
@@ -345,7 +352,8 @@ async def run(args, port: int, cookies: list[str], token: str, server: subproces
     print(
         f"server memory per open stream: {(after - before) / max(measured, 1):.1f} KiB "
         f"(RSS of {len(worker_pids(server.pid))} workers: {warm} streams {before / 1024:.0f} MiB, "
-        f"{len(cookies)} streams {after / 1024:.0f} MiB, after the load {loaded / 1024:.0f} MiB)"
+        f"{len(cookies)} streams {mib(after)} MiB, after the load {mib(loaded)} MiB; "
+        f"threads {threads_before} -> {threads_after})"
     )
     print(
         f"ordinary page (/inbox/) during the load: {len(page_latencies)} requests, "

@@ -320,7 +320,7 @@ def _agent_id(request) -> int | None:
     return user.pk if user is not None and user.is_authenticated else None
 
 
-VIEW_COUNT_CAP = 999
+VIEW_COUNT_CAP = 99
 
 
 class Heads(NamedTuple):
@@ -333,7 +333,7 @@ class Heads(NamedTuple):
 
 def inbox_heads(*, agent_id: int | None) -> Heads:
     """``inbox_version`` and the Mine and Unassigned counts in one query (each
-    count an index-only walk of ``conv_open_assignee``, at most a thousand entries)."""
+    count an index-only walk of ``conv_open_assignee``, at most a hundred entries)."""
     cap = VIEW_COUNT_CAP + 1
     open_rows = "archived_at IS NULL AND status <> 'closed'"
     with connection.cursor() as cursor:
