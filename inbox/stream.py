@@ -9,10 +9,11 @@ htmx for the fragments it needs, so rendering stays in the ordinary views
 - ``presence``: ``{"conversation", "agent", "name", "state"}`` (viewing, typing,
   left), ephemeral, not replayed; the agent's own are not sent back.
 
-An idle stream holds no thread and no database connection (the checks run in a
-thread that gives its connection back), only a queue on the process's event bus
-(``conversations.events.bus``); a comment every ``KEEPALIVE`` seconds keeps proxies
-from closing it and notices a client that left.
+An idle stream holds no database connection (the checks run in a thread that gives
+its connection back) and uses no CPU: a queue on the process's event bus
+(``conversations.events.bus``) and Django's parked per-request thread; a comment
+every ``KEEPALIVE`` seconds keeps proxies from closing it and notices a client that
+left.
 """
 
 import asyncio
