@@ -155,7 +155,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "/inbox/"
+LOGIN_REDIRECT_URL = "/"  # inbox.views.home: Mine, or the whole inbox
 LOGOUT_REDIRECT_URL = "login"
 
 # --- I18n -----------------------------------------------------------------------

@@ -47,6 +47,14 @@ class NotArchived(IllegalTransition):
     default_detail = "The conversation is not archived."
 
 
+class ChangedMeanwhile(ParleyError):
+    """The change was asked for from a page that no longer shows the conversation
+    as it is (an optimistic version check)."""
+
+    code = "changed_meanwhile"
+    default_detail = "Changed a moment ago by someone else; nothing was changed."
+
+
 class TagsLocked(ParleyError):
     code = "tags_locked"
     default_detail = "Tags are locked: the conversation is closed."

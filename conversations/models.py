@@ -15,7 +15,10 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower, Upper
 
+from . import events
 from . import triggers as guards
+from .events import ConversationEvent  # noqa: F401 - the change bus's table
+from .reads import ReadMark  # noqa: F401 - unread markers
 from .transitions import EVENT_CHOICES, ONGOING, OPEN, STATUS_CHOICES, Status
 
 MESSAGE_MAX_LENGTH = 10_000
@@ -256,6 +259,12 @@ class Conversation(models.Model):
                 condition=Q(archived_at__isnull=True),
                 name="conv_assignee_activity",
             ),
+            # The Mine and Unassigned views' counts (capped, index-only).
+            models.Index(
+                fields=["assignee"],
+                condition=Q(archived_at__isnull=True) & ~Q(status=Status.CLOSED),
+                name="conv_open_assignee",
+            ),
             models.Index(
                 fields=["waiting_since", "id"],
                 condition=Q(waiting_since__isnull=False),
@@ -270,6 +279,7 @@ class Conversation(models.Model):
             guards.status_recorded(),
             guards.closed_is_permanent(),
             *guards.conversation_counts(),
+            *events.triggers(),
         ]
 
     def __str__(self) -> str:

@@ -14,12 +14,14 @@ of contacts at once, for broadcasts).
 
 from dataclasses import dataclass
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import hooks, inbound
+from . import events, hooks, inbound
 from .exceptions import (
+    ChangedMeanwhile,
     ContactExists,
     ConversationClosed,
     InvalidInput,
@@ -354,11 +356,24 @@ def _set_archived(conversation: Conversation | int, event: Event, *, actor, sour
     return conversation
 
 
+# ``expected_assignee`` when the caller does not check what it was.
+ANY = object()
+
+
 @retrying_atomic
-def conversation_assign(*, conversation: Conversation | int, assignee) -> Conversation:
-    """Give the conversation to an agent (or to nobody with ``assignee=None``). Who
-    did it is not recorded yet (an audit of assignments and tags comes later)."""
+def conversation_assign(
+    *, conversation: Conversation | int, assignee, actor=None, expected_assignee=ANY
+) -> Conversation:
+    """Give the conversation to an agent (or to nobody with ``assignee=None``).
+
+    ``expected_assignee`` (a user id or None) is the assignee the caller's page
+    showed: if someone changed it since, nothing is changed and ``ChangedMeanwhile``
+    says who (the ``actor`` of the newest named change, see ``events.set_actor``)."""
     conversation = lock_conversation(conversation)
+    if actor is not None:
+        events.set_actor(actor)
+    if expected_assignee is not ANY and conversation.assignee_id != expected_assignee:
+        raise ChangedMeanwhile(_changed_by(conversation))
     if conversation.is_closed:
         raise ConversationClosed(
             "Cannot assign: the conversation is closed, and closed conversations are read-only."
@@ -369,6 +384,21 @@ def conversation_assign(*, conversation: Conversation | int, assignee) -> Conver
         conversation.assignee = assignee
         conversation.save(update_fields=["assignee", "updated_at"])
     return conversation
+
+
+def _changed_by(conversation: Conversation) -> str:
+    User = get_user_model()
+    who = User.objects.filter(pk=events.last_actor_id(conversation.pk)).first()
+    name = (who.get_full_name() or who.get_username()) if who else "someone else"
+    if conversation.assignee_id is None:
+        now = "it is now unassigned"
+    else:
+        assignee = conversation.assignee
+        now = f"it is now assigned to {assignee.get_full_name() or assignee.get_username()}"
+    return (
+        f"Changed a moment ago by {name}: {now}. Nothing was changed; "
+        "choose again if you still want to."
+    )
 
 
 def _tag_name(value) -> str:

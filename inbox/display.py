@@ -19,6 +19,7 @@ from django.utils.dates import MONTHS_3
 from markupsafe import Markup
 
 from conversations.models import Conversation, SenderKind, Source, StatusChange
+from conversations.reads import UNREAD_CAP
 from conversations.transitions import STATUS_LABELS
 
 from .choices import user_labels
@@ -134,6 +135,7 @@ class RowView(NamedTuple):
     tags: list  # inbox.choices.TagChoice, by name
     assignee: str  # "" when unassigned
     initial: str  # the assignee's, for the avatar
+    unread: str  # "" when read; "100+" past the cap
 
 
 def list_rows(rows: list[ListRow], list_suffix: str, tags_by_id: dict) -> Markup:
@@ -169,6 +171,13 @@ def list_rows(rows: list[ListRow], list_suffix: str, tags_by_id: dict) -> Markup
                 tags=row_tags,
                 assignee=assignee,
                 initial=assignee[:1].upper(),
+                unread=(
+                    ""
+                    if not row.unread
+                    else f"{UNREAD_CAP}+"
+                    if row.unread > UNREAD_CAP
+                    else str(row.unread)
+                ),
             )
         )
     return render_fragment("inbox/rows.html", rows=views)

@@ -13,11 +13,13 @@ from typing import NamedTuple
 
 from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import EmptyResultSet
+from django.db import connection
 from django.db.models import Exists, F, Max, OuterRef, Q, Value
 from django.db.models.expressions import RawSQL
 from django.http import QueryDict
 
 from conversations.models import Conversation, ConversationTag, Message, StatusChange
+from conversations.reads import unread_column
 from conversations.selectors import status_counts
 from conversations.transitions import Status
 
@@ -217,6 +219,8 @@ class ListRow(NamedTuple):
     assignee_last_name: str | None
     assignee_username: str | None
     tag_ids: list[int]
+    # Contact messages the agent has not seen (conversations.reads), capped.
+    unread: int = 0
 
     @property
     def assignee_label(self) -> str:
@@ -242,6 +246,7 @@ ROW_VALUES = (
     "assignee__last_name",
     "assignee__username",
     "tag_ids",
+    "unread",
 )
 
 
@@ -304,7 +309,7 @@ def conversation_list(*, request, params: QueryDict, with_total: bool = True) ->
         ids = ordered.values("pk")[: limit + 1]
         ordered = _order(Conversation.objects.filter(pk__in=ids), sort)
     columns = ROW_VALUES
-    ordered = with_tag_ids(ordered)
+    ordered = with_tag_ids(ordered).annotate(unread=unread_column(_agent_id(request)))
     if count:
         ordered = ordered.annotate(capped_total=_capped_count(queryset))
         columns = (*columns, "capped_total")
@@ -323,14 +328,53 @@ def conversation_list(*, request, params: QueryDict, with_total: bool = True) ->
     return page
 
 
+def _agent_id(request) -> int | None:
+    user = getattr(request, "user", None)
+    return user.pk if user is not None and user.is_authenticated else None
+
+
+VIEW_COUNT_CAP = 99
+
+
+class Heads(NamedTuple):
+    """What the list page shows above the rows besides the status tabs."""
+
+    version: str  # the heartbeat's fingerprint (``inbox_version``)
+    mine: int  # open conversations assigned to the agent, capped (VIEW_COUNT_CAP + 1)
+    unassigned: int  # open conversations assigned to nobody, capped
+
+
+def inbox_heads(*, agent_id: int | None) -> Heads:
+    """``inbox_version`` and the Mine and Unassigned counts in one query (each
+    count an index-only walk of ``conv_open_assignee``, at most a hundred entries)."""
+    cap = VIEW_COUNT_CAP + 1
+    open_rows = "archived_at IS NULL AND status <> 'closed'"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT (SELECT max(updated_at) FROM conversations_conversation),
+                (SELECT count(*) FROM (SELECT 1 FROM conversations_conversation
+                    WHERE {open_rows} AND assignee_id = %s LIMIT {cap}) mine),
+                (SELECT count(*) FROM (SELECT 1 FROM conversations_conversation
+                    WHERE {open_rows} AND assignee_id IS NULL LIMIT {cap}) nobody)
+            """,  # noqa: S608 - constants; the agent is a parameter
+            [agent_id or 0],
+        )
+        newest, mine, unassigned = cursor.fetchone()
+    return Heads(_fingerprint(newest), mine, unassigned)
+
+
+def _fingerprint(newest) -> str:
+    raw = newest.isoformat() if isinstance(newest, datetime) else "empty"
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
 def inbox_version() -> str:
     """A fingerprint of everything the list shows: every service that changes a
     conversation (messages, status, assignment, tags) bumps its ``updated_at``, and
     conversations are never deleted, so the newest ``updated_at`` is enough. One
     index lookup (``conv_updated_at``), whatever the size of the inbox."""
-    newest = Conversation.objects.aggregate(at=Max("updated_at"))["at"]
-    raw = newest.isoformat() if isinstance(newest, datetime) else "empty"
-    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+    return _fingerprint(Conversation.objects.aggregate(at=Max("updated_at"))["at"])
 
 
 # --- the thread -------------------------------------------------------------------

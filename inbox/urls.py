@@ -1,11 +1,13 @@
 from django.urls import path
 
-from . import views
+from . import stream, views
 
 app_name = "inbox"
 urlpatterns = [
+    path("", views.home, name="home"),
     path("inbox/", views.inbox, name="list"),
     path("inbox/poll/", views.poll, name="poll"),
+    path("inbox/stream/", stream.stream, name="stream"),
     path("inbox/bulk/", views.bulk, name="bulk"),
     path("inbox/c/<int:pk>/", views.pane, name="pane"),
     path("inbox/c/<int:pk>/reply/", views.reply, name="reply"),
@@ -15,5 +17,7 @@ urlpatterns = [
     path("inbox/c/<int:pk>/assign/", views.assign, name="assign"),
     path("inbox/c/<int:pk>/tags/add/", views.tag_add, name="tag_add"),
     path("inbox/c/<int:pk>/tags/remove/", views.tag_remove, name="tag_remove"),
+    path("inbox/c/<int:pk>/presence/", stream.presence, name="presence"),
+    path("inbox/c/<int:pk>/read/", views.read, name="read"),
     path("contacts/<int:pk>/", views.contact, name="contact"),
 ]

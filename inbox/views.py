@@ -10,10 +10,14 @@ list and the tab counts refresh themselves, and so does an open pane unless the
 action came from the pane itself (its response already is the fresh pane).
 """
 
+from datetime import datetime
+
 from django.contrib import messages
+from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -21,23 +25,27 @@ from django_htmx.http import push_url, trigger_client_event
 
 from conversations import services
 from conversations.exceptions import ParleyError
-from conversations.models import Contact, Conversation
+from conversations.models import Contact, Conversation, Direction, StatusChange
+from conversations.reads import mark_read
 from conversations.selectors import TABS, contact_history, status_counts
-from conversations.transitions import Event, allowed
+from conversations.transitions import OPEN, Event, Status, allowed
 from flows.decorators import agent_required
 
 from . import choices
 from .display import agent_options, list_rows, thread_html
-from .filters import agent_label
+from .filters import ASSIGNEE_ME, ASSIGNEE_NONE, agent_label
 from .forms import BULK_LIMIT, AssignForm, BulkActionForm
 from .selectors import (
+    VIEW_COUNT_CAP,
     BadCursor,
+    Heads,
     InboxPage,
     attach_tags,
     canonical_query,
     conversation_list,
     conversation_thread,
     filtered_conversations,
+    inbox_heads,
     inbox_version,
     with_tag_ids,
 )
@@ -110,16 +118,50 @@ def rows_context(page: InboxPage) -> dict:
     }
 
 
+OPEN_STATUSES = [str(status) for status in Status if status in OPEN]
+
+
+def view_url(assignee: str) -> str:
+    """The Mine / Unassigned views: the open conversations of an assignee."""
+    query = QueryDict(mutable=True)
+    query["assignee"] = assignee
+    query.setlist("status", OPEN_STATUSES)
+    return list_url(query)
+
+
+def build_views(page: InboxPage, heads: Heads) -> list[dict]:
+    statuses = sorted(page.query.getlist("status"))
+    others = [name for name in page.query if name not in ("assignee", "status")]
+    views = []
+    for key, label, assignee, count in (
+        ("mine", "Mine", ASSIGNEE_ME, heads.mine),
+        ("unassigned", "Unassigned", ASSIGNEE_NONE, heads.unassigned),
+    ):
+        active = (
+            page.query.get("assignee") == assignee
+            and statuses == sorted(OPEN_STATUSES)
+            and not others
+        )
+        shown = f"{VIEW_COUNT_CAP}+" if count > VIEW_COUNT_CAP else str(count)
+        url = view_url(assignee)
+        views.append({"key": key, "label": label, "count": shown, "url": url, "active": active})
+    return views
+
+
 def list_context(request, page: InboxPage) -> dict:
     filterset = page.filterset
     form = filterset.form
     # Status has its tabs and search its box; the other filters live in the panel.
     in_panel = [name for name in page.query if name not in ("q", "status")]
+    heads = inbox_heads(agent_id=request.user.pk)
     return {
         **rows_context(page),
         "form": form,
         "tabs": build_tabs(page, page.counts if page.counts is not None else status_counts()),
-        "version": inbox_version(),
+        "version": heads.version,
+        # Server push needs the ASGI server (bin/run); elsewhere the heartbeat serves.
+        "live": isinstance(request, ASGIRequest),
+        "views": build_views(page, heads),
         "bulk_agent_options": agent_options(filterset.agents),
         "tag_names": filterset.tag_names,
         "active_filter_count": len([name for name in page.query if name != "q"]),
@@ -180,11 +222,13 @@ def pane_context(
     list_query = canonical_query(request.GET)
     attach_tags([conversation], tags.by_id)
     on_it = {tag.name.lower() for tag in conversation.row_tags}
+    thread = thread_context(request, conversation, before=request.GET.get("before", ""))
     return {
         "conversation": conversation,
+        "read_url": read_url(conversation.pk, thread["thread"]),
         "contact": conversation.contact,
         "conversation_tags": conversation.row_tags,
-        **thread_context(request, conversation, before=request.GET.get("before", "")),
+        **thread,
         "can": {
             "reply": allowed(Event.AGENT_REPLY, status, archived),
             "close": allowed(Event.CLOSE, status, archived),
@@ -208,6 +252,23 @@ def pane_context(
         "pane_url": reverse("inbox:pane", args=[conversation.pk]) + query_suffix(list_query),
         "action_urls": action_urls(conversation.pk, query_suffix(list_query)),
     }
+
+
+def read_url(pk: int, thread) -> str:
+    """Where the pane says "read up to here" (the newest contact message shown);
+    "" when it shows none, or an older page."""
+    if thread.is_older_page:
+        return ""
+    shown = [
+        entry.at
+        for entry in thread.entries
+        if entry.kind == "message" and entry.item.direction == Direction.INBOUND
+    ]
+    if not shown:
+        return ""
+    query = QueryDict(mutable=True)
+    query["upto"] = max(shown).isoformat()
+    return reverse("inbox:read", args=[pk]) + "?" + query.urlencode()
 
 
 PANE_ACTIONS = ("reply", "close", "archive", "unarchive", "assign", "tag_add", "tag_remove")
@@ -313,6 +374,8 @@ def pane_action(request, pk: int, action, *, success="", draft: str | None = Non
         result = action()
     except ParleyError as exc:
         notice, level = exc.detail, "error"
+        if draft:
+            notice = refused_reply_notice(pk, notice)
     else:
         notice = success(result) if callable(success) else success
         if draft is not None:
@@ -331,6 +394,20 @@ def pane_action(request, pk: int, action, *, success="", draft: str | None = Non
     response = render(request, "inbox/pane.html", context)
     # The pane is already fresh; the list and the tabs refresh themselves.
     return changed(response, id=pk, pane=True)
+
+
+def refused_reply_notice(pk: int, detail: str) -> str:
+    """A reply refused because the conversation closed meanwhile says who closed it."""
+    change = (
+        StatusChange.objects.filter(conversation_id=pk)
+        .select_related("actor")
+        .order_by("-at", "-id")
+        .first()
+    )
+    if change is None or change.to_status != Status.CLOSED:
+        return detail
+    who = agent_label(change.actor) if change.actor else "someone else"
+    return f"Closed a moment ago by {who}. {detail} Your reply was not sent; it is kept below."
 
 
 @require_POST
@@ -378,6 +455,15 @@ def unarchive(request, pk: int):
     )
 
 
+def expected_assignee(data):
+    """The assignee the pane showed (``assignee_was``: an id, or empty for nobody);
+    a form without it (an old page) is not checked."""
+    if "assignee_was" not in data:
+        return services.ANY
+    was = data["assignee_was"]
+    return int(was) if was.isdigit() and len(was) < 19 else None
+
+
 @require_POST
 @agent_required
 def assign(request, pk: int):
@@ -387,7 +473,12 @@ def assign(request, pk: int):
         if not form.is_valid():
             raise ParleyError(" ".join(form.errors["assignee"]), code="invalid_input")
         assignee = form.cleaned_data["assignee"]
-        services.conversation_assign(conversation=pk, assignee=assignee)
+        services.conversation_assign(
+            conversation=pk,
+            assignee=assignee,
+            actor=request.user,
+            expected_assignee=expected_assignee(request.POST),
+        )
         return assignee
 
     def message(assignee):
@@ -424,6 +515,36 @@ def tag_remove(request, pk: int):
             f"Tag “{name.strip()}” removed." if removed else "That tag was not on it."
         ),
     )
+
+
+@require_POST
+@agent_required
+def read(request, pk: int):
+    """The pane showed the contact's messages up to ``upto``: the agent's unread
+    marker moves there (never back, never past now); when it moved, the page
+    takes the marker off the row."""
+    try:
+        upto = datetime.fromisoformat(request.GET.get("upto", ""))
+    except ValueError:
+        return HttpResponse(status=204)
+    if upto.tzinfo is None:
+        return HttpResponse(status=204)
+    moved = mark_read(agent=request.user, conversation_id=pk, upto=min(upto, timezone.now()))
+    if not moved:
+        return HttpResponse(status=204)
+    # The row loses its marker in the page (stream.js); no list refresh for it.
+    return trigger_client_event(HttpResponse(), "conversationRead", {"id": pk})
+
+
+@never_cache
+@require_GET
+@agent_required
+def home(request):
+    """Where an agent lands: *Mine* when they have open conversations assigned,
+    else the whole inbox."""
+    if inbox_heads(agent_id=request.user.pk).mine:
+        return redirect(view_url(ASSIGNEE_ME))
+    return redirect("inbox:list")
 
 
 # --- bulk actions -----------------------------------------------------------------

@@ -1,5 +1,6 @@
-// The web chat (templates/connectors/chat.html): polls the thread every 2 s and
-// sends the form with fetch, so the page never reloads. Without JavaScript the form
+// The web chat (templates/connectors/chat.html): refreshes the thread when the
+// server pushes "changed" (connectors/stream.py; opened once the visitor has
+// written), polling every 2 s only while no stream is open; sends the form with fetch, so the page never reloads. Without JavaScript the form
 // still posts and the page redirects back. No inline script: the CSP allows /static/ only.
 (function () {
   const thread = document.getElementById("thread");
@@ -19,7 +20,21 @@
       if (response.ok) show(await response.text());
     } catch (e) { /* offline for a moment: the next poll catches up */ }
   }
-  setInterval(refresh, 2000);
+  let source = null;
+  let live = false;
+  function listen() {
+    if (source || !window.EventSource) return;
+    source = new EventSource(thread.dataset.streamUrl);
+    source.addEventListener("hello", () => { live = true; thread.dataset.live = "on"; refresh(); });
+    source.addEventListener("changed", refresh);
+    source.onerror = () => {
+      live = false;
+      thread.dataset.live = "off";
+      if (source.readyState === EventSource.CLOSED) { source = null; }  // the poll takes over
+    };
+  }
+  if (thread.dataset.hasContact !== undefined) listen();
+  setInterval(() => { if (!live) refresh(); }, 2000);
   thread.scrollTop = thread.scrollHeight;
   form.addEventListener("submit", async function (event) {
     event.preventDefault();
@@ -32,6 +47,7 @@
         errorBox.innerHTML = "";
         form.elements.text.value = "";
         show(html);
+        listen();
         thread.scrollTop = thread.scrollHeight;
       } else if (response.status === 422 || response.status === 429 || response.status === 403) {
         // a refusal with its sentence (invalid, too fast, identity not verified)

@@ -22,7 +22,14 @@ pytestmark = pytest.mark.django_db
 #   docs     API docs: logged-in users only
 #   public   the contacts' web chat and the login page: anyone
 #   nothing  django-ninja's bare /api/v1/: 404 for everybody
+#   landing  where "/" leads an agent (a redirect to Mine or the inbox): anonymous -> login
+#   stream   an agent's event stream (EventSource): anonymous -> 401, nothing streamed
 MATRIX = {
+    "inbox:home": ("landing", "GET"),
+    "inbox:stream": ("stream", "GET"),
+    "inbox:presence": ("action", "POST"),
+    "inbox:read": ("action", "POST"),
+    "connectors:chat-stream": ("public", "GET"),
     "login": ("public", "GET"),
     "logout": ("action", "POST"),
     "inbox:list": ("page", "GET"),
@@ -167,6 +174,8 @@ def test_anonymous_gets_nothing_but_the_login(name, world, client):
     if kind == "api":
         assert response.status_code == 401, (name, response.status_code)
         assert response.json()["error"] == "unauthorized"
+    elif kind == "stream":
+        assert response.status_code == 401, (name, response.status_code)
     else:
         assert response.status_code == 302, (name, response.status_code)
         assert response["Location"].startswith("/login/")

@@ -1,0 +1,217 @@
+/* Parley inbox, server push (inbox/stream.py): htmx's SSE extension holds the stream
+ * (#live, sse-connect); this file decides what each small event refreshes.
+ *  - "changed" {ids} or {all}: the list (rows, totals, and the tabs out of band) and,
+ *    when it is among the ids, the open pane; a change arriving while the list is
+ *    being fetched asks once more when that fetch is done, so none is lost;
+ *  - "hello": the stream is open (again): the heartbeat (#poller) stands down; after
+ *    a reconnect everything refreshes once (the server also replays by Last-Event-ID);
+ *  - "presence": who else views or types in the open conversation (#pane-presence);
+ *    this page says so too: "viewing" every few seconds, "typing" while typing.
+ * If the stream cannot be opened, the heartbeat goes on as before.
+ */
+(function () {
+  "use strict";
+
+  const LIST = "conversation-list";
+  const PANE = "conversation-pane";
+  const VIEW_EVERY = 10000;
+  const VIEWING_TTL = 25000;
+  const TYPING_TTL = 6000;
+  const TYPING_EVERY = 2500;
+
+  let live = false;
+  let opened = 0;
+  let listBusy = false;
+  let listAgain = false;
+
+  function openConversation() {
+    const pane = document.getElementById(PANE);
+    return pane ? pane.dataset.conversation : null;
+  }
+
+  function refreshList() {
+    if (listBusy) { listAgain = true; return; }
+    htmx.trigger(document.body, "liveChanged");
+  }
+
+  function refreshPane() {
+    htmx.trigger(document.body, "paneRefresh");
+  }
+
+  // The list's request is known by its xhr: once the list is swapped out, htmx
+  // reports the end of the request on a parent (detail.elt is no longer the list).
+  let listXhr = null;
+  document.addEventListener("htmx:beforeRequest", (event) => {
+    const elt = event.detail.elt;
+    if (elt.id === "poller" && live) { event.preventDefault(); return; }
+    if (elt.id === LIST) { listBusy = true; listXhr = event.detail.xhr; }
+  });
+  ["htmx:afterRequest", "htmx:sendError", "htmx:timeout", "htmx:sendAbort"].forEach((name) => {
+    document.addEventListener(name, (event) => {
+      if (!listBusy || event.detail.xhr !== listXhr) return;
+      listBusy = false;
+      listXhr = null;
+      if (listAgain) { listAgain = false; refreshList(); }
+    });
+  });
+
+  // --- presence ---------------------------------------------------------------------
+  const others = new Map(); // agent id -> {name, state, conversation, until}
+
+  function csrfToken() {
+    try { return JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRFToken"]; } catch (e) { return ""; }
+  }
+
+  function say(state, conversation) {
+    const id = conversation || openConversation();
+    if (!id || !live) return;
+    const body = new FormData();
+    body.append("state", state);
+    body.append("csrfmiddlewaretoken", csrfToken());
+    fetch("/inbox/c/" + id + "/presence/", { method: "POST", body, headers: { "X-CSRFToken": csrfToken() }, keepalive: state === "left" })
+      .catch(() => {});
+  }
+
+  function showPresence() {
+    const box = document.getElementById("pane-presence");
+    if (!box) return;
+    const id = openConversation();
+    const now = Date.now();
+    const viewing = [];
+    const typing = [];
+    others.forEach((who, agent) => {
+      if (who.until < now) { others.delete(agent); return; }
+      if (who.conversation !== id) return;
+      (who.state === "typing" ? typing : viewing).push(who.name);
+    });
+    const parts = [];
+    if (typing.length) parts.push(typing.join(", ") + (typing.length > 1 ? " are" : " is") + " typing a reply…");
+    if (viewing.length) parts.push("Also viewing: " + viewing.join(", "));
+    const text = parts.join(" · ");
+    if (box.textContent !== text) box.textContent = text;
+    box.hidden = !text;
+  }
+
+  function onPresence(data) {
+    const conversation = String(data.conversation);
+    const agent = String(data.agent);
+    if (data.state === "left") {
+      const who = others.get(agent);
+      if (who && who.conversation === conversation) others.delete(agent);
+    } else {
+      const known = others.get(agent);
+      const fresh = !known || known.conversation !== conversation;
+      others.set(agent, {
+        name: data.name,
+        state: data.state,
+        conversation,
+        until: Date.now() + (data.state === "typing" ? TYPING_TTL : VIEWING_TTL),
+      });
+      // Someone just opened the conversation I am viewing: tell them at once.
+      if (fresh && conversation === openConversation()) say("viewing");
+    }
+    showPresence();
+  }
+
+  let viewingTimer = null;
+  let shownConversation = null;
+  function paneChanged() {
+    const id = openConversation();
+    if (id === shownConversation) { showPresence(); return; }
+    if (shownConversation) say("left", shownConversation);
+    shownConversation = id;
+    if (id) say("viewing");
+    showPresence();
+  }
+  function beat() {
+    if (document.visibilityState === "visible" && openConversation()) say("viewing");
+    showPresence();
+  }
+
+  let lastTyping = 0;
+  document.addEventListener("input", (event) => {
+    if (!event.target.matches("#" + PANE + " textarea[name=text]")) return;
+    const now = Date.now();
+    if (now - lastTyping < TYPING_EVERY) return;
+    lastTyping = now;
+    say("typing");
+  });
+
+  // --- the stream -------------------------------------------------------------------
+  function status(text) {
+    const box = document.getElementById("live-status");
+    if (box) box.textContent = text;
+  }
+
+  const sources = new WeakSet();
+  document.addEventListener("htmx:sseOpen", (event) => {
+    const source = event.detail.source;
+    if (!source || sources.has(source)) return;
+    sources.add(source);
+    ["hello", "changed", "presence"].forEach((name) => source.addEventListener(name, onMessage));
+  });
+
+  function onMessage(message) {
+    let data = {};
+    try { data = JSON.parse(message.data); } catch (e) { return; }
+    if (message.type === "hello") {
+      const again = opened > 0;
+      opened += 1;
+      live = true;
+      document.body.dataset.live = "on";
+      if (again) { refreshList(); refreshPane(); }
+      paneChanged();
+      if (!viewingTimer) viewingTimer = setInterval(beat, VIEW_EVERY);
+    } else if (message.type === "changed") {
+      refreshList();
+      const open = openConversation();
+      if (open && (data.all || (data.ids || []).map(String).includes(open))) refreshPane();
+    } else if (message.type === "presence") {
+      onPresence(data);
+    }
+  }
+
+  document.addEventListener("htmx:sseError", () => {
+    live = false;
+    document.body.dataset.live = "off";
+    status("");
+  });
+
+  document.addEventListener("htmx:afterSwap", (event) => {
+    const target = event.detail.target;
+    if (target && (target.id === PANE || target.classList.contains("pane"))) paneChanged();
+    else if (!document.getElementById(PANE)) paneChanged();
+  });
+
+  // A reply being typed survives a refresh that takes the reply box away (someone
+  // closed the conversation meanwhile): it goes into the pane's #kept-draft.
+  let typed = null;
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    const target = event.detail.target;
+    if (!target || target.id !== PANE) return;
+    const box = target.querySelector("textarea[name=text]");
+    typed = box && box.value.trim() ? { id: target.dataset.conversation, text: box.value } : null;
+  });
+  document.addEventListener("htmx:afterSwap", (event) => {
+    const target = event.detail.target;
+    if (!typed || !target || target.id !== PANE) return;
+    const pane = document.getElementById(PANE);
+    const kept = document.getElementById("kept-draft");
+    if (pane && kept && pane.dataset.conversation === typed.id && !pane.querySelector("textarea[name=text]")) {
+      const area = kept.querySelector("textarea");
+      if (!area.value) area.value = typed.text;
+      kept.hidden = false;
+    }
+    typed = null;
+  });
+
+  // The pane marked its conversation read: its row is no longer bold.
+  document.body.addEventListener("conversationRead", (event) => {
+    const row = document.querySelector("#" + LIST + ' .conv-row[data-id="' + String(event.detail.id) + '"]');
+    if (!row) return;
+    delete row.dataset.unread;
+    row.querySelector(".unread-count")?.remove();
+  });
+
+  window.addEventListener("pagehide", () => { if (shownConversation) say("left", shownConversation); });
+})();
