@@ -21,38 +21,59 @@
 
   let live = false;
   let opened = 0;
-  let listBusy = false;
-  let listAgain = false;
 
   function openConversation() {
     const pane = document.getElementById(PANE);
     return pane ? pane.dataset.conversation : null;
   }
 
-  function refreshList() {
-    if (listBusy) { listAgain = true; return; }
-    htmx.trigger(document.body, "liveChanged");
-  }
-
-  function refreshPane() {
-    htmx.trigger(document.body, "paneRefresh");
-  }
-
-  // The list's request is known by its xhr: once the list is swapped out, htmx
-  // reports the end of the request on a parent (detail.elt is no longer the list).
-  let listXhr = null;
-  document.addEventListener("htmx:beforeRequest", (event) => {
-    const elt = event.detail.elt;
-    if (elt.id === "poller" && live) { event.preventDefault(); return; }
-    if (elt.id === LIST) { listBusy = true; listXhr = event.detail.xhr; }
-  });
-  ["htmx:afterRequest", "htmx:sendError", "htmx:timeout", "htmx:sendAbort"].forEach((name) => {
-    document.addEventListener(name, (event) => {
-      if (!listBusy || event.detail.xhr !== listXhr) return;
-      listBusy = false;
-      listXhr = null;
-      if (listAgain) { listAgain = false; refreshList(); }
+  // A fragment refreshes on an event it listens to ("liveChanged", "paneRefresh"
+  // from:body). While its request is in flight, and until the new fragment has
+  // settled (its listener is not there before), an ask is remembered and sent once
+  // it is in place: no change is lost. The request is known by its xhr (once the
+  // fragment is swapped out, htmx reports the end of the request on a parent).
+  function refresher(eventName, targetId) {
+    const state = { busy: false, again: false, xhr: null, timer: null };
+    function ask() {
+      if (state.busy) { state.again = true; return; }
+      htmx.trigger(document.body, eventName);
+    }
+    function done() {
+      clearTimeout(state.timer);
+      state.busy = false;
+      state.xhr = null;
+      state.timer = null;
+      if (state.again) { state.again = false; ask(); }
+    }
+    const mine = (detail) => detail && detail.target && detail.target.id === targetId;
+    document.addEventListener("htmx:beforeRequest", (event) => {
+      if (event.defaultPrevented || !mine(event.detail)) return;
+      clearTimeout(state.timer);
+      state.busy = true;
+      state.xhr = event.detail.xhr;
     });
+    document.addEventListener("htmx:afterRequest", (event) => {
+      if (!state.busy || event.detail.xhr !== state.xhr) return;
+      // Swapped: wait for the new fragment to settle (at most 1 s); else go on.
+      state.timer = setTimeout(done, event.detail.successful ? 1000 : 0);
+    });
+    ["htmx:sendError", "htmx:timeout", "htmx:sendAbort"].forEach((name) => {
+      document.addEventListener(name, (event) => {
+        if (state.busy && event.detail.xhr === state.xhr) done();
+      });
+    });
+    document.addEventListener("htmx:afterSettle", (event) => {
+      if (state.busy && state.timer && event.detail.elt && event.detail.elt.id === targetId) done();
+    });
+    return ask;
+  }
+
+  const refreshList = refresher("liveChanged", LIST);
+  const refreshPane = refresher("paneRefresh", PANE);
+
+  // While the stream is open, the heartbeat stands down.
+  document.addEventListener("htmx:beforeRequest", (event) => {
+    if (event.detail.elt.id === "poller" && live) event.preventDefault();
   });
 
   // --- presence ---------------------------------------------------------------------

@@ -229,3 +229,33 @@ def test_a_draft_survives_a_close_pushed_to_the_pane(asgi_server, browser):
     expect(alice.locator("#pane-status")).to_contain_text("Closed", timeout=5_000)
     expect(alice.locator("#kept-draft textarea")).to_have_value("Typed before the close")
     expect(alice.locator("#kept-draft")).to_be_visible()
+
+
+def test_unread_markers_and_landing_on_mine(asgi_server, browser):
+    alice = UserFactory(username="alice", first_name="Alice", last_name="")
+    _, token = token_create(user=alice, name="unread test")
+    services.message_receive(channel="sms", external_id="+334", text="mine", name="Mia Mine")
+    mine = Conversation.objects.get(contact__name="Mia Mine")
+    services.conversation_assign(conversation=mine.pk, assignee=alice, actor=alice)
+
+    # Alice has a conversation assigned: she lands on Mine.
+    page = log_in(browser, asgi_server, "alice")
+    expect(page.locator(".tab-mine")).to_have_attribute("aria-current", "page")
+    expect(page.locator('[data-view-count="mine"]')).to_have_text("1")
+    page.goto(f"{asgi_server}/inbox/")
+    wait_live(page)
+
+    # A contact writes in: the new row arrives bold with its count.
+    post_inbound(asgi_server, token, "+335", "Is anyone there?")
+    post_inbound(asgi_server, token, "+335", "Hello??")
+    row = page.locator(f"{LIST} .conv-row").filter(has_text="Hello??")
+    expect(row).to_have_attribute("data-unread", "2", timeout=5_000)
+    expect(row.locator(".unread-count")).to_contain_text("2")
+    # Opening it marks it read: the marker goes, and stays gone after a refresh.
+    row.locator(".row-link").click()
+    expect(page.locator(PANE)).to_contain_text("Hello??")
+    expect(row).not_to_have_attribute("data-unread", "2")
+    page.reload()
+    expect(page.locator(f"{LIST} .conv-row").filter(has_text="Hello??")).not_to_have_attribute(
+        "data-unread", "2"
+    )
