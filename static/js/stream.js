@@ -226,6 +226,26 @@
     typed = null;
   });
 
+  // A background refresh of the same conversation (a GET) keeps the pane's notices
+  // (the outcome of the agent's last action): the echo of one's own change must not
+  // wipe "Assigned to you." a moment after it appeared.
+  let notices = null;
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    const target = event.detail.target;
+    notices = null;
+    if (!target || target.id !== PANE || event.detail.requestConfig?.verb !== "get") return;
+    const box = target.querySelector("#pane-notices");
+    if (box && box.children.length) notices = { id: target.dataset.conversation, nodes: Array.from(box.children) };
+  });
+  document.addEventListener("htmx:afterSwap", (event) => {
+    const target = event.detail.target;
+    if (!notices || !target || target.id !== PANE) return;
+    const pane = document.getElementById(PANE);
+    const box = pane && pane.querySelector("#pane-notices");
+    if (box && !box.children.length && pane.dataset.conversation === notices.id) box.append(...notices.nodes);
+    notices = null;
+  });
+
   // The pane marked its conversation read: its row is no longer bold.
   document.body.addEventListener("conversationRead", (event) => {
     const row = document.querySelector("#" + LIST + ' .conv-row[data-id="' + String(event.detail.id) + '"]');
