@@ -259,3 +259,20 @@ def test_unread_markers_and_landing_on_mine(asgi_server, browser):
     expect(page.locator(f"{LIST} .conv-row").filter(has_text="Hello??")).not_to_have_attribute(
         "data-unread", "2"
     )
+
+
+def test_without_a_stream_the_heartbeat_still_refreshes(asgi_server, browser):
+    alice = UserFactory(username="alice", first_name="Alice", last_name="")
+    _, token = token_create(user=alice, name="fallback test")
+    context = browser.new_context()
+    context.route("**/inbox/stream/**", lambda route: route.abort())  # a proxy in the way
+    page = context.new_page()
+    page.goto(f"{asgi_server}/login/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/inbox/**")
+    post_inbound(asgi_server, token, "+336", "Through the heartbeat")
+    # The 10 s heartbeat, as before the stream.
+    expect(page.locator(LIST)).to_contain_text("Through the heartbeat", timeout=15_000)
+    expect(page.locator("body")).not_to_have_attribute("data-live", "on")
