@@ -77,7 +77,7 @@
   });
 
   // --- presence ---------------------------------------------------------------------
-  const others = new Map(); // agent id -> {name, state, conversation, until}
+  const others = new Map(); // agent id -> {name, conversation, viewingUntil, typingUntil}
 
   function csrfToken() {
     try { return JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRFToken"]; } catch (e) { return ""; }
@@ -101,9 +101,9 @@
     const viewing = [];
     const typing = [];
     others.forEach((who, agent) => {
-      if (who.until < now) { others.delete(agent); return; }
+      if (who.viewingUntil < now) { others.delete(agent); return; }
       if (who.conversation !== id) return;
-      (who.state === "typing" ? typing : viewing).push(who.name);
+      (who.typingUntil > now ? typing : viewing).push(who.name);
     });
     const parts = [];
     if (typing.length) parts.push(typing.join(", ") + (typing.length > 1 ? " are" : " is") + " typing a reply…");
@@ -122,12 +122,15 @@
     } else {
       const known = others.get(agent);
       const fresh = !known || known.conversation !== conversation;
+      const now = Date.now();
+      // Typing is viewing too; when the typing stops, the viewing stays.
       others.set(agent, {
         name: data.name,
-        state: data.state,
         conversation,
-        until: Date.now() + (data.state === "typing" ? TYPING_TTL : VIEWING_TTL),
+        viewingUntil: now + VIEWING_TTL,
+        typingUntil: data.state === "typing" ? now + TYPING_TTL : (fresh ? 0 : known.typingUntil),
       });
+      if (data.state === "typing") setTimeout(showPresence, TYPING_TTL + 100);
       // Someone just opened the conversation I am viewing: tell them at once.
       if (fresh && conversation === openConversation()) say("viewing");
     }
@@ -159,11 +162,6 @@
   });
 
   // --- the stream -------------------------------------------------------------------
-  function status(text) {
-    const box = document.getElementById("live-status");
-    if (box) box.textContent = text;
-  }
-
   const sources = new WeakSet();
   document.addEventListener("htmx:sseOpen", (event) => {
     const source = event.detail.source;
@@ -195,7 +193,6 @@
   document.addEventListener("htmx:sseError", () => {
     live = false;
     document.body.dataset.live = "off";
-    status("");
   });
 
   document.addEventListener("htmx:afterSwap", (event) => {

@@ -183,6 +183,8 @@ def test_two_agents_see_each_other_and_nothing_is_silently_lost(asgi_server, bro
     expect(bobs.locator("#pane-presence")).to_contain_text("Also viewing: Alice", timeout=5_000)
     bobs.locator("textarea[name=text]").press_sequentially("On it", delay=30)
     expect(presence).to_contain_text("Bob is typing a reply", timeout=5_000)
+    # When Bob stops typing, he is still there.
+    expect(presence).to_have_text("Also viewing: Bob", timeout=10_000)
 
     # A second tab of Alice's that does not catch up (its stream and its heartbeat
     # cannot reach the server): Bob assigns himself, her assignment to Carol from
