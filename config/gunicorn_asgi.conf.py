@@ -5,9 +5,10 @@
 gunicorn manages the processes (``WEB_CONCURRENCY``, 2 by default); each runs
 uvicorn's event loop with Django's ASGI application (``config.asgi``). The inbox's
 Server-Sent Events streams are async views: an idle stream is a queue on the event
-loop, not a thread and not a database connection, so many of them do not starve
-ordinary requests. Ordinary (sync) views run in a thread pool of ``ASGI_THREADS``
-threads per process, each with at most one pooled database connection.
+loop (and Django's parked per-request thread), not a database connection and no
+CPU, so many of them do not starve ordinary requests. Ordinary (sync) views run each
+in a thread of its own (Django's per-request executor), each with at most one
+pooled database connection (``DATABASE_POOL_MAX`` per process).
 ``config/gunicorn.conf.py`` (threaded WSGI workers) stays for the benchmarks and
 tests that measured the API that way.
 """

@@ -15,7 +15,15 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET
 
-from conversations.events import KEEPALIVE, RETRY_MS, Change, bus, release_connection, sse
+from conversations.events import (
+    KEEPALIVE,
+    RETRY_MS,
+    BusUnavailable,
+    Change,
+    bus,
+    release_connection,
+    sse,
+)
 from conversations.models import Contact
 
 from .views import _visitor_id, _web_channel
@@ -42,7 +50,11 @@ async def chat_stream(request, channel: str):
     if contact is None or not isinstance(request, ASGIRequest):
         # No contact yet, or a WSGI server (a thread per stream): the page polls.
         return HttpResponse(status=204)
-    queue = await bus.subscribe()
+    try:
+        queue = await bus.subscribe()
+    except BusUnavailable:
+        # The browser stops its EventSource on a non-200: the heartbeat serves.
+        return HttpResponse(status=503, headers={"Retry-After": "30"})
 
     async def events():
         try:

@@ -38,6 +38,11 @@ MANY = 100
 KEEP = 100_000
 REPLAY_LIMIT = 1000
 QUEUE_SIZE = 1000
+READY_TIMEOUT = 5.0  # seconds a new stream waits for the process's LISTEN
+
+
+class BusUnavailable(Exception):
+    """The process cannot listen to PostgreSQL right now (the page's heartbeat serves)."""
 
 
 class ConversationEvent(models.Model):
@@ -249,7 +254,11 @@ class Bus:
         queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
         self.subscribers.add(queue)
         # Listening before the stream replays or answers: nothing falls in between.
-        await asyncio.wait_for(self.ready.wait(), timeout=10)
+        try:
+            await asyncio.wait_for(self.ready.wait(), timeout=READY_TIMEOUT)
+        except TimeoutError:
+            self.subscribers.discard(queue)
+            raise BusUnavailable from None
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue) -> None:

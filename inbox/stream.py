@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 from conversations.events import (
     KEEPALIVE,
     RETRY_MS,
+    BusUnavailable,
     Change,
     Presence,
     bus,
@@ -77,7 +78,11 @@ def _open(request) -> tuple[bool, int, Change | None]:
 
 @require_GET
 async def stream(request):
-    queue = await bus.subscribe()
+    try:
+        queue = await bus.subscribe()
+    except BusUnavailable:
+        # The browser stops its EventSource on a non-200: the heartbeat serves.
+        return HttpResponse(status=503, headers={"Retry-After": "30"})
     try:
         allowed, high, missed = await sync_to_async(_open)(request)
     except BaseException:

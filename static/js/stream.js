@@ -21,42 +21,63 @@
 
   let live = false;
   let opened = 0;
-  let listBusy = false;
-  let listAgain = false;
 
   function openConversation() {
     const pane = document.getElementById(PANE);
     return pane ? pane.dataset.conversation : null;
   }
 
-  function refreshList() {
-    if (listBusy) { listAgain = true; return; }
-    htmx.trigger(document.body, "liveChanged");
-  }
-
-  function refreshPane() {
-    htmx.trigger(document.body, "paneRefresh");
-  }
-
-  // The list's request is known by its xhr: once the list is swapped out, htmx
-  // reports the end of the request on a parent (detail.elt is no longer the list).
-  let listXhr = null;
-  document.addEventListener("htmx:beforeRequest", (event) => {
-    const elt = event.detail.elt;
-    if (elt.id === "poller" && live) { event.preventDefault(); return; }
-    if (elt.id === LIST) { listBusy = true; listXhr = event.detail.xhr; }
-  });
-  ["htmx:afterRequest", "htmx:sendError", "htmx:timeout", "htmx:sendAbort"].forEach((name) => {
-    document.addEventListener(name, (event) => {
-      if (!listBusy || event.detail.xhr !== listXhr) return;
-      listBusy = false;
-      listXhr = null;
-      if (listAgain) { listAgain = false; refreshList(); }
+  // A fragment refreshes on an event it listens to ("liveChanged", "paneRefresh"
+  // from:body). While its request is in flight, and until the new fragment has
+  // settled (its listener is not there before), an ask is remembered and sent once
+  // it is in place: no change is lost. The request is known by its xhr (once the
+  // fragment is swapped out, htmx reports the end of the request on a parent).
+  function refresher(eventName, targetId) {
+    const state = { busy: false, again: false, xhr: null, timer: null };
+    function ask() {
+      if (state.busy) { state.again = true; return; }
+      htmx.trigger(document.body, eventName);
+    }
+    function done() {
+      clearTimeout(state.timer);
+      state.busy = false;
+      state.xhr = null;
+      state.timer = null;
+      if (state.again) { state.again = false; ask(); }
+    }
+    const mine = (detail) => detail && detail.target && detail.target.id === targetId;
+    document.addEventListener("htmx:beforeRequest", (event) => {
+      if (event.defaultPrevented || !mine(event.detail)) return;
+      clearTimeout(state.timer);
+      state.busy = true;
+      state.xhr = event.detail.xhr;
     });
+    document.addEventListener("htmx:afterRequest", (event) => {
+      if (!state.busy || event.detail.xhr !== state.xhr) return;
+      // Swapped: wait for the new fragment to settle (at most 1 s); else go on.
+      state.timer = setTimeout(done, event.detail.successful ? 1000 : 0);
+    });
+    ["htmx:sendError", "htmx:timeout", "htmx:sendAbort"].forEach((name) => {
+      document.addEventListener(name, (event) => {
+        if (state.busy && event.detail.xhr === state.xhr) done();
+      });
+    });
+    document.addEventListener("htmx:afterSettle", (event) => {
+      if (state.busy && state.timer && event.detail.elt && event.detail.elt.id === targetId) done();
+    });
+    return ask;
+  }
+
+  const refreshList = refresher("liveChanged", LIST);
+  const refreshPane = refresher("paneRefresh", PANE);
+
+  // While the stream is open, the heartbeat stands down.
+  document.addEventListener("htmx:beforeRequest", (event) => {
+    if (event.detail.elt.id === "poller" && live) event.preventDefault();
   });
 
   // --- presence ---------------------------------------------------------------------
-  const others = new Map(); // agent id -> {name, state, conversation, until}
+  const others = new Map(); // agent id -> {name, conversation, viewingUntil, typingUntil}
 
   function csrfToken() {
     try { return JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRFToken"]; } catch (e) { return ""; }
@@ -80,9 +101,9 @@
     const viewing = [];
     const typing = [];
     others.forEach((who, agent) => {
-      if (who.until < now) { others.delete(agent); return; }
+      if (who.viewingUntil < now) { others.delete(agent); return; }
       if (who.conversation !== id) return;
-      (who.state === "typing" ? typing : viewing).push(who.name);
+      (who.typingUntil > now ? typing : viewing).push(who.name);
     });
     const parts = [];
     if (typing.length) parts.push(typing.join(", ") + (typing.length > 1 ? " are" : " is") + " typing a reply…");
@@ -101,12 +122,15 @@
     } else {
       const known = others.get(agent);
       const fresh = !known || known.conversation !== conversation;
+      const now = Date.now();
+      // Typing is viewing too; when the typing stops, the viewing stays.
       others.set(agent, {
         name: data.name,
-        state: data.state,
         conversation,
-        until: Date.now() + (data.state === "typing" ? TYPING_TTL : VIEWING_TTL),
+        viewingUntil: now + VIEWING_TTL,
+        typingUntil: data.state === "typing" ? now + TYPING_TTL : (fresh ? 0 : known.typingUntil),
       });
+      if (data.state === "typing") setTimeout(showPresence, TYPING_TTL + 100);
       // Someone just opened the conversation I am viewing: tell them at once.
       if (fresh && conversation === openConversation()) say("viewing");
     }
@@ -138,11 +162,6 @@
   });
 
   // --- the stream -------------------------------------------------------------------
-  function status(text) {
-    const box = document.getElementById("live-status");
-    if (box) box.textContent = text;
-  }
-
   const sources = new WeakSet();
   document.addEventListener("htmx:sseOpen", (event) => {
     const source = event.detail.source;
@@ -174,7 +193,6 @@
   document.addEventListener("htmx:sseError", () => {
     live = false;
     document.body.dataset.live = "off";
-    status("");
   });
 
   document.addEventListener("htmx:afterSwap", (event) => {
@@ -203,6 +221,26 @@
       kept.hidden = false;
     }
     typed = null;
+  });
+
+  // A background refresh of the same conversation (a GET) keeps the pane's notices
+  // (the outcome of the agent's last action): the echo of one's own change must not
+  // wipe "Assigned to you." a moment after it appeared.
+  let notices = null;
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    const target = event.detail.target;
+    notices = null;
+    if (!target || target.id !== PANE || event.detail.requestConfig?.verb !== "get") return;
+    const box = target.querySelector("#pane-notices");
+    if (box && box.children.length) notices = { id: target.dataset.conversation, nodes: Array.from(box.children) };
+  });
+  document.addEventListener("htmx:afterSwap", (event) => {
+    const target = event.detail.target;
+    if (!notices || !target || target.id !== PANE) return;
+    const pane = document.getElementById(PANE);
+    const box = pane && pane.querySelector("#pane-notices");
+    if (box && !box.children.length && pane.dataset.conversation === notices.id) box.append(...notices.nodes);
+    notices = null;
   });
 
   // The pane marked its conversation read: its row is no longer bold.

@@ -183,6 +183,8 @@ def test_two_agents_see_each_other_and_nothing_is_silently_lost(asgi_server, bro
     expect(bobs.locator("#pane-presence")).to_contain_text("Also viewing: Alice", timeout=5_000)
     bobs.locator("textarea[name=text]").press_sequentially("On it", delay=30)
     expect(presence).to_contain_text("Bob is typing a reply", timeout=5_000)
+    # When Bob stops typing, he is still there.
+    expect(presence).to_have_text("Also viewing: Bob", timeout=10_000)
 
     # A second tab of Alice's that does not catch up (its stream and its heartbeat
     # cannot reach the server): Bob assigns himself, her assignment to Carol from
@@ -229,3 +231,50 @@ def test_a_draft_survives_a_close_pushed_to_the_pane(asgi_server, browser):
     expect(alice.locator("#pane-status")).to_contain_text("Closed", timeout=5_000)
     expect(alice.locator("#kept-draft textarea")).to_have_value("Typed before the close")
     expect(alice.locator("#kept-draft")).to_be_visible()
+
+
+def test_unread_markers_and_landing_on_mine(asgi_server, browser):
+    alice = UserFactory(username="alice", first_name="Alice", last_name="")
+    _, token = token_create(user=alice, name="unread test")
+    services.message_receive(channel="sms", external_id="+334", text="mine", name="Mia Mine")
+    mine = Conversation.objects.get(contact__name="Mia Mine")
+    services.conversation_assign(conversation=mine.pk, assignee=alice, actor=alice)
+
+    # Alice has a conversation assigned: she lands on Mine.
+    page = log_in(browser, asgi_server, "alice")
+    expect(page.locator(".tab-mine")).to_have_attribute("aria-current", "page")
+    expect(page.locator('[data-view-count="mine"]')).to_have_text("1")
+    page.goto(f"{asgi_server}/inbox/")
+    wait_live(page)
+
+    # A contact writes in: the new row arrives bold with its count.
+    post_inbound(asgi_server, token, "+335", "Is anyone there?")
+    post_inbound(asgi_server, token, "+335", "Hello??")
+    row = page.locator(f"{LIST} .conv-row").filter(has_text="Hello??")
+    expect(row).to_have_attribute("data-unread", "2", timeout=5_000)
+    expect(row.locator(".unread-count")).to_contain_text("2")
+    # Opening it marks it read: the marker goes, and stays gone after a refresh.
+    row.locator(".row-link").click()
+    expect(page.locator(PANE)).to_contain_text("Hello??")
+    expect(row).not_to_have_attribute("data-unread", "2")
+    page.reload()
+    expect(page.locator(f"{LIST} .conv-row").filter(has_text="Hello??")).not_to_have_attribute(
+        "data-unread", "2"
+    )
+
+
+def test_without_a_stream_the_heartbeat_still_refreshes(asgi_server, browser):
+    alice = UserFactory(username="alice", first_name="Alice", last_name="")
+    _, token = token_create(user=alice, name="fallback test")
+    context = browser.new_context()
+    context.route("**/inbox/stream/**", lambda route: route.abort())  # a proxy in the way
+    page = context.new_page()
+    page.goto(f"{asgi_server}/login/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/inbox/**")
+    post_inbound(asgi_server, token, "+336", "Through the heartbeat")
+    # The 10 s heartbeat, as before the stream.
+    expect(page.locator(LIST)).to_contain_text("Through the heartbeat", timeout=15_000)
+    expect(page.locator("body")).not_to_have_attribute("data-live", "on")

@@ -94,3 +94,16 @@ async def _hello_and_replay(agent, conversation):
     missed = (await anext(chunks)).decode()
     assert "event: changed" in missed and f'"ids":[{conversation.pk}]' in missed
     await chunks.aclose()
+
+
+def test_a_stream_that_cannot_listen_is_a_503_not_an_error(agent, monkeypatch):
+    from conversations.events import BusUnavailable, bus
+
+    async def unavailable():
+        raise BusUnavailable
+
+    monkeypatch.setattr(bus, "subscribe", unavailable)
+    client = AsyncClient()
+    async_to_sync(client.aforce_login)(agent)
+    response = async_to_sync(client.get)(reverse("inbox:stream"))
+    assert response.status_code == 503 and response["Retry-After"] == "30"
