@@ -1,8 +1,15 @@
 """Run callables in real threads, released at the same moment, each with its own
-database connection (so each runs its own transactions)."""
+database connection (so each runs its own transactions); and our own servers as
+subprocesses on the test database."""
 
 import os
+import socket
+import subprocess
+import sys
 import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from django.db import close_old_connections, connection
@@ -44,3 +51,34 @@ def database_url_for_subprocess() -> str:
     s = connection.settings_dict
     auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
     return f"postgres://{auth}@{s['HOST'] or 'localhost'}:{s['PORT'] or 5432}/{name}"
+
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(argv: list[str], *, port: int, env: dict, log: Path | None = None):
+    """Our own server (``argv``, run from the repository root with ``env``) until the
+    block ends; waits, bounded, until ``port`` accepts connections."""
+    with open(log, "wb") if log else open(os.devnull, "wb") as stderr:
+        server = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=stderr)  # noqa: S603 - ours
+    try:
+        for _ in range(300):  # a bounded wait for the socket, not a timing
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                tail = log.read_text()[-2000:] if log else ""
+                assert server.poll() is None, f"{argv[0]} exited: {tail}"
+                time.sleep(0.1)
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

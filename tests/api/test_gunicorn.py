@@ -4,11 +4,7 @@ inbound messages at once, every one stored."""
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -17,6 +13,7 @@ from django.db import connection
 
 from connectors.tokens import token_create
 from conversations.models import Message
+from tests.concurrency import GUNICORN, free_port, serving
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,33 +35,14 @@ def test_the_workers_are_threaded():
 
 @pytest.fixture
 def gunicorn():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     db = connection.settings_dict
     url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     env = {**os.environ, "DATABASE_URL": url, "ALLOWED_HOSTS": "127.0.0.1", "DEBUG": "false"}
-    server = subprocess.Popen(  # noqa: S603 - our own gunicorn, loopback only
-        [
-            str(Path(sys.executable).with_name("gunicorn")),
-            *("-c", "config/gunicorn.conf.py", "config.wsgi"),
-            *("--bind", f"127.0.0.1:{port}", "--workers", "2", "--log-level", "warning"),
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    try:
-        for _ in range(300):  # a bounded wait for the socket, not a timing
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                assert server.poll() is None, "gunicorn exited"
-                time.sleep(0.1)
+    argv = [GUNICORN, "-c", "config/gunicorn.conf.py", "config.wsgi"]
+    argv += ["--bind", f"127.0.0.1:{port}", "--workers", "2", "--log-level", "warning"]
+    with serving(argv, port=port, env=env):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_forty_inbound_messages_at_once_are_all_stored(gunicorn):

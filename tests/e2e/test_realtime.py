@@ -9,13 +9,9 @@ reaches the contact's web chat within 1 s.
 
 import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -24,11 +20,10 @@ from playwright.sync_api import expect
 from connectors.tokens import token_create
 from conversations import services
 from conversations.models import Conversation
-from tests.concurrency import database_url_for_subprocess
+from tests.concurrency import GUNICORN, database_url_for_subprocess, free_port, serving
 from tests.factories import PASSWORD, UserFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-ROOT = Path(__file__).resolve().parents[2]
 TRIES = 7
 
 
@@ -44,9 +39,7 @@ def asgi_server(django_db_setup, django_db_blocker, tmp_path_factory):
     so its per-process memories (the agents' choices) start from this test's rows."""
     with django_db_blocker.unblock():
         url = database_url_for_subprocess()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log = tmp_path_factory.mktemp("asgi") / "stderr.log"
     env = os.environ | {
         "DATABASE_URL": url,
@@ -56,25 +49,8 @@ def asgi_server(django_db_setup, django_db_blocker, tmp_path_factory):
         "WEB_CONCURRENCY": "2",
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    with log.open("wb") as stderr:
-        server = subprocess.Popen(  # noqa: S603 - our own server, loopback only
-            [str(Path(sys.executable).with_name("gunicorn")), "-c", "config/gunicorn_asgi.conf.py"],
-            cwd=ROOT,
-            env=env,
-            stderr=stderr,
-        )
-    try:
-        for _ in range(300):  # a bounded wait for the socket, not a timing
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                assert server.poll() is None, "server exited: " + log.read_text()[-2000:]
-                time.sleep(0.1)
+    with serving([GUNICORN, "-c", "config/gunicorn_asgi.conf.py"], port=port, env=env, log=log):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def log_in(browser, base: str, username: str):

@@ -19,9 +19,6 @@ net.
 import http.client
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from http.cookies import SimpleCookie
@@ -47,12 +44,17 @@ from conversations.models import (
 )
 from conversations.transitions import Status
 from flows.models import Flow, FlowStep, StepKind
-from tests.concurrency import database_url_for_subprocess, run_together
+from tests.concurrency import (
+    GUNICORN,
+    database_url_for_subprocess,
+    free_port,
+    run_together,
+    serving,
+)
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROOT = Path(__file__).resolve().parents[2]
 ROUNDS = 15
 MIXED_ROUNDS = 15
 RETRY_LOG = "retrying the transaction"
@@ -63,9 +65,7 @@ def gunicorn(django_db_setup, django_db_blocker, tmp_path_factory):
     """One gunicorn for the module (2 workers × 8 threads, the production config)."""
     with django_db_blocker.unblock():
         url = database_url_for_subprocess()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log = tmp_path_factory.mktemp("gunicorn") / "stderr.log"
     env = os.environ | {
         "DATABASE_URL": url,
@@ -81,29 +81,10 @@ def gunicorn(django_db_setup, django_db_blocker, tmp_path_factory):
         "CHAT_NEW_CONVERSATIONS_PER_ADDRESS": "0/1m",
         "CHAT_NEW_CONVERSATIONS_PER_VISITOR": "0/1m",
     }
-    with log.open("wb") as stderr:
-        server = subprocess.Popen(  # noqa: S603 - our own gunicorn, loopback only
-            [
-                str(Path(sys.executable).with_name("gunicorn")),
-                *("-c", "config/gunicorn.conf.py", "config.wsgi"),
-                *("--bind", f"127.0.0.1:{port}", "--workers", "2"),
-            ],
-            cwd=ROOT,
-            env=env,
-            stderr=stderr,
-        )
-    try:
-        for _ in range(300):  # a bounded wait for the socket, not a timing
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                assert server.poll() is None, "gunicorn exited: " + log.read_text()[-2000:]
-                time.sleep(0.1)
+    argv = [GUNICORN, "-c", "config/gunicorn.conf.py", "config.wsgi"]
+    argv += ["--bind", f"127.0.0.1:{port}", "--workers", "2"]
+    with serving(argv, port=port, env=env, log=log):
         yield Server(port, log)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 class Server:
