@@ -100,6 +100,11 @@ def start_gunicorn(port: int, workers: int, threads: int) -> subprocess.Popen:
         cwd=ROOT,
         env=env,
     )
+    return listening(process, port)
+
+
+def listening(process: subprocess.Popen, port: int) -> subprocess.Popen:
+    """``process`` once ``port`` accepts connections (30 s at most, else it is killed)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -108,7 +113,7 @@ def start_gunicorn(port: int, workers: int, threads: int) -> subprocess.Popen:
         except OSError:
             time.sleep(0.2)
     process.kill()
-    raise SystemExit("gunicorn did not start")
+    raise SystemExit("the server did not start")
 
 
 class Stats:
@@ -255,6 +260,8 @@ def inbound_loop(port, token, stats, schedule, sent, sent_lock):
 
 
 def percentile(values, q):
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 

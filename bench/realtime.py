@@ -24,7 +24,6 @@ import http.client
 import json
 import multiprocessing
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from load import free_port, listening, percentile  # noqa: E402 (bench/load.py, beside this script)
 
 
 def setup_django():
@@ -78,12 +79,6 @@ def prepare(streams: int) -> tuple[list[str], str]:
     return cookies, token
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(port: int, workers: int) -> subprocess.Popen:
     env = os.environ | {
         "DEBUG": "false",
@@ -97,15 +92,7 @@ def start_server(port: int, workers: int) -> subprocess.Popen:
         cwd=ROOT,
         env=env,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return process
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit("the server did not start")
+    return listening(process, port)
 
 
 def proc_total(pids: list[int], field: str = "VmRSS:") -> int:
@@ -271,13 +258,6 @@ def mib(kib: int) -> str:
 
 def ms(values: list[float], p: float) -> str:
     return f"{percentile(values, p) * 1000:.0f}"
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 async def run(args, port: int, cookies: list[str], token: str, server: subprocess.Popen):
