@@ -44,6 +44,8 @@ class ApiToken(models.Model):
 class ChannelKind(models.TextChoices):
     WEB = "web", "Web chat"
     WEBHOOK = "webhook", "Webhook"
+    WHATSAPP = "whatsapp", "WhatsApp"
+    EMAIL = "email", "Email"
 
 
 class Channel(models.Model):
