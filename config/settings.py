@@ -145,6 +145,8 @@ TASKS = {
 # has expired; the broadcast's watch looks every BROADCAST_SWEEP_SECONDS.
 BROADCAST_CHUNK_LEASE_SECONDS = float(os.environ.get("BROADCAST_CHUNK_LEASE_SECONDS", "30"))
 BROADCAST_SWEEP_SECONDS = float(os.environ.get("BROADCAST_SWEEP_SECONDS", "15"))
+# Auto-close and the end of survey windows run this often (conversations/tasks.py).
+HOUSEKEEPING_SECONDS = float(os.environ.get("HOUSEKEEPING_SECONDS", "60"))
 
 # --- Auth -----------------------------------------------------------------------
 

@@ -46,7 +46,7 @@ def conversations_for_api():
 def _get_conversation(conversation_id: int, *, detail: bool = False) -> Conversation:
     queryset = conversations_for_api()
     if detail:
-        queryset = queryset.prefetch_related(
+        queryset = queryset.select_related("closed_by").prefetch_related(
             Prefetch("messages", queryset=Message.objects.select_related("author")),
             Prefetch("status_changes", queryset=StatusChange.objects.select_related("actor")),
         )
@@ -146,7 +146,9 @@ def _status_action(service, conversation_id: int, actor) -> Conversation:
     "/conversations/{conversation_id}/close",
     response={200: ConversationOut, **ERRORS},
     summary="Close (tags lock; a running flow is cancelled)",
-    description="409 `illegal_transition` when it is already closed.",
+    description="Answers with the resulting status: `closed`, or `resolved` when satisfaction "
+    "surveys are on and an agent replied (the survey is sent). 409 `illegal_transition` when "
+    "it is already closed or resolved.",
 )
 def conversation_close(request, conversation_id: Id):
     return _status_action(services.conversation_close, conversation_id, request.auth)

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from . import hooks
 from .exceptions import ConversationClosed, InvalidInput, ParleyError, TagsLocked
+from .inbox_settings import inbox_settings
 from .models import (
     MESSAGE_MAX_LENGTH,
     Contact,
@@ -142,7 +143,7 @@ def lock_targets(contact_ids: Iterable[int]) -> list[Target]:
         conversation.contact_id: conversation
         for conversation in Conversation.objects.select_for_update(no_key=True)
         .filter(contact_id__in=ids)
-        .open()
+        .current()
         .order_by("pk")
     }
     targets = []
@@ -237,6 +238,10 @@ def apply_event(
         applied.append((target, move))
     # A row gets one pending status change at a time, so the trigger sees each edge.
     flush([t for t, m in applied if m.changes_status and (t.pending_insert or t.pending_from)])
+    archive = inbox_settings().archive_on_close
+    ending = [t for t, m in applied if m.rule.closes_resolved]
+    if ending:  # their survey was awaited: closed without a rating first
+        _close_resolved(ending, event, source=source, actor=actor, note=note, archive=archive)
 
     opened: dict[str, list[Target]] = defaultdict(list)
     for target, move in applied:
@@ -275,6 +280,8 @@ def apply_event(
         if after == Status.CLOSED:
             fields |= {"closed_at": now, "closed_by_id": actor.pk if actor else None}
             fields["waiting_since"] = None
+            if archive:
+                fields["archived_at"] = now
         for target in group:
             target.pending.update(fields)
             target.pending_from = before
@@ -285,19 +292,30 @@ def apply_event(
             flush(group)
 
     recorded = [(t, m) for t, m in applied if m.changes_status]
+    _record(recorded, event, source=source, actor=actor, note=note, now=now, defer=defer)
+    if archive:
+        closes = [(t, m) for t, m in recorded if not m.opens_new and m.target == Status.CLOSED]
+        _record_archived(closes, source=source, actor=actor, now=now, defer=defer)
+    return [t for t, _ in applied]
+
+
+def _record(recorded, event, *, source, actor, note, now, defer, from_status=None) -> None:
+    """The history lines of ``recorded`` (target, move) pairs, in one INSERT, and their
+    hooks (now, or at :func:`flush` with ``defer``)."""
     same = {"event": event, "source": source, "actor_id": actor.pk if actor else None}
     same |= {"note": note[:200], "at": now}
+    froms = [from_status or t.from_status for t, _ in recorded]
     each = {
         "conversation_id": [t.conversation.pk for t, _ in recorded],
-        "from_status": [t.from_status for t, _ in recorded],
+        "from_status": froms,
         "to_status": [m.target for _, m in recorded],
     }
     ids = insert_rows(StatusChange, count=len(recorded), same=same, each=each)
-    for (target, move), pk in zip(recorded, ids, strict=True):
+    for (target, move), pk, before in zip(recorded, ids, froms, strict=True):
         change = StatusChange(
             pk=pk,
             conversation=target.conversation,
-            from_status=target.from_status,
+            from_status=before,
             to_status=move.target,
             **same,
         )
@@ -310,7 +328,55 @@ def apply_event(
             change=change,
             rule=move.rule,
         )
-    return [t for t, _ in applied]
+
+
+def _record_archived(closes, *, source, actor, now, defer) -> None:
+    """Archive on close (the settings): the archive lines of conversations just closed."""
+    if closes:
+        move = resolve(Event.ARCHIVE, Status.CLOSED)
+        lines = [(t, move) for t, _ in closes]
+        _record(
+            lines,
+            Event.ARCHIVE,
+            source=source,
+            actor=actor,
+            note="",
+            now=now,
+            defer=defer,
+            from_status=Status.CLOSED,
+        )
+
+
+def _close_resolved(targets, event, *, source, actor, note, archive: bool) -> None:
+    """Close the targets' resolved conversations (no rating), before the rule opens
+    new ones: one UPDATE, their lines in one INSERT."""
+    now = timezone.now()
+    values = {"status": Status.CLOSED, "closed_at": now, "updated_at": now}
+    values |= {"waiting_since": None, "archived_at": now if archive else None}
+    rows = Conversation.objects.filter(
+        pk__in=[t.conversation.pk for t in targets], status=Status.RESOLVED
+    )
+    if rows.update(**values) != len(targets):  # not locked as the caller promised
+        raise RuntimeError("conversations changed under the set")
+    ending = []
+    for target in targets:
+        for name, value in values.items():
+            setattr(target.conversation, name, value)
+        target.conversation._loaded_status = Status.CLOSED
+        rule = resolve(event, Status.RESOLVED).rule
+        ending.append((target, Move(rule=rule, source=Status.RESOLVED, target=Status.CLOSED)))
+    _record(
+        ending,
+        event,
+        source=source,
+        actor=actor,
+        note=note,
+        now=now,
+        defer=False,
+        from_status=Status.RESOLVED,
+    )
+    if archive:
+        _record_archived(ending, source=source, actor=actor, now=now, defer=False)
 
 
 def _next_ids(model, count: int) -> list[int]:

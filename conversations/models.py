@@ -18,8 +18,9 @@ from django.db.models.functions import Lower, Upper
 from . import events
 from . import triggers as guards
 from .events import ConversationEvent  # noqa: F401 - the change bus's table
+from .inbox_settings import InboxSettings  # noqa: F401 - the admin-edited settings
 from .reads import ReadMark  # noqa: F401 - unread markers
-from .transitions import EVENT_CHOICES, ONGOING, OPEN, STATUS_CHOICES, Status
+from .transitions import EVENT_CHOICES, ONGOING, OPEN, STATUS_CHOICES, TAGS_LOCKED, Status
 
 MESSAGE_MAX_LENGTH = 10_000
 PREVIEW_LENGTH = 160
@@ -158,6 +159,10 @@ class ConversationQuerySet(models.QuerySet):
     def closed(self):
         return self.filter(status=Status.CLOSED)
 
+    def current(self):
+        """Not closed: open, or resolved (its survey awaited). A contact has at most one."""
+        return self.exclude(status=Status.CLOSED)
+
     def archived(self):
         return self.filter(archived_at__isnull=False)
 
@@ -197,6 +202,10 @@ class Conversation(models.Model):
         related_name="+",
     )
     archived_at = models.DateTimeField(null=True, blank=True)
+    # CSAT: when it became Resolved (the survey window runs from then), and the
+    # contact's answer, 1–5 (the agent it rates is ``closed_by``).
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    rating = models.PositiveSmallIntegerField(null=True, blank=True)
 
     objects = ConversationQuerySet.as_manager()
 
@@ -216,6 +225,14 @@ class Conversation(models.Model):
                     | (~Q(status=Status.CLOSED) & Q(closed_at__isnull=True))
                 ),
                 name="conversation_closed_at_iff_closed",
+            ),
+            models.CheckConstraint(
+                condition=Q(rating__isnull=True) | Q(rating__range=(1, 5), status=Status.CLOSED),
+                name="conversation_rating_1_to_5_when_closed",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=Status.RESOLVED) | Q(resolved_at__isnull=False),
+                name="conversation_resolved_at_when_resolved",
             ),
             models.UniqueConstraint(
                 fields=["contact"],
@@ -271,6 +288,13 @@ class Conversation(models.Model):
                 name="conv_waiting",
             ),
             models.Index(fields=["contact", "-created_at"], name="conv_contact_history"),
+            # The periodic work: surveys whose window ended (idle In progress ones are a
+            # range of conv_inbox_status_activity).
+            models.Index(
+                fields=["resolved_at"],
+                condition=Q(status=Status.RESOLVED),
+                name="conv_survey_awaited",
+            ),
             # The inbox's change fingerprint reads the newest write (a MAX, one index probe).
             models.Index(fields=["updated_at"], name="conv_updated_at"),
         ]
@@ -296,6 +320,10 @@ class Conversation(models.Model):
     @property
     def is_closed(self) -> bool:
         return self.status == Status.CLOSED
+
+    @property
+    def tags_locked(self) -> bool:
+        return self.status in TAGS_LOCKED
 
     @property
     def is_archived(self) -> bool:
@@ -336,6 +364,7 @@ class SenderKind(models.TextChoices):
     AGENT = "agent", "Agent"
     FLOW = "flow", "Flow"
     BROADCAST = "broadcast", "Broadcast"
+    SURVEY = "survey", "Survey"
 
 
 class Message(models.Model):

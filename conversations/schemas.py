@@ -253,7 +253,9 @@ def _username(user) -> str | None:
 class MessageOut(Schema):
     id: int
     direction: str = Field(description="`inbound` or `outbound`.")
-    sender_kind: str = Field(description="`contact`, `agent`, `flow` or `broadcast`.")
+    sender_kind: str = Field(
+        description="`contact`, `agent`, `flow`, `broadcast` or `survey` (the CSAT question)."
+    )
     author: str | None = Field(description="The agent's username, for agent replies.")
     text: str
     created_at: datetime
@@ -318,6 +320,12 @@ class ConversationOut(Schema):
 class ConversationDetailOut(ConversationOut):
     messages: list[MessageOut]
     status_history: list[StatusChangeOut]
+    rating: int | None = Field(description="The contact's satisfaction rating (1–5), if any.")
+    rated_agent: str | None = Field(description="The agent the rating is for (who closed it).")
+
+    @staticmethod
+    def resolve_rated_agent(conversation) -> str | None:
+        return _username(conversation.closed_by) if conversation.rating else None
 
     @staticmethod
     def resolve_status_history(conversation):

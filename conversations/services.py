@@ -27,6 +27,7 @@ from .exceptions import (
     InvalidInput,
     TagsLocked,
 )
+from .inbox_settings import inbox_settings
 from .locks import lock_contact, lock_conversation, open_conversation_of, retrying_atomic
 from .models import (
     MESSAGE_MAX_LENGTH,
@@ -42,7 +43,7 @@ from .models import (
     clean_tag_name,
 )
 from .text import clean_channel, clean_text, preview
-from .transitions import Event, Move, Status, resolve
+from .transitions import ONGOING, Event, Move, Status, resolve
 
 TAG_COLOUR_DEFAULT = "#64748b"
 
@@ -95,21 +96,47 @@ def _change_status(
 ) -> tuple[list[str], StatusChange]:
     """Apply ``move`` to a locked conversation and record it: the fields changed and
     the history line. With ``save=False`` the caller saves the fields together with
-    its own (one update of the row per transaction, see ``locks``)."""
+    its own (one update of the row per transaction, see ``locks``).
+
+    A close also archives the conversation when the settings say so (recorded as
+    its own line, as an archive is)."""
+    now = now or timezone.now()
     before = conversation.status
     fields = ["status", "updated_at"]
     conversation.status = move.target
-    if move.target == Status.CLOSED:
-        conversation.closed_at = now or timezone.now()
-        conversation.closed_by = actor
+    archived = False
+    if move.target in (Status.CLOSED, Status.RESOLVED):
         conversation.waiting_since = None
-        fields += ["closed_at", "closed_by", "waiting_since"]
+        fields.append("waiting_since")
+        if before != Status.RESOLVED:  # the agent who resolved it keeps the rating
+            conversation.closed_by = actor
+            fields.append("closed_by")
+    if move.target == Status.RESOLVED:
+        conversation.resolved_at = now
+        fields.append("resolved_at")
+    if move.target == Status.CLOSED:
+        conversation.closed_at = now
+        fields.append("closed_at")
+        if inbox_settings().archive_on_close:
+            conversation.archived_at = now
+            fields.append("archived_at")
+            archived = True
     if save:
         conversation.save(update_fields=fields)
     change = _record(
         conversation, from_status=before, move=move, source=source, actor=actor, note=note
     )
+    if archived:
+        archive = resolve(Event.ARCHIVE, Status.CLOSED)
+        _record(conversation, from_status=Status.CLOSED, move=archive, source=source, actor=actor)
     return fields, change
+
+
+def _close_resolved(conversation: Conversation, move: Move, *, source: str, actor, note="") -> None:
+    """A rule that opens a new conversation for a contact whose survey is awaited
+    closes the resolved one first, without a rating (recorded under the rule's event)."""
+    ending = Move(rule=move.rule, source=Status.RESOLVED, target=Status.CLOSED)
+    _change_status(conversation, ending, source=source, actor=actor, note=note)
 
 
 def _touch(
@@ -248,8 +275,12 @@ def message_send_automated(
         raise InvalidInput("Automated messages are sent by a flow or a broadcast.")
     text = clean_text(text, field="Message", max_length=MESSAGE_MAX_LENGTH)
     conversation = lock_conversation(conversation)
-    if conversation.is_closed:
+    if conversation.tags_locked:  # closed, or resolved (only its survey goes out)
         raise ConversationClosed()
+    return _send(conversation, text, sender_kind=sender_kind, author=author)
+
+
+def _send(conversation: Conversation, text: str, *, sender_kind: str, author=None) -> Message:
     message = Message.objects.create(
         conversation=conversation,
         direction=Direction.OUTBOUND,
@@ -310,6 +341,8 @@ def apply_event(
         target.status if target else None,
         status_before_flow=status_before_flow,
     )
+    if move.rule.closes_resolved:
+        _close_resolved(target, move, source=source, actor=actor, note=note)
     if move.opens_new:
         opened, change = _start_conversation(
             locked_contact, move, source=source, actor=actor, note=note
@@ -326,11 +359,53 @@ def conversation_close(
     *, conversation: Conversation | int, actor=None, source: str = Source.AGENT, note: str = ""
 ) -> Conversation:
     """Close (agent, admin, API): history from now on; tags lock; a running flow
-    run is cancelled (the flows app listens to ``hooks.status_changed``)."""
+    run is cancelled (the flows app listens to ``hooks.status_changed``).
+
+    With CSAT on and an agent having replied, it becomes Resolved instead and the
+    survey is sent through the conversation's channel (``hooks.message_sent``)."""
     conversation = lock_conversation(conversation)
-    move = resolve(Event.CLOSE, conversation.status, conversation.is_archived)
+    event = Event.CLOSE
+    if (
+        conversation.status in ONGOING
+        and inbox_settings().csat_enabled
+        and conversation.messages.filter(sender_kind=SenderKind.AGENT).exists()
+    ):
+        event = Event.CLOSE_WITH_SURVEY
+    move = resolve(event, conversation.status, conversation.is_archived)
     _change_status(conversation, move, source=source, actor=actor, note=note)
+    if move.target == Status.RESOLVED:
+        _send(conversation, inbox_settings().csat_question, sender_kind=SenderKind.SURVEY)
     return conversation
+
+
+def survey_rating(text: str) -> int | None:
+    """The rating a survey answer gives: a lone digit from 1 to 5 (a button's value,
+    or typed), else None."""
+    text = text.strip().rstrip(".!⭐ ")
+    return int(text) if len(text) == 1 and text in "12345" else None
+
+
+def survey_reply(conversation: Conversation, *, text: str, source: str) -> Message | None:
+    """A contact's message to its resolved (locked) conversation: a rating is stored
+    in it and closes it (returned); anything else closes it without a rating (None:
+    the caller opens a new conversation for the message)."""
+    rating = survey_rating(text)
+    if rating is None:
+        move = resolve(Event.CONTACT_WRITES, Status.RESOLVED)
+        _close_resolved(conversation, move, source=source, actor=None)
+        return None
+    message = Message.objects.create(
+        conversation=conversation,
+        direction=Direction.INBOUND,
+        sender_kind=SenderKind.CONTACT,
+        text=text,
+    )
+    conversation.rating = rating
+    fields = ["rating", *_touch(conversation, message, waiting=None, save=False)]
+    move = resolve(Event.SURVEY_ANSWER, Status.RESOLVED)
+    fields += _change_status(conversation, move, source=source, actor=None, save=False)[0]
+    conversation.save(update_fields=list(dict.fromkeys(fields)))
+    return message
 
 
 @retrying_atomic
@@ -374,9 +449,10 @@ def conversation_assign(
         events.set_actor(actor)
     if expected_assignee is not ANY and conversation.assignee_id != expected_assignee:
         raise ChangedMeanwhile(_changed_by(conversation))
-    if conversation.is_closed:
+    if conversation.tags_locked:
         raise ConversationClosed(
-            "Cannot assign: the conversation is closed, and closed conversations are read-only."
+            f"Cannot assign: the conversation is {conversation.get_status_display().lower()}, "
+            "and such conversations are read-only."
         )
     if assignee is not None and not assignee.is_active:
         raise InvalidInput("Conversations can only be assigned to active agents.")
@@ -429,9 +505,10 @@ def tag_get_or_create(*, name: str, colour: str | None = None) -> Tag:
 
 def _locked_open_conversation(conversation: Conversation | int) -> Conversation:
     conversation = lock_conversation(conversation)
-    if conversation.is_closed:
+    if conversation.tags_locked:
         raise TagsLocked(
-            "Tags are locked: the conversation is closed, so its tags can no longer change."
+            f"Tags are locked: the conversation is {conversation.get_status_display().lower()}, "
+            "so its tags can no longer change."
         )
     return conversation
 

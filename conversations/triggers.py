@@ -31,9 +31,9 @@ bench/seed does.
 
 import pgtrigger
 
-from .transitions import ALLOWED_EDGES, Status
+from .transitions import ALLOWED_EDGES, TAGS_LOCKED, Status
 
-# Statuses whose conversation is history (read-only, tags locked).
+# Statuses whose conversation is history (read-only, permanent).
 LOCKED_STATUSES: tuple[str, ...] = (str(Status.CLOSED),)
 
 
@@ -42,6 +42,8 @@ def _sql_list(values) -> str:
 
 
 _LOCKED = _sql_list(LOCKED_STATUSES)
+# Closed or resolved: tags lock (a resolved conversation still takes the survey's answer).
+_TAGS_LOCKED = _sql_list(TAGS_LOCKED)
 
 
 def _refuse(code: str, sentence: str, *args: str) -> str:
@@ -164,12 +166,13 @@ def conversation_counts() -> list[pgtrigger.Trigger]:
 
 
 def tags_locked() -> pgtrigger.Trigger:
-    """The tag links of a closed conversation cannot be inserted, moved or deleted; so a
-    tag that a closed conversation carries cannot be deleted either."""
+    """The tag links of a closed or resolved conversation cannot be inserted, moved or
+    deleted; so a tag that such a conversation carries cannot be deleted either."""
     return _closed_guard(
         "tags_locked",
         operation=pgtrigger.Insert | pgtrigger.Update | pgtrigger.Delete,
-        refusal=_refuse("tags_locked", "the tags of a closed conversation are locked"),
+        refusal=_refuse("tags_locked", "the tags of a closed or resolved conversation are locked"),
+        statuses=_TAGS_LOCKED,
         lock=" FOR SHARE",
         note="\n            -- FOR SHARE waits for a close in flight, so a link cannot slip in"
         " beside it.",
@@ -205,7 +208,9 @@ def _history_of_closed(name: str, *, operation, what: str) -> pgtrigger.Trigger:
     return _closed_guard(name, operation=operation, refusal=refusal)
 
 
-def _closed_guard(name: str, *, operation, refusal: str, lock="", note="") -> pgtrigger.Trigger:
+def _closed_guard(
+    name: str, *, operation, refusal: str, statuses=_LOCKED, lock="", note=""
+) -> pgtrigger.Trigger:
     """Refuses ``operation`` on a row (old or new) of a closed conversation."""
     return pgtrigger.Trigger(
         name=name,
@@ -221,7 +226,7 @@ def _closed_guard(name: str, *, operation, refusal: str, lock="", note="") -> pg
                 ids := ARRAY[OLD.conversation_id, NEW.conversation_id];
             END IF;{note}
             PERFORM 1 FROM conversations_conversation
-                WHERE id = ANY (ids) AND status IN ({_LOCKED}){lock};
+                WHERE id = ANY (ids) AND status IN ({statuses}){lock};
             IF FOUND THEN
                 {refusal}
             END IF;
