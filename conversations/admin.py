@@ -4,13 +4,24 @@ which call the services one conversation at a time and report each refusal."""
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from . import services
 from .exceptions import ParleyError
-from .models import Contact, Conversation, ConversationTag, Message, Source, StatusChange, Tag
-from .transitions import Status
+from .inbox_settings import TIME_ZONES
+from .models import (
+    Contact,
+    Conversation,
+    ConversationTag,
+    InboxSettings,
+    Message,
+    Source,
+    StatusChange,
+    Tag,
+)
+from .transitions import TAGS_LOCKED, Status
 
 
 def _status_badge(status: str) -> str:
@@ -119,14 +130,15 @@ class TagLinkFormSet(forms.BaseInlineFormSet):
         conversation = self.instance
         if conversation.pk is None:
             return
-        closed = Conversation.objects.filter(pk=conversation.pk, status=Status.CLOSED).exists()
+        closed = Conversation.objects.filter(pk=conversation.pk, status__in=TAGS_LOCKED).exists()
         touched = any(
             form.has_changed() or (self.can_delete and self._should_delete_form(form))
             for form in self.forms
         )
         if closed and touched:
             raise forms.ValidationError(
-                "Tags are locked: this conversation is closed, so its tags can no longer change."
+                "Tags are locked: this conversation is closed or resolved, so its tags can no "
+                "longer change."
             )
 
 
@@ -222,6 +234,8 @@ class ConversationAdmin(admin.ModelAdmin):
         "closed_at",
         "closed_by",
         "archived_at",
+        "resolved_at",
+        "rating",
     )
     fields = readonly_fields[:2] + ("assignee",) + readonly_fields[2:]
     inlines = [TagLinkInline, MessageInline, StatusChangeInline]
@@ -337,3 +351,35 @@ class TagAdmin(admin.ModelAdmin):
                     )
                 )
         return deleted, model_count, perms_needed, protected
+
+
+class InboxSettingsForm(forms.ModelForm):
+    time_zone = forms.ChoiceField(
+        label="Business time zone", choices=[(name, name) for name in sorted(TIME_ZONES)]
+    )
+
+    class Meta:
+        model = InboxSettings
+        fields = "__all__"
+
+
+@admin.register(InboxSettings)
+class InboxSettingsAdmin(admin.ModelAdmin):
+    """One row: the list opens it; it is never added twice nor deleted."""
+
+    form = InboxSettingsForm
+    fieldsets = (
+        ("Satisfaction survey (CSAT)", {"fields": ("csat_enabled", "csat_question", "csat_window_hours")}),
+        ("Closing", {"fields": ("archive_on_close", "auto_close_after_hours")}),
+        ("Business", {"fields": ("time_zone",)}),
+    )
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        InboxSettings.objects.get_or_create(pk=1)
+        return redirect("admin:conversations_inboxsettings_change", 1)

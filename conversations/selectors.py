@@ -15,6 +15,7 @@ TABS: tuple[tuple[str, str], ...] = (
     (Status.IN_PROGRESS, "In progress"),
     (Status.IN_FLOW, "In a flow"),
     (Status.NOT_CONTACTED, "Not contacted"),
+    (Status.RESOLVED, "Resolved"),  # only while CSAT is on (inbox.views.build_tabs)
     (Status.CLOSED, "Closed"),
     ("archived", "Archived"),
 )

@@ -28,7 +28,7 @@ from conversations.models import (
     Source,
     tag_key,
 )
-from conversations.transitions import STATUS_LABELS, Event, Status
+from conversations.transitions import ENGAGED, STATUS_LABELS, Event, Status
 
 from .engine import (
     ENDING_EVENTS,
@@ -440,18 +440,22 @@ def broadcast_run_chunk(*, chunk_id: int) -> int:
     rows: list[BroadcastDelivery] = []
     ongoing: set[int] = set()
     if batch and not broadcast.has_priority:
-        # Classify the whole chunk in one query: ongoing contacts are skipped.
-        ongoing = set(
-            Conversation.objects.ongoing()
-            .filter(contact_id__in=batch)
-            .values_list("contact_id", flat=True)
+        # Classify the whole chunk in one query: ongoing contacts are skipped, and so
+        # are those whose satisfaction survey is awaited.
+        engaged = dict(
+            Conversation.objects.filter(status__in=ENGAGED, contact_id__in=batch).values_list(
+                "contact_id", "status"
+            )
         )
+        ongoing = set(engaged)
         rows = [
             BroadcastDelivery(
                 broadcast=broadcast,
                 contact_id=contact_id,
                 outcome=DeliveryOutcome.SKIPPED,
-                reason="The conversation is ongoing.",
+                reason="Its satisfaction survey is awaited."
+                if engaged[contact_id] == Status.RESOLVED
+                else "The conversation is ongoing.",
             )
             for contact_id in sorted(ongoing)
         ]

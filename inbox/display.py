@@ -192,7 +192,7 @@ def _sender(message: MessageRow, contact_name: str, labels: dict[int, str]) -> s
         return contact_name
     if message.sender_kind == SenderKind.AGENT:
         return labels.get(message.author_id, "An agent")
-    return "Flow" if message.sender_kind == SenderKind.FLOW else "Broadcast"
+    return SenderKind(message.sender_kind).label
 
 
 def _actor(change: ChangeRow, labels: dict[int, str]) -> str:

@@ -25,6 +25,7 @@ from django_htmx.http import push_url, trigger_client_event
 
 from conversations import services
 from conversations.exceptions import ParleyError
+from conversations.inbox_settings import inbox_settings
 from conversations.models import Contact, Conversation, Direction, StatusChange
 from conversations.reads import mark_read
 from conversations.selectors import TABS, contact_history, status_counts
@@ -95,7 +96,10 @@ def build_tabs(page: InboxPage, counts: dict[str, int]) -> list[dict]:
             "active": not statuses and archived == "no",
         }
     ]
+    csat = inbox_settings().csat_enabled
     for key, label in TABS:
+        if key == Status.RESOLVED and not (csat or statuses == [key]):
+            continue
         if key == "archived":
             url, active = link(archived="yes"), archived == "yes" and not statuses
         else:
@@ -234,9 +238,9 @@ def pane_context(
             "close": allowed(Event.CLOSE, status, archived),
             "archive": allowed(Event.ARCHIVE, status, archived),
             "unarchive": allowed(Event.UNARCHIVE, status, archived),
-            # The tag lock and assignment follow the services: open conversations only.
-            "edit_tags": not conversation.is_closed,
-            "assign": not conversation.is_closed,
+            # The tag lock and assignment follow the services: not closed or resolved.
+            "edit_tags": not conversation.tags_locked,
+            "assign": not conversation.tags_locked,
         },
         # The "Start flow" form's choices (flows/partials/start_flow.html).
         "flows": choices.flows(),
@@ -404,7 +408,7 @@ def refused_reply_notice(pk: int, detail: str) -> str:
         .order_by("-at", "-id")
         .first()
     )
-    if change is None or change.to_status != Status.CLOSED:
+    if change is None or change.to_status not in (Status.CLOSED, Status.RESOLVED):
         return detail
     who = agent_label(change.actor) if change.actor else "someone else"
     return f"Closed a moment ago by {who}. {detail} Your reply was not sent; it is kept below."
@@ -429,8 +433,15 @@ def close(request, pk: int):
         request,
         pk,
         lambda: services.conversation_close(conversation=pk, actor=request.user),
-        success="Closed. The conversation is now read-only and its tags are locked.",
+        success=lambda conversation: CLOSE_NOTICES[conversation.status],
     )
+
+
+CLOSE_NOTICES = {
+    Status.CLOSED: "Closed. The conversation is now read-only and its tags are locked.",
+    Status.RESOLVED: "Resolved. The satisfaction survey was sent; the contact's answer (or the "
+    "end of its window) closes it. Its tags are locked.",
+}
 
 
 @require_POST
