@@ -369,7 +369,10 @@ class InboxSettingsAdmin(admin.ModelAdmin):
 
     form = InboxSettingsForm
     fieldsets = (
-        ("Satisfaction survey (CSAT)", {"fields": ("csat_enabled", "csat_question", "csat_window_hours")}),
+        (
+            "Satisfaction survey (CSAT)",
+            {"fields": ("csat_enabled", "csat_question", "csat_window_hours")},
+        ),
         ("Closing", {"fields": ("archive_on_close", "auto_close_after_hours")}),
         ("Business", {"fields": ("time_zone",)}),
     )
