@@ -360,7 +360,14 @@ class InboxSettingsForm(forms.ModelForm):
 
     class Meta:
         model = InboxSettings
-        fields = "__all__"
+        fields = (
+            "csat_enabled",
+            "csat_question",
+            "csat_window_hours",
+            "archive_on_close",
+            "auto_close_after_hours",
+            "time_zone",
+        )
 
 
 @admin.register(InboxSettings)

@@ -152,20 +152,26 @@ def test_tags_lock_at_resolved_in_services_model_and_database(csat):
         conversation.tags.clear()
     with pytest.raises(TagsLocked), transaction.atomic():
         tag.delete()
-    with pytest.raises(IntegrityError, match="tags_locked"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "DELETE FROM conversations_conversationtag WHERE conversation_id = %s",
-                [conversation.pk],
-            )
+    with (
+        pytest.raises(IntegrityError, match="tags_locked"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(
+            "DELETE FROM conversations_conversationtag WHERE conversation_id = %s",
+            [conversation.pk],
+        )
     other = Tag.objects.create(name="sneaky")
-    with pytest.raises(IntegrityError, match="tags_locked"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO conversations_conversationtag (conversation_id, tag_id, added_at) "
-                "VALUES (%s, %s, now())",
-                [conversation.pk, other.pk],
-            )
+    with (
+        pytest.raises(IntegrityError, match="tags_locked"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(
+            "INSERT INTO conversations_conversationtag (conversation_id, tag_id, added_at) "
+            "VALUES (%s, %s, now())",
+            [conversation.pk, other.pk],
+        )
     assert list(conversation.tags.all()) == [tag]
 
 
