@@ -145,6 +145,8 @@ TASKS = {
 # has expired; the broadcast's watch looks every BROADCAST_SWEEP_SECONDS.
 BROADCAST_CHUNK_LEASE_SECONDS = float(os.environ.get("BROADCAST_CHUNK_LEASE_SECONDS", "30"))
 BROADCAST_SWEEP_SECONDS = float(os.environ.get("BROADCAST_SWEEP_SECONDS", "15"))
+# While conversations are snoozed, the wake task runs at least this often.
+SNOOZE_WAKE_SECONDS = float(os.environ.get("SNOOZE_WAKE_SECONDS", "300"))
 
 # --- Auth -----------------------------------------------------------------------
 

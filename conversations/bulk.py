@@ -274,6 +274,7 @@ def apply_event(
         fields = {"status": after, "updated_at": now}
         if after == Status.CLOSED:
             fields |= {"closed_at": now, "closed_by_id": actor.pk if actor else None}
+        if after in (Status.CLOSED, Status.IN_FLOW):  # nobody waits for an agent
             fields["waiting_since"] = None
         for target in group:
             target.pending.update(fields)

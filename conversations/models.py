@@ -164,6 +164,12 @@ class ConversationQuerySet(models.QuerySet):
     def not_archived(self):
         return self.filter(archived_at__isnull=True)
 
+    def snoozed(self):
+        return self.filter(snoozed_until__isnull=False)
+
+    def not_snoozed(self):
+        return self.filter(snoozed_until__isnull=True)
+
     def by_activity(self):
         """Most recently active first; ``id`` breaks ties so keyset pages are stable."""
         return self.order_by("-last_activity_at", "-id")
@@ -197,6 +203,8 @@ class Conversation(models.Model):
         related_name="+",
     )
     archived_at = models.DateTimeField(null=True, blank=True)
+    # Snoozed (not a status): out of the default views until then (conversations.snooze).
+    snoozed_until = models.DateTimeField(null=True, blank=True)
 
     objects = ConversationQuerySet.as_manager()
 
@@ -270,6 +278,17 @@ class Conversation(models.Model):
                 condition=Q(waiting_since__isnull=False),
                 name="conv_waiting",
             ),
+            # The Snoozed view, and the wake query (the earliest due first).
+            models.Index(
+                fields=["-last_activity_at", "-id"],
+                condition=Q(snoozed_until__isnull=False),
+                name="conv_snoozed_activity",
+            ),
+            models.Index(
+                fields=["snoozed_until"],
+                condition=Q(snoozed_until__isnull=False),
+                name="conv_snoozed_until",
+            ),
             models.Index(fields=["contact", "-created_at"], name="conv_contact_history"),
             # The inbox's change fingerprint reads the newest write (a MAX, one index probe).
             models.Index(fields=["updated_at"], name="conv_updated_at"),
@@ -278,6 +297,7 @@ class Conversation(models.Model):
             guards.status_edges(),
             guards.status_recorded(),
             guards.closed_is_permanent(),
+            guards.snooze_ends_on_close(),
             *guards.conversation_counts(),
             *events.triggers(),
         ]
@@ -300,6 +320,10 @@ class Conversation(models.Model):
     @property
     def is_archived(self) -> bool:
         return self.archived_at is not None
+
+    @property
+    def is_snoozed(self) -> bool:
+        return self.snoozed_until is not None
 
 
 class ConversationTag(models.Model):

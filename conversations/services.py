@@ -19,7 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import events, hooks, inbound
+from . import events, hooks, inbound, snooze
 from .exceptions import (
     ChangedMeanwhile,
     ContactExists,
@@ -97,19 +97,30 @@ def _change_status(
     the history line. With ``save=False`` the caller saves the fields together with
     its own (one update of the row per transaction, see ``locks``)."""
     before = conversation.status
-    fields = ["status", "updated_at"]
+    fields = ["status", "updated_at", "waiting_since"]
     conversation.status = move.target
     if move.target == Status.CLOSED:
         conversation.closed_at = now or timezone.now()
         conversation.closed_by = actor
-        conversation.waiting_since = None
-        fields += ["closed_at", "closed_by", "waiting_since"]
+        conversation.snoozed_until = None  # as the database's trigger does
+        fields += ["closed_at", "closed_by"]
+    conversation.waiting_since = _waiting_after(conversation, before, move.target, now)
     if save:
         conversation.save(update_fields=fields)
     change = _record(
         conversation, from_status=before, move=move, source=source, actor=actor, note=note
     )
     return fields, change
+
+
+def _waiting_after(conversation: Conversation, before: str, target: str, now):
+    """Nobody waits for an agent in a flow, nor once it closes; a flow handing the
+    conversation to the agents (New) starts the wait."""
+    if target in (Status.IN_FLOW, Status.CLOSED):
+        return None
+    if before == Status.IN_FLOW:
+        return (now or timezone.now()) if target == Status.NEW else None
+    return conversation.waiting_since
 
 
 def _touch(
@@ -190,6 +201,8 @@ def message_receive(
     contact, created, conversation, message = inbound.receive(
         channel, external_id, name, text, source
     )
+    if conversation.is_snoozed:
+        snooze.wake(conversation=conversation, source=Source.CONTACT, note="the contact wrote")
     if name and not created and contact.name != name:
         contact.name = name
         contact.save(update_fields=["name"])

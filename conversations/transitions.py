@@ -67,6 +67,9 @@ class Event(StrEnum):
     CLOSE = "close"
     ARCHIVE = "archive"
     UNARCHIVE = "unarchive"
+    # Snooze is not a status: history lines only (conversations.snooze), no rule below.
+    SNOOZE = "snooze"
+    WAKE = "wake"
 
     @property
     def label(self) -> str:
@@ -87,6 +90,8 @@ EVENT_LABELS: dict[Event, str] = {
     Event.CLOSE: "Closed",
     Event.ARCHIVE: "Archived",
     Event.UNARCHIVE: "Unarchived",
+    Event.SNOOZE: "Snoozed",
+    Event.WAKE: "Woke up",
 }
 EVENT_CHOICES = [(event.value, EVENT_LABELS[event]) for event in Event]
 
@@ -105,6 +110,8 @@ EVENT_ACTIONS: dict[Event, str] = {
     Event.CLOSE: "Closing",
     Event.ARCHIVE: "Archiving",
     Event.UNARCHIVE: "Unarchiving",
+    Event.SNOOZE: "Snoozing",
+    Event.WAKE: "Waking",
 }
 
 # The target of FLOW_COMPLETE depends on the status before the flow.

@@ -326,10 +326,15 @@ def handle_inbound(*, message, conversation: Conversation) -> FlowRun | None:
         flow = keyword_flow(message.text)
         if flow is None:
             return None
+        before = _status_before_message(conversation)
+        # §3: only the message that starts a conversation (or the first from Not
+        # contacted) starts a flow; a contact already waiting for an agent stays queued.
+        if before == Status.NEW:
+            return None
         return flow_start(
             flow=flow,
             contact=conversation.contact_id,
             trigger=Trigger.KEYWORD,
             keyword=True,
-            status_before_flow=_status_before_message(conversation) or "",
+            status_before_flow=before or "",
         )
