@@ -177,7 +177,7 @@ def _set_total(page: InboxPage, filterset, queryset) -> bool:
     True when the total has to be counted: the rows' query then counts it too (a
     subquery), one round trip fewer."""
     data = filterset.form.cleaned_data
-    if any(data.get(name) for name in COUNTED_FILTERS):
+    if any(data.get(name) for name in COUNTED_FILTERS) or data.get("snoozed") not in ("", "no"):
         return not getattr(filterset, "search_is_broad", False)
     counts = status_counts()
     statuses = data.get("status") or [str(status) for status in Status]
@@ -346,9 +346,10 @@ class Heads(NamedTuple):
 
 def inbox_heads(*, agent_id: int | None) -> Heads:
     """``inbox_version`` and the Mine and Unassigned counts in one query (each
-    count an index-only walk of ``conv_open_assignee``, at most a hundred entries)."""
+    count a walk of ``conv_open_assignee``, at most a hundred entries; snoozed
+    conversations are left out, as from every default view)."""
     cap = VIEW_COUNT_CAP + 1
-    open_rows = "archived_at IS NULL AND status <> 'closed'"
+    open_rows = "archived_at IS NULL AND status <> 'closed' AND snoozed_until IS NULL"
     with connection.cursor() as cursor:
         cursor.execute(
             f"""

@@ -19,5 +19,7 @@ urlpatterns = [
     path("inbox/c/<int:pk>/tags/remove/", views.tag_remove, name="tag_remove"),
     path("inbox/c/<int:pk>/presence/", stream.presence, name="presence"),
     path("inbox/c/<int:pk>/read/", views.read, name="read"),
+    path("inbox/c/<int:pk>/snooze/", views.snooze_view, name="snooze"),
+    path("inbox/c/<int:pk>/unsnooze/", views.unsnooze_view, name="unsnooze"),
     path("contacts/<int:pk>/", views.contact, name="contact"),
 ]
