@@ -15,10 +15,12 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
-from conversations import services
-from conversations.models import Contact, Source
+from conversations import services, snooze
+from conversations.models import Contact, Conversation, Source
 from conversations.transitions import Event
 
+# The flow seed_demo_flows creates and runs on these conversations ("Welcome").
+DEMO_FLOW_NOTE = "Flow “Welcome”"
 DEMO_PASSWORD = "parley-demo"  # noqa: S105  (printed by bin/run; demo only)
 AGENTS = [("alice", "Alice", "Martin"), ("bob", "Bob", "Nguyen"), ("carol", "Carol", "Diaz")]
 TAGS = [
@@ -131,6 +133,7 @@ class Command(BaseCommand):
             for name, colour in TAGS:
                 services.tag_get_or_create(name=name, colour=colour)
             counts = self._contacts(rng, agents)
+            self._snooze(agents)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data: {len(agents)} agents, 1 admin, {counts['contacts']} contacts, "
@@ -155,6 +158,15 @@ class Command(BaseCommand):
             user.save()
             users.append(user)
         return users[:-1], users[-1]
+
+    def _snooze(self, agents) -> None:
+        """Two conversations in progress wait in the Snoozed view until tomorrow morning."""
+        until = dict((key, moment) for key, _, moment in snooze.presets())["tomorrow"]
+        waiting = Conversation.objects.filter(status="in_progress").order_by("id")[:2]
+        for conversation in waiting:
+            snooze.conversation_snooze(
+                conversation=conversation, until=until, actor=conversation.assignee or agents[0]
+            )
 
     def _contacts(self, rng: random.Random, agents):
         # Which status each demo contact's current conversation ends in.
@@ -206,7 +218,7 @@ class Command(BaseCommand):
         if outcome == "in_flow":
             clock.advance(minutes=5)
             services.apply_event(
-                contact=contact, event=Event.FLOW_START, source=Source.FLOW, note="Onboarding"
+                contact=contact, event=Event.FLOW_START, source=Source.FLOW, note=DEMO_FLOW_NOTE
             )
             return 0
         if outcome.startswith("history"):

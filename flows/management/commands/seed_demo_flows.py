@@ -10,8 +10,10 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from conversations import services as core
-from flows import broadcasts
-from flows.models import Broadcast, Flow, FlowStep, Segment, StepKind
+from conversations.models import Conversation
+from conversations.transitions import Status
+from flows import broadcasts, engine
+from flows.models import ACTIVE_RUN_STATES, Broadcast, Flow, FlowStep, Segment, StepKind, Trigger
 
 WELCOME = "Welcome"
 SURVEY = "Feedback survey"
@@ -62,6 +64,13 @@ class Command(BaseCommand):
                 {"kind": StepKind.CLOSE},
             ],
         )
+        # seed_demo's conversations "in a flow" run the Welcome flow, waiting for the name.
+        for conversation in Conversation.objects.filter(status=Status.IN_FLOW).exclude(
+            flow_runs__state__in=ACTIVE_RUN_STATES
+        ):
+            engine.flow_start(
+                flow=welcome, conversation=conversation, has_priority=True, trigger=Trigger.ADMIN
+            )
         broadcast = Broadcast.objects.filter(flow=survey).order_by("pk").first()
         if broadcast is None:
             broadcast = broadcasts.broadcast_create(
