@@ -20,6 +20,7 @@ from .exceptions import ConversationClosed, IllegalTransition, InvalidInput
 from .inbox_settings import business_timezone
 from .locks import lock_conversation, retrying_atomic
 from .models import Conversation, Source, StatusChange
+from .reads import mark_unread
 from .transitions import OPEN, Event
 
 MAX_SNOOZE = timedelta(days=366)
@@ -110,32 +111,12 @@ def conversation_unsnooze(
 
 def wake(*, conversation: Conversation, source: str, actor=None, note: str = "") -> Conversation:
     """Wake a locked, snoozed conversation (the contact wrote, or by hand): unread
-    again for every agent (``_mark_unread``), back in the default views."""
+    again for every agent (``reads.mark_unread``), back in the default views."""
     conversation.snoozed_until = None
     conversation.save(update_fields=["snoozed_until", "updated_at"])
     _line(conversation, Event.WAKE, source=source, actor=actor, note=note)
-    _mark_unread([conversation.pk])
+    mark_unread([conversation.pk])
     return conversation
-
-
-# Every agent's mark moves back to just before the newest contact message: the
-# conversation counts one unread message again. Marks of conversations without a
-# contact message stay (nothing to show as unread).
-_MARK_UNREAD = """
-    UPDATE conversations_readmark r
-    SET read_upto = newest.at - interval '1 microsecond'
-    FROM (
-        SELECT c.id, (SELECT max(m.created_at) FROM conversations_message m
-                      WHERE m.conversation_id = c.id AND m.direction = 'inbound') AS at
-        FROM unnest(%s::bigint[]) AS c(id)
-    ) newest
-    WHERE r.conversation_id = newest.id AND newest.at IS NOT NULL AND r.read_upto >= newest.at
-"""
-
-
-def _mark_unread(ids: list[int]) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(_MARK_UNREAD, [ids])
 
 
 # Set-based: every due conversation in one statement (row locks taken by the UPDATE,
@@ -178,7 +159,7 @@ def wake_due(*, now: datetime | None = None, limit: int = 10_000) -> int:
         )
         ids = cursor.fetchone()[0] or []
     if ids:
-        _mark_unread(ids)
+        mark_unread(ids)
     return len(ids)
 
 

@@ -62,6 +62,7 @@ class Event(StrEnum):
     FLOW_START_PRIORITY = "flow_start_priority"
     FLOW_MARK_IN_PROGRESS = "flow_mark_in_progress"
     FLOW_HAND_OFF = "flow_hand_off"
+    FLOW_ASSIGN = "flow_assign"
     FLOW_CLOSE = "flow_close"
     FLOW_COMPLETE = "flow_complete"
     CLOSE = "close"
@@ -85,6 +86,7 @@ EVENT_LABELS: dict[Event, str] = {
     Event.FLOW_START_PRIORITY: "Flow started with priority",
     Event.FLOW_MARK_IN_PROGRESS: "Flow marked it in progress",
     Event.FLOW_HAND_OFF: "Flow handed off to an agent",
+    Event.FLOW_ASSIGN: "Flow assigned it to an agent",
     Event.FLOW_CLOSE: "Flow closed it",
     Event.FLOW_COMPLETE: "Flow completed",
     Event.CLOSE: "Closed",
@@ -105,6 +107,7 @@ EVENT_ACTIONS: dict[Event, str] = {
     Event.FLOW_START_PRIORITY: "Starting a flow",
     Event.FLOW_MARK_IN_PROGRESS: "Marking it in progress",
     Event.FLOW_HAND_OFF: "Handing off",
+    Event.FLOW_ASSIGN: "Assigning",
     Event.FLOW_CLOSE: "Closing",
     Event.FLOW_COMPLETE: "Completing the flow",
     Event.CLOSE: "Closing",
@@ -148,6 +151,7 @@ TABLE: tuple[Rule, ...] = (
     _rule(Event.FLOW_START_PRIORITY, CLOSED_OR_NONE, S.IN_FLOW, opens_new=True),
     _rule(Event.FLOW_MARK_IN_PROGRESS, {S.IN_FLOW}, S.IN_PROGRESS),
     _rule(Event.FLOW_HAND_OFF, {S.IN_FLOW}, S.NEW),
+    _rule(Event.FLOW_ASSIGN, {S.IN_FLOW}, S.IN_PROGRESS),
     _rule(Event.FLOW_CLOSE, {S.IN_FLOW}, S.CLOSED),
     _rule(Event.FLOW_COMPLETE, {S.IN_FLOW}, RESTORE),
     _rule(Event.CLOSE, OPEN, S.CLOSED, cancels_flow=True),

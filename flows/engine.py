@@ -17,8 +17,10 @@ from django.utils import timezone
 
 from conversations import services as core
 from conversations.exceptions import ConversationOngoing, InvalidInput
+from conversations.availability import least_loaded_agent
 from conversations.locks import lock_conversation, retrying_atomic
 from conversations.models import Contact, Conversation, Direction, SenderKind, Source
+from conversations.reads import mark_unread
 from conversations.transitions import Event, Status, allowed
 
 from .models import Broadcast, Flow, FlowRun, FlowStep, RunState, StepKind, Trigger
@@ -38,6 +40,7 @@ ENDING_EVENTS: dict[str, Event] = {
 class Outcome:
     MARKED_IN_PROGRESS = "mark_in_progress"
     HANDED_OFF = "hand_off"
+    ASSIGNED = "assign"
     CLOSED = "close"
     COMPLETED = "completed"
     TAKEOVER = "takeover"
@@ -156,6 +159,12 @@ def _advance(run: FlowRun, conversation: Conversation, *, new_runs: list | None 
             run.cursor += 1
             end_run(run, state=RunState.FINISHED, outcome=ENDING_OUTCOMES[step.kind])
             return _save(run, new_runs)
+        elif step.kind == StepKind.ASSIGN:
+            outcome, detail = _assign(step, conversation, source=source, note=note)
+            log_step(run, step, detail)
+            run.cursor += 1
+            end_run(run, state=RunState.FINISHED, outcome=outcome, detail=detail)
+            return _save(run, new_runs)
         run.cursor += 1
     core.apply_event(
         event=Event.FLOW_COMPLETE,
@@ -166,6 +175,23 @@ def _advance(run: FlowRun, conversation: Conversation, *, new_runs: list | None 
     )
     end_run(run, state=RunState.FINISHED, outcome=Outcome.COMPLETED)
     return _save(run, new_runs)
+
+
+def _assign(step: FlowStep, conversation: Conversation, *, source: str, note: str):
+    """The *assign* step: to the step's agent, or to the least-loaded available one,
+    In progress and unread for them; with nobody available, handed off to the queue
+    (New, unassigned), saying why. Returns the run's outcome and detail."""
+    agent = step.agent if step.agent_id and step.agent.is_active else least_loaded_agent()
+    if agent is None:
+        why = "No agent is available (everyone is away): handed off to the queue."
+        core.apply_event(
+            event=Event.FLOW_HAND_OFF, source=source, conversation=conversation, note=f"{note}. {why}"
+        )
+        return Outcome.HANDED_OFF, why
+    core.apply_event(event=Event.FLOW_ASSIGN, source=source, conversation=conversation, note=note)
+    core.conversation_assign(conversation=conversation.pk, assignee=agent)
+    mark_unread([conversation.pk], agent_id=agent.pk)
+    return Outcome.ASSIGNED, f"Assigned to {agent.get_full_name() or agent.get_username()}"
 
 
 @retrying_atomic

@@ -58,6 +58,7 @@ class StepKind(models.TextChoices):
     ADD_TAG = "add_tag", "Add tag"
     MARK_IN_PROGRESS = "mark_in_progress", "Mark in progress (ends the run)"
     HAND_OFF = "hand_off", "Hand off to an agent (ends the run)"
+    ASSIGN = "assign", "Assign to an agent (ends the run)"
     CLOSE = "close", "Close (ends the run)"
 
 
@@ -77,6 +78,14 @@ class FlowStep(models.Model):
     tag = models.ForeignKey(
         Tag, on_delete=models.PROTECT, null=True, blank=True, related_name="flow_steps"
     )
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Assign: this agent; empty = the least-loaded available agent.",
+    )
 
     class Meta:
         ordering = ["flow", "position", "id"]
@@ -95,6 +104,10 @@ class FlowStep(models.Model):
             errors["attribute"] = "Name the contact attribute that stores the reply."
         if self.kind == StepKind.ADD_TAG and self.tag_id is None:
             errors["tag"] = "Choose the tag to add."
+        if self.agent_id is not None and self.kind != StepKind.ASSIGN:
+            errors["agent"] = "Only an assign step names an agent."
+        elif self.agent_id is not None and not self.agent.is_active:
+            errors["agent"] = "This agent's account is inactive; choose an active agent."
         if errors:
             raise ValidationError(errors)
 

@@ -342,10 +342,12 @@ class Heads(NamedTuple):
     version: str  # the heartbeat's fingerprint (``inbox_version``)
     mine: int  # open conversations assigned to the agent, capped (VIEW_COUNT_CAP + 1)
     unassigned: int  # open conversations assigned to nobody, capped
+    away: bool = False  # the agent's available/away switch (the top bar)
 
 
 def inbox_heads(*, agent_id: int | None) -> Heads:
-    """``inbox_version`` and the Mine and Unassigned counts in one query (each
+    """``inbox_version``, the Mine and Unassigned counts and the agent's away
+    switch in one query (each
     count a walk of ``conv_open_assignee``, at most a hundred entries; snoozed
     conversations are left out, as from every default view)."""
     cap = VIEW_COUNT_CAP + 1
@@ -357,12 +359,14 @@ def inbox_heads(*, agent_id: int | None) -> Heads:
                 (SELECT count(*) FROM (SELECT 1 FROM conversations_conversation
                     WHERE {open_rows} AND assignee_id = %s LIMIT {cap}) mine),
                 (SELECT count(*) FROM (SELECT 1 FROM conversations_conversation
-                    WHERE {open_rows} AND assignee_id IS NULL LIMIT {cap}) nobody)
+                    WHERE {open_rows} AND assignee_id IS NULL LIMIT {cap}) nobody),
+                EXISTS (SELECT 1 FROM conversations_availability
+                    WHERE user_id = %s AND is_away)
             """,  # noqa: S608 - constants; the agent is a parameter
-            [agent_id or 0],
+            [agent_id or 0, agent_id or 0],
         )
-        newest, mine, unassigned = cursor.fetchone()
-    return Heads(_fingerprint(newest), mine, unassigned)
+        newest, mine, unassigned, away = cursor.fetchone()
+    return Heads(_fingerprint(newest), mine, unassigned, away)
 
 
 def _fingerprint(newest) -> str:

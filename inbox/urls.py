@@ -9,6 +9,7 @@ urlpatterns = [
     path("inbox/poll/", views.poll, name="poll"),
     path("inbox/stream/", stream.stream, name="stream"),
     path("inbox/bulk/", views.bulk, name="bulk"),
+    path("inbox/availability/", views.availability_view, name="availability"),
     path("inbox/c/<int:pk>/", views.pane, name="pane"),
     path("inbox/c/<int:pk>/reply/", views.reply, name="reply"),
     path("inbox/c/<int:pk>/close/", views.close, name="close"),

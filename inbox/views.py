@@ -19,11 +19,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url, trigger_client_event
 
 from conversations import services, snooze
+from conversations.availability import set_away
 from conversations.exceptions import InvalidInput, ParleyError
 from conversations.inbox_settings import business_timezone
 from conversations.models import Contact, Conversation, Direction, StatusChange
@@ -178,6 +180,7 @@ def list_context(request, page: InboxPage) -> dict:
         # Server push needs the ASGI server (bin/run); elsewhere the heartbeat serves.
         "live": isinstance(request, ASGIRequest),
         "views": build_views(page, heads, counts),
+        "agent_away": heads.away,  # read here, not by the context processor
         "bulk_agent_options": agent_options(filterset.agents),
         "tag_names": filterset.tag_names,
         "active_filter_count": len([name for name in page.query if name != "q"]),
@@ -526,6 +529,25 @@ def unsnooze_view(request, pk: int):
         lambda: snooze.conversation_unsnooze(conversation=pk, actor=request.user),
         success="Woken up: it is back in the inbox.",
     )
+
+
+@require_POST
+@agent_required
+def availability_view(request):
+    """The top bar's switch: available or away (an away agent gets no assignment
+    from a flow's least-loaded pick)."""
+    away = request.POST.get("away") == "yes"
+    set_away(user=request.user, away=away)
+    messages.success(
+        request,
+        "You are away: flows assign you nothing until you are back."
+        if away
+        else "You are available: flows may assign you conversations.",
+    )
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()):
+        back = reverse("inbox:list")
+    return redirect(back)
 
 
 def expected_assignee(data):
