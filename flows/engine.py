@@ -23,6 +23,7 @@ from conversations.models import Contact, Conversation, Direction, SenderKind, S
 from conversations.reads import mark_unread
 from conversations.transitions import Event, Status, allowed
 
+from . import answers
 from .models import Broadcast, Flow, FlowRun, FlowStep, RunState, StepKind, Trigger
 
 logger = logging.getLogger(__name__)
@@ -289,20 +290,20 @@ def flow_resume(*, run: FlowRun, text: str) -> FlowRun:
     steps = steps_of(run.flow)
     if run.cursor < len(steps) and steps[run.cursor].kind == StepKind.ASK:
         step = steps[run.cursor]
-        contact.attributes = {
-            **(contact.attributes or {}),
-            step.attribute: text[:ATTRIBUTE_VALUE_MAX_LENGTH],
-        }
+        value, ask_again = answers.accept(step, text[:ATTRIBUTE_VALUE_MAX_LENGTH])
+        entry = {"position": step.position, "kind": "reply", "at": timezone.now().isoformat()}
+        if value is None:
+            core.message_send_automated(
+                conversation=conversation,
+                text=ask_again,
+                sender_kind=SenderKind.BROADCAST if run.broadcast_id else SenderKind.FLOW,
+            )
+            run.log = [*run.log, entry | {"detail": f"not accepted: {text[:120]}"}]
+            run.save(update_fields=["log"])
+            return run
+        contact.attributes = {**(contact.attributes or {}), step.attribute: value}
         contact.save(update_fields=["attributes"])
-        run.log = [
-            *run.log,
-            {
-                "position": step.position,
-                "kind": "reply",
-                "at": timezone.now().isoformat(),
-                "detail": f"{step.attribute} = {text[:150]}",
-            },
-        ]
+        run.log = [*run.log, entry | {"detail": f"{step.attribute} = {str(value)[:150]}"}]
     run.cursor += 1
     run.state = RunState.RUNNING
     conversation.contact = contact

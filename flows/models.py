@@ -62,6 +62,13 @@ class StepKind(models.TextChoices):
     CLOSE = "close", "Close (ends the run)"
 
 
+class Expect(models.TextChoices):
+    TEXT = "text", "Any text"
+    NAME = "name", "A name (“My name is Eve” gives Eve)"
+    NUMBER = "number", "A whole number in a range"
+    CHOICE = "choice", "One of some choices"
+
+
 class FlowStep(models.Model):
     flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="steps")
     position = models.PositiveIntegerField(
@@ -77,6 +84,20 @@ class FlowStep(models.Model):
     )
     tag = models.ForeignKey(
         Tag, on_delete=models.PROTECT, null=True, blank=True, related_name="flow_steps"
+    )
+    expects = models.CharField(
+        max_length=10,
+        choices=Expect.choices,
+        default=Expect.TEXT,
+        help_text="Ask: what the reply must be; a reply that does not fit is asked again.",
+    )
+    min_value = models.IntegerField(null=True, blank=True, help_text="Ask a number: the lowest.")
+    max_value = models.IntegerField(null=True, blank=True, help_text="Ask a number: the highest.")
+    choices = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Ask one of some choices: the answers accepted, comma-separated "
+        "(any case).",
     )
     agent = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -104,12 +125,30 @@ class FlowStep(models.Model):
             errors["attribute"] = "Name the contact attribute that stores the reply."
         if self.kind == StepKind.ADD_TAG and self.tag_id is None:
             errors["tag"] = "Choose the tag to add."
+        if self.kind == StepKind.ASK:
+            errors |= self._expectation_errors()
         if self.agent_id is not None and self.kind != StepKind.ASSIGN:
             errors["agent"] = "Only an assign step names an agent."
         elif self.agent_id is not None and not self.agent.is_active:
             errors["agent"] = "This agent's account is inactive; choose an active agent."
         if errors:
             raise ValidationError(errors)
+
+
+    def _expectation_errors(self) -> dict:
+        errors = {}
+        if self.expects == Expect.NUMBER:
+            if self.min_value is None or self.max_value is None:
+                errors["max_value"] = "Give the lowest and the highest number accepted."
+            elif self.min_value > self.max_value:
+                errors["max_value"] = "The highest number is below the lowest."
+        if self.expects == Expect.CHOICE and len(self.choice_list) < 2:
+            errors["choices"] = "Give at least two answers, separated by commas."
+        return errors
+
+    @property
+    def choice_list(self) -> list[str]:
+        return [c.strip() for c in self.choices.split(",") if c.strip()]
 
 
 class RunState(models.TextChoices):

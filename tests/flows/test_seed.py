@@ -48,9 +48,13 @@ def test_writing_hi_runs_the_welcome_flow_and_ends_in_new():
     assert conversation.status == Status.IN_FLOW
     assert list(
         conversation.messages.filter(sender_kind=SenderKind.FLOW).values_list("text", flat=True)
-    ) == ["Hi! Welcome to Parley support.", "What is your name?"]
+    ) == ["Hi! Welcome to Parley support.", "What's your first name?"]
 
-    core.message_receive(channel="web", external_id="demo-visitor", text="Ada")
+    core.message_receive(channel="web", external_id="demo-visitor", text="42")
+    assert conversation.messages.filter(
+        text="Sorry, I didn't catch your name. Please write just your first name."
+    ).exists()
+    core.message_receive(channel="web", external_id="demo-visitor", text="My name is ada!")
 
     conversation.refresh_from_db()
     assert conversation.status == Status.NEW  # handed off: an agent's answer is awaited

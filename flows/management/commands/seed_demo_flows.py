@@ -13,7 +13,16 @@ from conversations import services as core
 from conversations.models import Conversation
 from conversations.transitions import Status
 from flows import broadcasts, engine
-from flows.models import ACTIVE_RUN_STATES, Broadcast, Flow, FlowStep, Segment, StepKind, Trigger
+from flows.models import (
+    ACTIVE_RUN_STATES,
+    Broadcast,
+    Expect,
+    Flow,
+    FlowStep,
+    Segment,
+    StepKind,
+    Trigger,
+)
 
 WELCOME = "Welcome"
 SURVEY = "Feedback survey"
@@ -41,7 +50,12 @@ class Command(BaseCommand):
             keyword="hi",
             steps=[
                 {"kind": StepKind.SEND_MESSAGE, "text": "Hi! Welcome to Parley support."},
-                {"kind": StepKind.ASK, "text": "What is your name?", "attribute": "name"},
+                {
+                    "kind": StepKind.ASK,
+                    "text": "What's your first name?",
+                    "attribute": "name",
+                    "expects": Expect.NAME,
+                },
                 {
                     "kind": StepKind.SEND_MESSAGE,
                     "text": "Thanks, {name}! An agent will be with you in a moment.",
@@ -59,6 +73,9 @@ class Command(BaseCommand):
                     "kind": StepKind.ASK,
                     "text": "How would you rate our help, from 1 to 5?",
                     "attribute": "rating",
+                    "expects": Expect.NUMBER,
+                    "min_value": 1,
+                    "max_value": 5,
                 },
                 {"kind": StepKind.SEND_MESSAGE, "text": "Thank you for your feedback!"},
                 {"kind": StepKind.CLOSE},
