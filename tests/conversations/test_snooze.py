@@ -10,7 +10,7 @@ from django_tasks_db.models import DBTaskResult
 
 from conversations import services, snooze
 from conversations.exceptions import ConversationClosed, InvalidInput
-from conversations.models import Conversation, StatusChange
+from conversations.models import Conversation, ConversationEvent, StatusChange
 from conversations.reads import mark_read
 from conversations.selectors import status_counts
 from conversations.transitions import Event, Status
@@ -91,6 +91,20 @@ def test_a_closed_conversation_cannot_be_snoozed_and_closing_ends_a_snooze():
     )
     other.refresh_from_db()
     assert other.snoozed_until is None
+
+
+def test_snooze_and_wake_are_published_on_the_change_bus():
+    agent = UserFactory()
+    conversation = conversation_in(Status.NEW)
+    events = ConversationEvent.objects.filter(conversation_id=conversation.pk)
+    before = events.count()
+    snooze.conversation_snooze(conversation=conversation, until=_later(hours=1), actor=agent)
+    assert events.count() == before + 1
+    assert events.order_by("-id").first().actor_id == agent.pk
+    Conversation.objects.filter(pk=conversation.pk).update(snoozed_until=timezone.now())
+    before = events.count()
+    assert snooze.wake_due() == 1
+    assert events.count() == before + 1
 
 
 def test_unsnooze_by_hand_and_not_snoozed_is_refused():
