@@ -17,8 +17,8 @@ from django.db.models.functions import Lower, Upper
 
 from . import events
 from . import triggers as guards
-from .events import ConversationEvent  # noqa: F401 - the change bus's table
 from .availability import Availability  # noqa: F401 - agents' available/away switch
+from .events import ConversationEvent  # noqa: F401 - the change bus's table
 from .reads import ReadMark  # noqa: F401 - unread markers
 from .transitions import EVENT_CHOICES, ONGOING, OPEN, STATUS_CHOICES, Status
 

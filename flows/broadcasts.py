@@ -197,8 +197,7 @@ def _deliver_many(broadcast: Broadcast, contact_ids: list[int]) -> list[Broadcas
             if is_retryable(exc):  # a deadlock: the whole chunk runs again
                 raise
             logger.warning(
-                "Broadcast %s: the set-based delivery of %d contacts failed; "
-                "delivering one by one",
+                "Broadcast %s: the set-based delivery of %d contacts failed; delivering one by one",
                 broadcast.pk,
                 len(contact_ids),
                 exc_info=True,

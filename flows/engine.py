@@ -16,8 +16,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from conversations import services as core
-from conversations.exceptions import ConversationOngoing, InvalidInput
 from conversations.availability import least_loaded_agent
+from conversations.exceptions import ConversationOngoing, InvalidInput
 from conversations.locks import lock_conversation, retrying_atomic
 from conversations.models import Contact, Conversation, Direction, SenderKind, Source
 from conversations.reads import mark_unread
@@ -186,7 +186,10 @@ def _assign(step: FlowStep, conversation: Conversation, *, source: str, note: st
     if agent is None:
         why = "No agent is available (everyone is away): handed off to the queue."
         core.apply_event(
-            event=Event.FLOW_HAND_OFF, source=source, conversation=conversation, note=f"{note}. {why}"
+            event=Event.FLOW_HAND_OFF,
+            source=source,
+            conversation=conversation,
+            note=f"{note}. {why}",
         )
         return Outcome.HANDED_OFF, why
     core.apply_event(event=Event.FLOW_ASSIGN, source=source, conversation=conversation, note=note)

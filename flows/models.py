@@ -96,8 +96,7 @@ class FlowStep(models.Model):
     choices = models.CharField(
         max_length=200,
         blank=True,
-        help_text="Ask one of some choices: the answers accepted, comma-separated "
-        "(any case).",
+        help_text="Ask one of some choices: the answers accepted, comma-separated (any case).",
     )
     agent = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -133,7 +132,6 @@ class FlowStep(models.Model):
             errors["agent"] = "This agent's account is inactive; choose an active agent."
         if errors:
             raise ValidationError(errors)
-
 
     def _expectation_errors(self) -> dict:
         errors = {}

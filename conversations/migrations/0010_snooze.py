@@ -7,41 +7,89 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0009_read_marks_and_views'),
+        ("conversations", "0009_read_marks_and_views"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         pgtrigger.migrations.RemoveTrigger(
-            model_name='conversation',
-            name='counts',
+            model_name="conversation",
+            name="counts",
         ),
         migrations.AddField(
-            model_name='conversation',
-            name='snoozed_until',
+            model_name="conversation",
+            name="snoozed_until",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='statuschange',
-            name='event',
-            field=models.CharField(choices=[('contact_created', 'Contact created'), ('contact_writes', 'Contact wrote'), ('keyword', 'Contact wrote a flow keyword'), ('agent_reply', 'Agent replied'), ('flow_start', 'Flow started'), ('flow_start_priority', 'Flow started with priority'), ('flow_mark_in_progress', 'Flow marked it in progress'), ('flow_hand_off', 'Flow handed off to an agent'), ('flow_close', 'Flow closed it'), ('flow_complete', 'Flow completed'), ('close', 'Closed'), ('archive', 'Archived'), ('unarchive', 'Unarchived'), ('snooze', 'Snoozed'), ('wake', 'Woke up')], max_length=30),
+            model_name="statuschange",
+            name="event",
+            field=models.CharField(
+                choices=[
+                    ("contact_created", "Contact created"),
+                    ("contact_writes", "Contact wrote"),
+                    ("keyword", "Contact wrote a flow keyword"),
+                    ("agent_reply", "Agent replied"),
+                    ("flow_start", "Flow started"),
+                    ("flow_start_priority", "Flow started with priority"),
+                    ("flow_mark_in_progress", "Flow marked it in progress"),
+                    ("flow_hand_off", "Flow handed off to an agent"),
+                    ("flow_close", "Flow closed it"),
+                    ("flow_complete", "Flow completed"),
+                    ("close", "Closed"),
+                    ("archive", "Archived"),
+                    ("unarchive", "Unarchived"),
+                    ("snooze", "Snoozed"),
+                    ("wake", "Woke up"),
+                ],
+                max_length=30,
+            ),
         ),
         migrations.AddIndex(
-            model_name='conversation',
-            index=models.Index(condition=models.Q(('snoozed_until__isnull', False)), fields=['-last_activity_at', '-id'], name='conv_snoozed_activity'),
+            model_name="conversation",
+            index=models.Index(
+                condition=models.Q(("snoozed_until__isnull", False)),
+                fields=["-last_activity_at", "-id"],
+                name="conv_snoozed_activity",
+            ),
         ),
         migrations.AddIndex(
-            model_name='conversation',
-            index=models.Index(condition=models.Q(('snoozed_until__isnull', False)), fields=['snoozed_until'], name='conv_snoozed_until'),
+            model_name="conversation",
+            index=models.Index(
+                condition=models.Q(("snoozed_until__isnull", False)),
+                fields=["snoozed_until"],
+                name="conv_snoozed_until",
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='conversation',
-            trigger=pgtrigger.compiler.Trigger(name='snooze_ends_on_close', sql=pgtrigger.compiler.UpsertTriggerSql(condition="WHEN (NEW.status IN ('closed') AND NEW.snoozed_until IS NOT NULL)", func='NEW.snoozed_until := NULL; RETURN NEW;', hash='0ab092ccbf815c244453762e13ee72783d3b01f9', operation='UPDATE OF "status"', pgid='pgtrigger_snooze_ends_on_close_c3fb5', table='conversations_conversation', when='BEFORE')),
+            model_name="conversation",
+            trigger=pgtrigger.compiler.Trigger(
+                name="snooze_ends_on_close",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    condition="WHEN (NEW.status IN ('closed') AND NEW.snoozed_until IS NOT NULL)",
+                    func="NEW.snoozed_until := NULL; RETURN NEW;",
+                    hash="0ab092ccbf815c244453762e13ee72783d3b01f9",
+                    operation='UPDATE OF "status"',
+                    pgid="pgtrigger_snooze_ends_on_close_c3fb5",
+                    table="conversations_conversation",
+                    when="BEFORE",
+                ),
+            ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name='conversation',
-            trigger=pgtrigger.compiler.Trigger(name='counts', sql=pgtrigger.compiler.UpsertTriggerSql(declare='DECLARE before text; after text;', func="\n                IF TG_OP <> 'INSERT' THEN\n                    before := CASE WHEN OLD.archived_at IS NOT NULL THEN 'archived'\n                        WHEN OLD.snoozed_until IS NOT NULL THEN 'snoozed' ELSE OLD.status END;\n                END IF;\n                IF TG_OP <> 'DELETE' THEN\n                    after := CASE WHEN NEW.archived_at IS NOT NULL THEN 'archived'\n                        WHEN NEW.snoozed_until IS NOT NULL THEN 'snoozed' ELSE NEW.status END;\n                END IF;\n                IF before IS NOT DISTINCT FROM after THEN\n                    RETURN NULL;\n                END IF;\n                IF before IS NOT NULL THEN\n                    INSERT INTO parley_counts (bucket, n) VALUES (before, -1);\n                END IF;\n                IF after IS NOT NULL THEN\n                    INSERT INTO parley_counts (bucket, n) VALUES (after, 1);\n                END IF;\n                IF random() < 0.002 THEN\n                    PERFORM parley_counts_compact();\n                END IF;\n                RETURN NULL;\n            ", hash='49bc4354919ee5b485f4758f043c77191b0e6828', operation='INSERT OR DELETE OR UPDATE OF "status", "archived_at", "snoozed_until"', pgid='pgtrigger_counts_a08b1', table='conversations_conversation', when='AFTER')),
+            model_name="conversation",
+            trigger=pgtrigger.compiler.Trigger(
+                name="counts",
+                sql=pgtrigger.compiler.UpsertTriggerSql(
+                    declare="DECLARE before text; after text;",
+                    func="\n                IF TG_OP <> 'INSERT' THEN\n                    before := CASE WHEN OLD.archived_at IS NOT NULL THEN 'archived'\n                        WHEN OLD.snoozed_until IS NOT NULL THEN 'snoozed' ELSE OLD.status END;\n                END IF;\n                IF TG_OP <> 'DELETE' THEN\n                    after := CASE WHEN NEW.archived_at IS NOT NULL THEN 'archived'\n                        WHEN NEW.snoozed_until IS NOT NULL THEN 'snoozed' ELSE NEW.status END;\n                END IF;\n                IF before IS NOT DISTINCT FROM after THEN\n                    RETURN NULL;\n                END IF;\n                IF before IS NOT NULL THEN\n                    INSERT INTO parley_counts (bucket, n) VALUES (before, -1);\n                END IF;\n                IF after IS NOT NULL THEN\n                    INSERT INTO parley_counts (bucket, n) VALUES (after, 1);\n                END IF;\n                IF random() < 0.002 THEN\n                    PERFORM parley_counts_compact();\n                END IF;\n                RETURN NULL;\n            ",
+                    hash="49bc4354919ee5b485f4758f043c77191b0e6828",
+                    operation='INSERT OR DELETE OR UPDATE OF "status", "archived_at", "snoozed_until"',
+                    pgid="pgtrigger_counts_a08b1",
+                    table="conversations_conversation",
+                    when="AFTER",
+                ),
+            ),
         ),
     ]

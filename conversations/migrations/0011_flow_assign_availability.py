@@ -6,27 +6,55 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
-        ('conversations', '0010_snooze'),
+        ("auth", "0012_alter_user_first_name_max_length"),
+        ("conversations", "0010_snooze"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Availability',
+            name="Availability",
             fields=[
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='availability', serialize=False, to=settings.AUTH_USER_MODEL)),
-                ('is_away', models.BooleanField(default=False)),
-                ('changed_at', models.DateTimeField(auto_now=True)),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="availability",
+                        serialize=False,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                ("is_away", models.BooleanField(default=False)),
+                ("changed_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name_plural': 'availabilities',
+                "verbose_name_plural": "availabilities",
             },
         ),
         migrations.AlterField(
-            model_name='statuschange',
-            name='event',
-            field=models.CharField(choices=[('contact_created', 'Contact created'), ('contact_writes', 'Contact wrote'), ('keyword', 'Contact wrote a flow keyword'), ('agent_reply', 'Agent replied'), ('flow_start', 'Flow started'), ('flow_start_priority', 'Flow started with priority'), ('flow_mark_in_progress', 'Flow marked it in progress'), ('flow_hand_off', 'Flow handed off to an agent'), ('flow_assign', 'Flow assigned it to an agent'), ('flow_close', 'Flow closed it'), ('flow_complete', 'Flow completed'), ('close', 'Closed'), ('archive', 'Archived'), ('unarchive', 'Unarchived'), ('snooze', 'Snoozed'), ('wake', 'Woke up')], max_length=30),
+            model_name="statuschange",
+            name="event",
+            field=models.CharField(
+                choices=[
+                    ("contact_created", "Contact created"),
+                    ("contact_writes", "Contact wrote"),
+                    ("keyword", "Contact wrote a flow keyword"),
+                    ("agent_reply", "Agent replied"),
+                    ("flow_start", "Flow started"),
+                    ("flow_start_priority", "Flow started with priority"),
+                    ("flow_mark_in_progress", "Flow marked it in progress"),
+                    ("flow_hand_off", "Flow handed off to an agent"),
+                    ("flow_assign", "Flow assigned it to an agent"),
+                    ("flow_close", "Flow closed it"),
+                    ("flow_complete", "Flow completed"),
+                    ("close", "Closed"),
+                    ("archive", "Archived"),
+                    ("unarchive", "Unarchived"),
+                    ("snooze", "Snoozed"),
+                    ("wake", "Woke up"),
+                ],
+                max_length=30,
+            ),
         ),
     ]

@@ -6,21 +6,38 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('flows', '0003_broadcast_chunk_lease'),
+        ("flows", "0003_broadcast_chunk_lease"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='flowstep',
-            name='agent',
-            field=models.ForeignKey(blank=True, help_text='Assign: this agent; empty = the least-loaded available agent.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="flowstep",
+            name="agent",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="Assign: this agent; empty = the least-loaded available agent.",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AlterField(
-            model_name='flowstep',
-            name='kind',
-            field=models.CharField(choices=[('send_message', 'Send message'), ('ask', 'Ask (wait for the reply)'), ('add_tag', 'Add tag'), ('mark_in_progress', 'Mark in progress (ends the run)'), ('hand_off', 'Hand off to an agent (ends the run)'), ('assign', 'Assign to an agent (ends the run)'), ('close', 'Close (ends the run)')], max_length=20),
+            model_name="flowstep",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("send_message", "Send message"),
+                    ("ask", "Ask (wait for the reply)"),
+                    ("add_tag", "Add tag"),
+                    ("mark_in_progress", "Mark in progress (ends the run)"),
+                    ("hand_off", "Hand off to an agent (ends the run)"),
+                    ("assign", "Assign to an agent (ends the run)"),
+                    ("close", "Close (ends the run)"),
+                ],
+                max_length=20,
+            ),
         ),
     ]

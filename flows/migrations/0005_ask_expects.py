@@ -4,30 +4,45 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('flows', '0004_assign_step'),
+        ("flows", "0004_assign_step"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='flowstep',
-            name='choices',
-            field=models.CharField(blank=True, help_text='Ask one of some choices: the answers accepted, comma-separated (any case).', max_length=200),
+            model_name="flowstep",
+            name="choices",
+            field=models.CharField(
+                blank=True,
+                help_text="Ask one of some choices: the answers accepted, comma-separated (any case).",
+                max_length=200,
+            ),
         ),
         migrations.AddField(
-            model_name='flowstep',
-            name='expects',
-            field=models.CharField(choices=[('text', 'Any text'), ('name', 'A name (“My name is Eve” gives Eve)'), ('number', 'A whole number in a range'), ('choice', 'One of some choices')], default='text', help_text='Ask: what the reply must be; a reply that does not fit is asked again.', max_length=10),
+            model_name="flowstep",
+            name="expects",
+            field=models.CharField(
+                choices=[
+                    ("text", "Any text"),
+                    ("name", "A name (“My name is Eve” gives Eve)"),
+                    ("number", "A whole number in a range"),
+                    ("choice", "One of some choices"),
+                ],
+                default="text",
+                help_text="Ask: what the reply must be; a reply that does not fit is asked again.",
+                max_length=10,
+            ),
         ),
         migrations.AddField(
-            model_name='flowstep',
-            name='max_value',
-            field=models.IntegerField(blank=True, help_text='Ask a number: the highest.', null=True),
+            model_name="flowstep",
+            name="max_value",
+            field=models.IntegerField(
+                blank=True, help_text="Ask a number: the highest.", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='flowstep',
-            name='min_value',
-            field=models.IntegerField(blank=True, help_text='Ask a number: the lowest.', null=True),
+            model_name="flowstep",
+            name="min_value",
+            field=models.IntegerField(blank=True, help_text="Ask a number: the lowest.", null=True),
         ),
     ]

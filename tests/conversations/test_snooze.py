@@ -83,9 +83,7 @@ def test_a_closed_conversation_cannot_be_snoozed_and_closing_ends_a_snooze():
     # Raw SQL too: the database's trigger.
     other = conversation_in(Status.NEW)
     snooze.conversation_snooze(conversation=other, until=_later(hours=1))
-    Conversation.objects.filter(pk=other.pk).update(
-        status=Status.CLOSED, closed_at=timezone.now()
-    )
+    Conversation.objects.filter(pk=other.pk).update(status=Status.CLOSED, closed_at=timezone.now())
     StatusChange.objects.create(
         conversation=other, from_status="new", to_status="closed", event="close", source="system"
     )

@@ -64,9 +64,7 @@ def test_start_flow_on_closed_conversation_says_a_new_one_started(agent_client, 
     assert f"on a new conversation, {link}" in response.content.decode()
 
 
-def test_start_flow_on_a_closed_conversation_names_the_contacts_other_one(
-    agent_client, ask_flow
-):
+def test_start_flow_on_a_closed_conversation_names_the_contacts_other_one(agent_client, ask_flow):
     closed = conversation_in(Status.CLOSED)
     contact = closed.contact
     services.message_receive(channel=contact.channel, external_id=contact.external_id, text="Hi")

@@ -48,7 +48,7 @@ def test_a_preset_snoozes_it_out_of_the_default_view_into_snoozed(agent_client, 
     assert _view_count(inbox, "mine") == "0"
     snoozed = agent_client.get("/inbox/?snoozed=yes")
     assert _listed(snoozed, conversation)
-    assert 'aria-current="page"' in re.search(r'<a[^>]*tab-snoozed[^>]*>', snoozed.text).group(0)
+    assert 'aria-current="page"' in re.search(r"<a[^>]*tab-snoozed[^>]*>", snoozed.text).group(0)
     assert "Snoozed" in agent_client.get(f"/inbox/c/{conversation.pk}/").text
 
     woke = agent_client.post(f"/inbox/c/{conversation.pk}/unsnooze/", headers=hx())

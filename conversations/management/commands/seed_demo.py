@@ -161,7 +161,7 @@ class Command(BaseCommand):
 
     def _snooze(self, agents) -> None:
         """Two conversations in progress wait in the Snoozed view until tomorrow morning."""
-        until = dict((key, moment) for key, _, moment in snooze.presets())["tomorrow"]
+        until = {key: moment for key, _, moment in snooze.presets()}["tomorrow"]
         waiting = Conversation.objects.filter(status="in_progress").order_by("id")[:2]
         for conversation in waiting:
             snooze.conversation_snooze(
