@@ -89,6 +89,7 @@ class FlowStep(models.Model):
         max_length=10,
         choices=Expect.choices,
         default=Expect.TEXT,
+        blank=True,  # a form that leaves it out means any text
         help_text="Ask: what the reply must be; a reply that does not fit is asked again.",
     )
     min_value = models.IntegerField(null=True, blank=True, help_text="Ask a number: the lowest.")
@@ -117,6 +118,7 @@ class FlowStep(models.Model):
         return f"{self.position}. {self.get_kind_display()}"
 
     def clean(self) -> None:
+        self.expects = self.expects or Expect.TEXT
         errors = {}
         if self.kind in (StepKind.SEND_MESSAGE, StepKind.ASK) and not self.text.strip():
             errors["text"] = "This step sends a message: write its text."
