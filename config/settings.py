@@ -87,6 +87,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "inbox.context_processors.availability",
             ],
         },
     },
@@ -147,6 +148,8 @@ BROADCAST_CHUNK_LEASE_SECONDS = float(os.environ.get("BROADCAST_CHUNK_LEASE_SECO
 BROADCAST_SWEEP_SECONDS = float(os.environ.get("BROADCAST_SWEEP_SECONDS", "15"))
 # Auto-close and the end of survey windows run this often (conversations/tasks.py).
 HOUSEKEEPING_SECONDS = float(os.environ.get("HOUSEKEEPING_SECONDS", "60"))
+# While conversations are snoozed, the wake task runs at least this often.
+SNOOZE_WAKE_SECONDS = float(os.environ.get("SNOOZE_WAKE_SECONDS", "300"))
 
 # --- Auth -----------------------------------------------------------------------
 

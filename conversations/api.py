@@ -15,7 +15,7 @@ from django.http import Http404
 from ninja import Router
 from ninja.responses import Status as Respond
 
-from . import services
+from . import services, snooze
 from .models import Conversation, Message, Source, StatusChange, Tag
 from .schemas import (
     ContactCreatedOut,
@@ -28,6 +28,7 @@ from .schemas import (
     InboundOut,
     ReplyIn,
     ReplyOut,
+    SnoozeIn,
     TagIn,
     TagsOut,
 )
@@ -172,6 +173,33 @@ def conversation_archive(request, conversation_id: Id):
 )
 def conversation_unarchive(request, conversation_id: Id):
     return _status_action(services.conversation_unarchive, conversation_id, request.auth)
+
+
+@router.post(
+    "/conversations/{conversation_id}/snooze",
+    response={200: ConversationOut, **ERRORS},
+    summary="Snooze until a time (not a status)",
+    description="It leaves the default views for the Snoozed view and wakes up, unread, "
+    "at `until` or when the contact writes; snoozing again moves the time. 409 "
+    "`illegal_transition` when the conversation is closed; 422 `invalid_input` for a "
+    "time in the past, without a time zone, or more than a year ahead.",
+)
+def conversation_snooze(request, conversation_id: Id, payload: SnoozeIn):
+    _require_conversation(conversation_id)
+    snooze.conversation_snooze(
+        conversation=conversation_id, until=payload.until, actor=request.auth, source=Source.API
+    )
+    return _get_conversation(conversation_id)
+
+
+@router.post(
+    "/conversations/{conversation_id}/unsnooze",
+    response={200: ConversationOut, **ERRORS},
+    summary="Wake a snoozed conversation now",
+    description="409 `not_snoozed` when it is not snoozed.",
+)
+def conversation_unsnooze(request, conversation_id: Id):
+    return _status_action(snooze.conversation_unsnooze, conversation_id, request.auth)
 
 
 def _tags(conversation_id: int) -> dict:

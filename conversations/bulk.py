@@ -279,9 +279,12 @@ def apply_event(
         fields = {"status": after, "updated_at": now}
         if after == Status.CLOSED:
             fields |= {"closed_at": now, "closed_by_id": actor.pk if actor else None}
-            fields["waiting_since"] = None
             if archive:
                 fields["archived_at"] = now
+        # As services._waiting_after: nobody waits in a flow; a flow handing it to
+        # the agents (New) starts the wait.
+        if after in (Status.CLOSED, Status.RESOLVED, Status.IN_FLOW) or before == Status.IN_FLOW:
+            fields["waiting_since"] = now if after == Status.NEW else None
         for target in group:
             target.pending.update(fields)
             target.pending_from = before

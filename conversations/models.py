@@ -17,6 +17,7 @@ from django.db.models.functions import Lower, Upper
 
 from . import events
 from . import triggers as guards
+from .availability import Availability  # noqa: F401 - agents' available/away switch
 from .events import ConversationEvent  # noqa: F401 - the change bus's table
 from .inbox_settings import InboxSettings  # noqa: F401 - the admin-edited settings
 from .reads import ReadMark  # noqa: F401 - unread markers
@@ -169,6 +170,12 @@ class ConversationQuerySet(models.QuerySet):
     def not_archived(self):
         return self.filter(archived_at__isnull=True)
 
+    def snoozed(self):
+        return self.filter(snoozed_until__isnull=False)
+
+    def not_snoozed(self):
+        return self.filter(snoozed_until__isnull=True)
+
     def by_activity(self):
         """Most recently active first; ``id`` breaks ties so keyset pages are stable."""
         return self.order_by("-last_activity_at", "-id")
@@ -206,6 +213,8 @@ class Conversation(models.Model):
     # contact's answer, 1–5 (the agent it rates is ``closed_by``).
     resolved_at = models.DateTimeField(null=True, blank=True)
     rating = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Snoozed (not a status): out of the default views until then (conversations.snooze).
+    snoozed_until = models.DateTimeField(null=True, blank=True)
 
     objects = ConversationQuerySet.as_manager()
 
@@ -287,6 +296,17 @@ class Conversation(models.Model):
                 condition=Q(waiting_since__isnull=False),
                 name="conv_waiting",
             ),
+            # The Snoozed view, and the wake query (the earliest due first).
+            models.Index(
+                fields=["-last_activity_at", "-id"],
+                condition=Q(snoozed_until__isnull=False),
+                name="conv_snoozed_activity",
+            ),
+            models.Index(
+                fields=["snoozed_until"],
+                condition=Q(snoozed_until__isnull=False),
+                name="conv_snoozed_until",
+            ),
             models.Index(fields=["contact", "-created_at"], name="conv_contact_history"),
             # The periodic work: surveys whose window ended (idle In progress ones are a
             # range of conv_inbox_status_activity).
@@ -302,6 +322,7 @@ class Conversation(models.Model):
             guards.status_edges(),
             guards.status_recorded(),
             guards.closed_is_permanent(),
+            guards.snooze_ends_on_close(),
             *guards.conversation_counts(),
             *events.triggers(),
         ]
@@ -328,6 +349,10 @@ class Conversation(models.Model):
     @property
     def is_archived(self) -> bool:
         return self.archived_at is not None
+
+    @property
+    def is_snoozed(self) -> bool:
+        return self.snoozed_until is not None
 
 
 class ConversationTag(models.Model):

@@ -137,6 +137,13 @@ class ReplyIn(TextSchema):
     text: Text = Field(description="The agent's reply (not only spaces).")
 
 
+class SnoozeIn(Schema):
+    until: datetime = Field(
+        description="When it wakes up: an ISO 8601 date and time with its offset, "
+        "in the future (at most a year ahead)."
+    )
+
+
 class TagIn(TextSchema):
     name: TagName = Field(description="The tag's name; created on first use.")
 
@@ -297,6 +304,7 @@ class ConversationOut(Schema):
     created_at: datetime
     closed_at: datetime | None
     archived_at: datetime | None
+    snoozed_until: datetime | None
 
     @staticmethod
     def resolve_status_label(conversation) -> str:

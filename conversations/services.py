@@ -19,7 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import events, hooks, inbound
+from . import events, hooks, inbound, snooze
 from .exceptions import (
     ChangedMeanwhile,
     ContactExists,
@@ -102,12 +102,11 @@ def _change_status(
     its own line, as an archive is)."""
     now = now or timezone.now()
     before = conversation.status
-    fields = ["status", "updated_at"]
+    fields = ["status", "updated_at", "waiting_since"]
     conversation.status = move.target
     archived = False
     if move.target in (Status.CLOSED, Status.RESOLVED):
-        conversation.waiting_since = None
-        fields.append("waiting_since")
+        conversation.snoozed_until = None  # as the database's trigger does
         if before != Status.RESOLVED:  # the agent who resolved it keeps the rating
             conversation.closed_by = actor
             fields.append("closed_by")
@@ -121,6 +120,7 @@ def _change_status(
             conversation.archived_at = now
             fields.append("archived_at")
             archived = True
+    conversation.waiting_since = _waiting_after(conversation, before, move.target, now)
     if save:
         conversation.save(update_fields=fields)
     change = _record(
@@ -137,6 +137,16 @@ def _close_resolved(conversation: Conversation, move: Move, *, source: str, acto
     closes the resolved one first, without a rating (recorded under the rule's event)."""
     ending = Move(rule=move.rule, source=Status.RESOLVED, target=Status.CLOSED)
     _change_status(conversation, ending, source=source, actor=actor, note=note)
+
+
+def _waiting_after(conversation: Conversation, before: str, target: str, now):
+    """Nobody waits for an agent in a flow, nor once it closes; a flow handing the
+    conversation to the agents (New) starts the wait."""
+    if target in (Status.IN_FLOW, Status.CLOSED, Status.RESOLVED):
+        return None
+    if before == Status.IN_FLOW:
+        return (now or timezone.now()) if target == Status.NEW else None
+    return conversation.waiting_since
 
 
 def _touch(
@@ -217,6 +227,8 @@ def message_receive(
     contact, created, conversation, message = inbound.receive(
         channel, external_id, name, text, source
     )
+    if conversation.is_snoozed:
+        snooze.wake(conversation=conversation, source=Source.CONTACT, note="the contact wrote")
     if name and not created and contact.name != name:
         contact.name = name
         contact.save(update_fields=["name"])

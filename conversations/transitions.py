@@ -68,6 +68,7 @@ class Event(StrEnum):
     FLOW_START_PRIORITY = "flow_start_priority"
     FLOW_MARK_IN_PROGRESS = "flow_mark_in_progress"
     FLOW_HAND_OFF = "flow_hand_off"
+    FLOW_ASSIGN = "flow_assign"
     FLOW_CLOSE = "flow_close"
     FLOW_COMPLETE = "flow_complete"
     CLOSE = "close"
@@ -77,6 +78,9 @@ class Event(StrEnum):
     AUTO_CLOSE = "auto_close"
     ARCHIVE = "archive"
     UNARCHIVE = "unarchive"
+    # Snooze is not a status: history lines only (conversations.snooze), no rule below.
+    SNOOZE = "snooze"
+    WAKE = "wake"
 
     @property
     def label(self) -> str:
@@ -92,6 +96,7 @@ EVENT_LABELS: dict[Event, str] = {
     Event.FLOW_START_PRIORITY: "Flow started with priority",
     Event.FLOW_MARK_IN_PROGRESS: "Flow marked it in progress",
     Event.FLOW_HAND_OFF: "Flow handed off to an agent",
+    Event.FLOW_ASSIGN: "Flow assigned it to an agent",
     Event.FLOW_CLOSE: "Flow closed it",
     Event.FLOW_COMPLETE: "Flow completed",
     Event.CLOSE: "Closed",
@@ -101,6 +106,8 @@ EVENT_LABELS: dict[Event, str] = {
     Event.AUTO_CLOSE: "Closed after inactivity",
     Event.ARCHIVE: "Archived",
     Event.UNARCHIVE: "Unarchived",
+    Event.SNOOZE: "Snoozed",
+    Event.WAKE: "Woke up",
 }
 EVENT_CHOICES = [(event.value, EVENT_LABELS[event]) for event in Event]
 
@@ -114,6 +121,7 @@ EVENT_ACTIONS: dict[Event, str] = {
     Event.FLOW_START_PRIORITY: "Starting a flow",
     Event.FLOW_MARK_IN_PROGRESS: "Marking it in progress",
     Event.FLOW_HAND_OFF: "Handing off",
+    Event.FLOW_ASSIGN: "Assigning",
     Event.FLOW_CLOSE: "Closing",
     Event.FLOW_COMPLETE: "Completing the flow",
     Event.CLOSE: "Closing",
@@ -123,6 +131,8 @@ EVENT_ACTIONS: dict[Event, str] = {
     Event.AUTO_CLOSE: "Closing after inactivity",
     Event.ARCHIVE: "Archiving",
     Event.UNARCHIVE: "Unarchiving",
+    Event.SNOOZE: "Snoozing",
+    Event.WAKE: "Waking",
 }
 
 # The target of FLOW_COMPLETE depends on the status before the flow.
@@ -165,6 +175,7 @@ TABLE: tuple[Rule, ...] = (
     _rule(Event.FLOW_START_PRIORITY, R, S.IN_FLOW, opens_new=True, closes_resolved=True),
     _rule(Event.FLOW_MARK_IN_PROGRESS, {S.IN_FLOW}, S.IN_PROGRESS),
     _rule(Event.FLOW_HAND_OFF, {S.IN_FLOW}, S.NEW),
+    _rule(Event.FLOW_ASSIGN, {S.IN_FLOW}, S.IN_PROGRESS),
     _rule(Event.FLOW_CLOSE, {S.IN_FLOW}, S.CLOSED),
     _rule(Event.FLOW_COMPLETE, {S.IN_FLOW}, RESTORE),
     _rule(Event.CLOSE, OPEN, S.CLOSED, cancels_flow=True),

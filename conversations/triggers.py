@@ -131,14 +131,16 @@ def conversation_counts() -> list[pgtrigger.Trigger]:
             when=pgtrigger.After,
             operation=pgtrigger.Insert
             | pgtrigger.Delete
-            | pgtrigger.UpdateOf("status", "archived_at"),
+            | pgtrigger.UpdateOf("status", "archived_at", "snoozed_until"),
             declare=[("before", "text"), ("after", "text")],
             func="""
                 IF TG_OP <> 'INSERT' THEN
-                    before := CASE WHEN OLD.archived_at IS NULL THEN OLD.status ELSE 'archived' END;
+                    before := CASE WHEN OLD.archived_at IS NOT NULL THEN 'archived'
+                        WHEN OLD.snoozed_until IS NOT NULL THEN 'snoozed' ELSE OLD.status END;
                 END IF;
                 IF TG_OP <> 'DELETE' THEN
-                    after := CASE WHEN NEW.archived_at IS NULL THEN NEW.status ELSE 'archived' END;
+                    after := CASE WHEN NEW.archived_at IS NOT NULL THEN 'archived'
+                        WHEN NEW.snoozed_until IS NOT NULL THEN 'snoozed' ELSE NEW.status END;
                 END IF;
                 IF before IS NOT DISTINCT FROM after THEN
                     RETURN NULL;
@@ -163,6 +165,20 @@ def conversation_counts() -> list[pgtrigger.Trigger]:
             func="DELETE FROM parley_counts; RETURN NULL;",
         ),
     ]
+
+
+def snooze_ends_on_close() -> pgtrigger.Trigger:
+    """A conversation that stops being open is no longer snoozed, whatever closes it
+    (services, bulk statements, raw SQL): only open conversations wait in Snoozed."""
+    return pgtrigger.Trigger(
+        name="snooze_ends_on_close",
+        when=pgtrigger.Before,
+        operation=pgtrigger.UpdateOf("status"),
+        condition=pgtrigger.Condition(
+            f"NEW.status IN ({_LOCKED}) AND NEW.snoozed_until IS NOT NULL"
+        ),
+        func="NEW.snoozed_until := NULL; RETURN NEW;",
+    )
 
 
 def tags_locked() -> pgtrigger.Trigger:

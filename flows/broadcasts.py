@@ -187,18 +187,21 @@ def _deliver_many(broadcast: Broadcast, contact_ids: list[int]) -> list[Broadcas
     per step for the whole chunk); if that fails, roll it back and deliver contact
     by contact, so one contact's failure is recorded on its own row and the others
     still get the broadcast."""
-    try:
-        with transaction.atomic():
-            return _deliver_set(broadcast, contact_ids)
-    except Exception as exc:
-        if is_retryable(exc):  # a deadlock: the whole chunk runs again (retrying_atomic)
-            raise
-        logger.warning(
-            "Broadcast %s: the set-based delivery of %d contacts failed; delivering one by one",
-            broadcast.pk,
-            len(contact_ids),
-            exc_info=True,
-        )
+    # An assign step picks an agent per conversation (the least-loaded one changes
+    # as it goes): contact by contact.
+    if not any(step.kind == StepKind.ASSIGN for step in steps_of(broadcast.flow)):
+        try:
+            with transaction.atomic():
+                return _deliver_set(broadcast, contact_ids)
+        except Exception as exc:
+            if is_retryable(exc):  # a deadlock: the whole chunk runs again
+                raise
+            logger.warning(
+                "Broadcast %s: the set-based delivery of %d contacts failed; delivering one by one",
+                broadcast.pk,
+                len(contact_ids),
+                exc_info=True,
+            )
     contacts = Contact.objects.in_bulk(contact_ids)
     new_runs: list[FlowRun] = []  # inserted in bulk at the end
     rows = [

@@ -58,7 +58,15 @@ class StepKind(models.TextChoices):
     ADD_TAG = "add_tag", "Add tag"
     MARK_IN_PROGRESS = "mark_in_progress", "Mark in progress (ends the run)"
     HAND_OFF = "hand_off", "Hand off to an agent (ends the run)"
+    ASSIGN = "assign", "Assign to an agent (ends the run)"
     CLOSE = "close", "Close (ends the run)"
+
+
+class Expect(models.TextChoices):
+    TEXT = "text", "Any text"
+    NAME = "name", "A name (“My name is Eve” gives Eve)"
+    NUMBER = "number", "A whole number in a range"
+    CHOICE = "choice", "One of some choices"
 
 
 class FlowStep(models.Model):
@@ -77,6 +85,28 @@ class FlowStep(models.Model):
     tag = models.ForeignKey(
         Tag, on_delete=models.PROTECT, null=True, blank=True, related_name="flow_steps"
     )
+    expects = models.CharField(
+        max_length=10,
+        choices=Expect.choices,
+        default=Expect.TEXT,
+        blank=True,  # a form that leaves it out means any text
+        help_text="Ask: what the reply must be; a reply that does not fit is asked again.",
+    )
+    min_value = models.IntegerField(null=True, blank=True, help_text="Ask a number: the lowest.")
+    max_value = models.IntegerField(null=True, blank=True, help_text="Ask a number: the highest.")
+    choices = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Ask one of some choices: the answers accepted, comma-separated (any case).",
+    )
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Assign: this agent; empty = the least-loaded available agent.",
+    )
 
     class Meta:
         ordering = ["flow", "position", "id"]
@@ -88,6 +118,7 @@ class FlowStep(models.Model):
         return f"{self.position}. {self.get_kind_display()}"
 
     def clean(self) -> None:
+        self.expects = self.expects or Expect.TEXT
         errors = {}
         if self.kind in (StepKind.SEND_MESSAGE, StepKind.ASK) and not self.text.strip():
             errors["text"] = "This step sends a message: write its text."
@@ -95,8 +126,29 @@ class FlowStep(models.Model):
             errors["attribute"] = "Name the contact attribute that stores the reply."
         if self.kind == StepKind.ADD_TAG and self.tag_id is None:
             errors["tag"] = "Choose the tag to add."
+        if self.kind == StepKind.ASK:
+            errors |= self._expectation_errors()
+        if self.agent_id is not None and self.kind != StepKind.ASSIGN:
+            errors["agent"] = "Only an assign step names an agent."
+        elif self.agent_id is not None and not self.agent.is_active:
+            errors["agent"] = "This agent's account is inactive; choose an active agent."
         if errors:
             raise ValidationError(errors)
+
+    def _expectation_errors(self) -> dict:
+        errors = {}
+        if self.expects == Expect.NUMBER:
+            if self.min_value is None or self.max_value is None:
+                errors["max_value"] = "Give the lowest and the highest number accepted."
+            elif self.min_value > self.max_value:
+                errors["max_value"] = "The highest number is below the lowest."
+        if self.expects == Expect.CHOICE and len(self.choice_list) < 2:
+            errors["choices"] = "Give at least two answers, separated by commas."
+        return errors
+
+    @property
+    def choice_list(self) -> list[str]:
+        return [c.strip() for c in self.choices.split(",") if c.strip()]
 
 
 class RunState(models.TextChoices):

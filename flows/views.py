@@ -8,10 +8,11 @@ message in a 200 fragment (htmx does not swap 4xx), never a 500.
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
 
-from conversations.exceptions import ParleyError
+from conversations.exceptions import ConversationOngoing, ParleyError
 from conversations.models import Conversation
 
 from . import broadcasts, engine, selectors
@@ -52,14 +53,24 @@ def start_flow(request, conversation_id: int):
                     trigger=Trigger.AGENT,
                     actor=request.user,
                 )
+            except ConversationOngoing as exc:
+                notice, level = _ongoing_elsewhere(conversation) or exc.detail, "error"
             except ParleyError as exc:
                 notice, level = exc.detail, "error"
             else:
                 run.conversation.refresh_from_db(fields=["status"])
-                notice = f"Flow “{flow.name}” started"
+                status = run.conversation.get_status_display()
                 if run.conversation_id != conversation.pk:
-                    notice += f" on a new conversation (#{run.conversation_id})"
-                notice += f"; the conversation is now {run.conversation.get_status_display()}."
+                    notice = format_html(
+                        "Flow “{}” started on a new conversation, "
+                        '<a href="{}">#{}</a>; it is now {}.',
+                        flow.name,
+                        reverse("inbox:pane", args=[run.conversation_id]),
+                        run.conversation_id,
+                        status,
+                    )
+                else:
+                    notice = f"Flow “{flow.name}” started; the conversation is now {status}."
                 level = "success"
                 conversation.refresh_from_db()
         # With htmx from the pane: the pane re-renders itself on conversationChanged
@@ -88,6 +99,25 @@ def start_flow(request, conversation_id: int):
         return response
     context["run"] = selectors.active_run_for(conversation)
     return render(request, "flows/start_flow_page.html", context)
+
+
+def _ongoing_elsewhere(conversation: Conversation):
+    """A flow refused on a closed conversation because the contact has another one
+    ongoing: say so, with a link to that one."""
+    if not conversation.is_closed:
+        return None
+    current = conversation.contact.conversations.open().first()
+    if current is None:
+        return None
+    return format_html(
+        "This conversation is closed, so the flow would start on {}’s current "
+        'conversation, <a href="{}">#{}</a>, which is {}: a flow can only interrupt it '
+        "when started with priority.",
+        conversation.contact.display_name,
+        reverse("inbox:pane", args=[current.pk]),
+        current.pk,
+        current.get_status_display().lower(),
+    )
 
 
 @agent_required

@@ -21,6 +21,7 @@ from conversations.transitions import STATUS_CHOICES
 from . import choices
 
 ARCHIVED_CHOICES = [("no", "Not archived"), ("yes", "Archived only"), ("any", "Any")]
+SNOOZED_CHOICES = [("no", "Not snoozed"), ("yes", "Snoozed only"), ("any", "Any")]
 SORT_ACTIVITY = "activity"
 SORT_WAITING = "waiting"
 SORT_CHOICES = [(SORT_ACTIVITY, "Last activity"), (SORT_WAITING, "Longest waiting")]
@@ -33,12 +34,13 @@ ASSIGNEE_ME = "me"
 ASSIGNEE_NONE = "none"
 
 # Values the inbox assumes when a parameter is missing; they are left out of URLs.
-DEFAULTS = {"archived": "no", "sort": SORT_ACTIVITY}
+DEFAULTS = {"archived": "no", "snoozed": "no", "sort": SORT_ACTIVITY}
 # Every parameter the filter form understands, in the order URLs spell them.
 FILTER_PARAMS = (
     "q",
     "status",
     "archived",
+    "snoozed",
     "assignee",
     "tag",
     "channel",
@@ -203,6 +205,13 @@ class ConversationFilter(django_filters.FilterSet):
         empty_label=None,
         widget=FastSelect,
     )
+    snoozed = django_filters.ChoiceFilter(
+        label="Snoozed",
+        choices=SNOOZED_CHOICES,
+        method="filter_snoozed",
+        empty_label=None,
+        widget=FastSelect,
+    )
     assignee = django_filters.ChoiceFilter(
         label="Assignee", method="filter_assignee", empty_label="Anyone", widget=FastSelect
     )
@@ -320,6 +329,13 @@ class ConversationFilter(django_filters.FilterSet):
         if value == "any":
             return queryset
         return queryset.not_archived()
+
+    def filter_snoozed(self, queryset, name, value):
+        if value == "yes":
+            return queryset.snoozed()
+        if value == "any":
+            return queryset
+        return queryset.not_snoozed()
 
     def filter_assignee(self, queryset, name, value):
         if value == ASSIGNEE_ME:

@@ -177,7 +177,7 @@ def _set_total(page: InboxPage, filterset, queryset) -> bool:
     True when the total has to be counted: the rows' query then counts it too (a
     subquery), one round trip fewer."""
     data = filterset.form.cleaned_data
-    if any(data.get(name) for name in COUNTED_FILTERS):
+    if any(data.get(name) for name in COUNTED_FILTERS) or data.get("snoozed") not in ("", "no"):
         return not getattr(filterset, "search_is_broad", False)
     counts = status_counts()
     statuses = data.get("status") or [str(status) for status in Status]
@@ -342,13 +342,16 @@ class Heads(NamedTuple):
     version: str  # the heartbeat's fingerprint (``inbox_version``)
     mine: int  # open conversations assigned to the agent, capped (VIEW_COUNT_CAP + 1)
     unassigned: int  # open conversations assigned to nobody, capped
+    away: bool = False  # the agent's available/away switch (the top bar)
 
 
 def inbox_heads(*, agent_id: int | None) -> Heads:
-    """``inbox_version`` and the Mine and Unassigned counts in one query (each
-    count an index-only walk of ``conv_open_assignee``, at most a hundred entries)."""
+    """``inbox_version``, the Mine and Unassigned counts and the agent's away
+    switch in one query (each
+    count a walk of ``conv_open_assignee``, at most a hundred entries; snoozed
+    conversations are left out, as from every default view)."""
     cap = VIEW_COUNT_CAP + 1
-    open_rows = "archived_at IS NULL AND status <> 'closed'"
+    open_rows = "archived_at IS NULL AND status <> 'closed' AND snoozed_until IS NULL"
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
@@ -356,12 +359,14 @@ def inbox_heads(*, agent_id: int | None) -> Heads:
                 (SELECT count(*) FROM (SELECT 1 FROM conversations_conversation
                     WHERE {open_rows} AND assignee_id = %s LIMIT {cap}) mine),
                 (SELECT count(*) FROM (SELECT 1 FROM conversations_conversation
-                    WHERE {open_rows} AND assignee_id IS NULL LIMIT {cap}) nobody)
+                    WHERE {open_rows} AND assignee_id IS NULL LIMIT {cap}) nobody),
+                EXISTS (SELECT 1 FROM conversations_availability
+                    WHERE user_id = %s AND is_away)
             """,  # noqa: S608 - constants; the agent is a parameter
-            [agent_id or 0],
+            [agent_id or 0, agent_id or 0],
         )
-        newest, mine, unassigned = cursor.fetchone()
-    return Heads(_fingerprint(newest), mine, unassigned)
+        newest, mine, unassigned, away = cursor.fetchone()
+    return Heads(_fingerprint(newest), mine, unassigned, away)
 
 
 def _fingerprint(newest) -> str:

@@ -9,6 +9,7 @@ urlpatterns = [
     path("inbox/poll/", views.poll, name="poll"),
     path("inbox/stream/", stream.stream, name="stream"),
     path("inbox/bulk/", views.bulk, name="bulk"),
+    path("inbox/availability/", views.availability_view, name="availability"),
     path("inbox/c/<int:pk>/", views.pane, name="pane"),
     path("inbox/c/<int:pk>/reply/", views.reply, name="reply"),
     path("inbox/c/<int:pk>/close/", views.close, name="close"),
@@ -19,5 +20,7 @@ urlpatterns = [
     path("inbox/c/<int:pk>/tags/remove/", views.tag_remove, name="tag_remove"),
     path("inbox/c/<int:pk>/presence/", stream.presence, name="presence"),
     path("inbox/c/<int:pk>/read/", views.read, name="read"),
+    path("inbox/c/<int:pk>/snooze/", views.snooze_view, name="snooze"),
+    path("inbox/c/<int:pk>/unsnooze/", views.unsnooze_view, name="unsnooze"),
     path("contacts/<int:pk>/", views.contact, name="contact"),
 ]

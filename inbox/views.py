@@ -19,13 +19,15 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url, trigger_client_event
 
-from conversations import services
-from conversations.exceptions import ParleyError
-from conversations.inbox_settings import inbox_settings
+from conversations import services, snooze
+from conversations.availability import set_away
+from conversations.exceptions import InvalidInput, ParleyError
+from conversations.inbox_settings import business_timezone, inbox_settings
 from conversations.models import Contact, Conversation, Direction, StatusChange
 from conversations.reads import mark_read
 from conversations.selectors import TABS, contact_history, status_counts
@@ -78,10 +80,12 @@ def build_tabs(page: InboxPage, counts: dict[str, int]) -> list[dict]:
     """The status tabs: each a link that keeps the other filters."""
     statuses = page.query.getlist("status")
     archived = page.query.get("archived", "no")
+    if page.query.get("snoozed", "no") != "no":  # the Snoozed view, not a status tab
+        archived = None
 
     def link(**changes) -> str:
         query = page.query.copy()
-        for key in ("status", "archived"):
+        for key in ("status", "archived", "snoozed"):
             query.pop(key, None)
         for key, value in changes.items():
             query[key] = value
@@ -133,7 +137,10 @@ def view_url(assignee: str) -> str:
     return list_url(query)
 
 
-def build_views(page: InboxPage, heads: Heads) -> list[dict]:
+SNOOZED_URL_QUERY = QueryDict("snoozed=yes")
+
+
+def build_views(page: InboxPage, heads: Heads, counts: dict[str, int]) -> list[dict]:
     statuses = sorted(page.query.getlist("status"))
     others = [name for name in page.query if name not in ("assignee", "status")]
     views = []
@@ -149,6 +156,15 @@ def build_views(page: InboxPage, heads: Heads) -> list[dict]:
         shown = f"{VIEW_COUNT_CAP}+" if count > VIEW_COUNT_CAP else str(count)
         url = view_url(assignee)
         views.append({"key": key, "label": label, "count": shown, "url": url, "active": active})
+    views.append(
+        {
+            "key": "snoozed",
+            "label": "Snoozed",
+            "count": str(counts["snoozed"]),
+            "url": list_url(SNOOZED_URL_QUERY),
+            "active": page.query == SNOOZED_URL_QUERY,
+        }
+    )
     return views
 
 
@@ -158,14 +174,16 @@ def list_context(request, page: InboxPage) -> dict:
     # Status has its tabs and search its box; the other filters live in the panel.
     in_panel = [name for name in page.query if name not in ("q", "status")]
     heads = inbox_heads(agent_id=request.user.pk)
+    counts = page.counts if page.counts is not None else status_counts()
     return {
         **rows_context(page),
         "form": form,
-        "tabs": build_tabs(page, page.counts if page.counts is not None else status_counts()),
+        "tabs": build_tabs(page, counts),
         "version": heads.version,
         # Server push needs the ASGI server (bin/run); elsewhere the heartbeat serves.
         "live": isinstance(request, ASGIRequest),
-        "views": build_views(page, heads),
+        "views": build_views(page, heads, counts),
+        "agent_away": heads.away,  # read here, not by the context processor
         "bulk_agent_options": agent_options(filterset.agents),
         "tag_names": filterset.tag_names,
         "active_filter_count": len([name for name in page.query if name != "q"]),
@@ -241,7 +259,12 @@ def pane_context(
             # The tag lock and assignment follow the services: not closed or resolved.
             "edit_tags": not conversation.tags_locked,
             "assign": not conversation.tags_locked,
+            "snooze": status in OPEN,
         },
+        "snooze_presets": snooze.presets() if status in OPEN else [],
+        "snoozed_until": snooze.describe(conversation.snoozed_until)
+        if conversation.is_snoozed
+        else "",
         # The "Start flow" form's choices (flows/partials/start_flow.html).
         "flows": choices.flows(),
         "pane_agent_options": agent_options(
@@ -275,7 +298,17 @@ def read_url(pk: int, thread) -> str:
     return reverse("inbox:read", args=[pk]) + "?" + query.urlencode()
 
 
-PANE_ACTIONS = ("reply", "close", "archive", "unarchive", "assign", "tag_add", "tag_remove")
+PANE_ACTIONS = (
+    "reply",
+    "close",
+    "archive",
+    "unarchive",
+    "assign",
+    "tag_add",
+    "tag_remove",
+    "snooze",
+    "unsnooze",
+)
 
 
 def action_urls(pk: int, suffix: str) -> dict[str, str]:
@@ -464,6 +497,67 @@ def unarchive(request, pk: int):
         lambda: services.conversation_unarchive(conversation=pk, actor=request.user),
         success="Unarchived. It is back among the closed conversations.",
     )
+
+
+def snooze_time(data) -> datetime:
+    """The pane's choice: a preset, or a date and time in the business's time zone."""
+    preset = data.get("preset")
+    if preset:
+        for key, _, moment in snooze.presets():
+            if key == preset:
+                return moment
+        raise InvalidInput("Choose one of the snooze times offered.")
+    try:
+        moment = datetime.fromisoformat(data.get("until", ""))
+    except ValueError:
+        raise InvalidInput("Choose a date and time to snooze until.") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=business_timezone())
+
+
+@require_POST
+@agent_required
+def snooze_view(request, pk: int):
+    return pane_action(
+        request,
+        pk,
+        lambda: snooze.conversation_snooze(
+            conversation=pk, until=snooze_time(request.POST), actor=request.user
+        ),
+        success=lambda conversation: (
+            f"Snoozed until {snooze.describe(conversation.snoozed_until)}. "
+            "It is in the Snoozed view until then, or until the contact writes."
+        ),
+    )
+
+
+@require_POST
+@agent_required
+def unsnooze_view(request, pk: int):
+    return pane_action(
+        request,
+        pk,
+        lambda: snooze.conversation_unsnooze(conversation=pk, actor=request.user),
+        success="Woken up: it is back in the inbox.",
+    )
+
+
+@require_POST
+@agent_required
+def availability_view(request):
+    """The top bar's switch: available or away (an away agent gets no assignment
+    from a flow's least-loaded pick)."""
+    away = request.POST.get("away") == "yes"
+    set_away(user=request.user, away=away)
+    messages.success(
+        request,
+        "You are away: flows assign you nothing until you are back."
+        if away
+        else "You are available: flows may assign you conversations.",
+    )
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()):
+        back = reverse("inbox:list")
+    return redirect(back)
 
 
 def expected_assignee(data):

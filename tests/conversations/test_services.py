@@ -197,6 +197,7 @@ def test_status_counts_in_one_query(django_assert_num_queries):
         "in_flow": 1,
         "closed": 1,
         "archived": 1,
+        "snoozed": 0,
         "all": 7,
     }
 

@@ -5,6 +5,7 @@ from django.test import Client
 from django.urls import reverse
 from django_tasks_db.models import DBTaskResult
 
+from conversations import services
 from conversations.transitions import Status
 from flows import broadcasts
 from flows.models import Broadcast, FlowRun, Segment
@@ -59,7 +60,20 @@ def test_start_flow_on_closed_conversation_says_a_new_one_started(agent_client, 
     response = agent_client.post(start_url(conversation), {"flow": ask_flow.pk}, **HX)
     run = FlowRun.objects.get()
     assert run.conversation_id != conversation.pk
-    assert f"on a new conversation (#{run.conversation_id})" in response.content.decode()
+    link = f'<a href="/inbox/c/{run.conversation_id}/">#{run.conversation_id}</a>'
+    assert f"on a new conversation, {link}" in response.content.decode()
+
+
+def test_start_flow_on_a_closed_conversation_names_the_contacts_other_one(agent_client, ask_flow):
+    closed = conversation_in(Status.CLOSED)
+    contact = closed.contact
+    services.message_receive(channel=contact.channel, external_id=contact.external_id, text="Hi")
+    current = contact.conversations.open().get()
+    response = agent_client.post(start_url(closed), {"flow": ask_flow.pk}, **HX)
+    body = response.content.decode()
+    assert "This conversation is closed, so the flow would start on" in body
+    assert f'<a href="/inbox/c/{current.pk}/">#{current.pk}</a>, which is new' in body
+    assert not FlowRun.objects.exists()
 
 
 @pytest.mark.parametrize("flow_value", ["", "999999", "abc", "1 OR 1=1"])
@@ -220,15 +234,16 @@ def _index_queries(agent_client, django_assert_num_queries, n):
         flow = make_flow(("send_message", "x"), ("ask", "y", "z"))
         Broadcast.objects.create(flow=flow)
     agent_client.get(reverse("flows:index"))  # warm the session
-    with django_assert_num_queries(5) as ctx:
+    # session, user, the top bar's away switch, flows, broadcasts, their runs
+    with django_assert_num_queries(6) as ctx:
         response = agent_client.get(reverse("flows:index"))
     assert response.status_code == 200
     return len(ctx.captured_queries)
 
 
 def test_index_has_no_n_plus_one(agent_client, django_assert_num_queries):
-    assert _index_queries(agent_client, django_assert_num_queries, 1) == 5
-    assert _index_queries(agent_client, django_assert_num_queries, 50) == 5
+    assert _index_queries(agent_client, django_assert_num_queries, 1) == 6
+    assert _index_queries(agent_client, django_assert_num_queries, 50) == 6
 
 
 def test_htmx_request_when_logged_out_redirects_the_whole_page(client, ask_flow):

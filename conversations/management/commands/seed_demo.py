@@ -15,10 +15,12 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
-from conversations import services
-from conversations.models import Contact, InboxSettings, Source
+from conversations import services, snooze
+from conversations.models import Contact, Conversation, InboxSettings, Source
 from conversations.transitions import Event
 
+# The flow seed_demo_flows creates and runs on these conversations ("Welcome").
+DEMO_FLOW_NOTE = "Flow “Welcome”"
 DEMO_PASSWORD = "parley-demo"  # noqa: S105  (printed by bin/run; demo only)
 AGENTS = [("alice", "Alice", "Martin"), ("bob", "Bob", "Nguyen"), ("carol", "Carol", "Diaz")]
 TAGS = [
@@ -133,6 +135,7 @@ class Command(BaseCommand):
             # Satisfaction surveys on: closes become Resolved, most get rated.
             InboxSettings(pk=1, csat_enabled=True).save()
             counts = self._contacts(rng, agents)
+            self._snooze(agents)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data: {len(agents)} agents, 1 admin, {counts['contacts']} contacts, "
@@ -157,6 +160,15 @@ class Command(BaseCommand):
             user.save()
             users.append(user)
         return users[:-1], users[-1]
+
+    def _snooze(self, agents) -> None:
+        """Two conversations in progress wait in the Snoozed view until tomorrow morning."""
+        until = {key: moment for key, _, moment in snooze.presets()}["tomorrow"]
+        waiting = Conversation.objects.filter(status="in_progress").order_by("id")[:2]
+        for conversation in waiting:
+            snooze.conversation_snooze(
+                conversation=conversation, until=until, actor=conversation.assignee or agents[0]
+            )
 
     def _contacts(self, rng: random.Random, agents):
         # Which status each demo contact's current conversation ends in.
@@ -210,7 +222,7 @@ class Command(BaseCommand):
         if outcome == "in_flow":
             clock.advance(minutes=5)
             services.apply_event(
-                contact=contact, event=Event.FLOW_START, source=Source.FLOW, note="Onboarding"
+                contact=contact, event=Event.FLOW_START, source=Source.FLOW, note=DEMO_FLOW_NOTE
             )
             return 0
         if outcome.startswith("history"):
