@@ -77,7 +77,9 @@ def main() -> None:
     # The tab counters and change events off while loading (as bench/seed does), then
     # the counters recounted: their per-row compaction is quadratic in one transaction.
     loading = pgtrigger.ignore(
-        "conversations.Conversation:counts", "conversations.Conversation:events_insert"
+        "conversations.Conversation:counts",
+        "conversations.Conversation:events_insert",
+        "conversations.Conversation:status_recorded",
     )
     with loading, transaction.atomic(), connection.cursor() as cursor:
         for statement in SEED.split(";")[:-1]:
