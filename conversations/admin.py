@@ -4,7 +4,6 @@ which call the services one conversation at a time and report each refusal."""
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
-from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
@@ -372,7 +371,7 @@ class InboxSettingsForm(forms.ModelForm):
 
 @admin.register(InboxSettings)
 class InboxSettingsAdmin(admin.ModelAdmin):
-    """One row: the list opens it; it is never added twice nor deleted."""
+    """One row, made when the list is first opened; never added twice nor deleted."""
 
     form = InboxSettingsForm
     fieldsets = (
@@ -392,4 +391,4 @@ class InboxSettingsAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         InboxSettings.objects.get_or_create(pk=1)
-        return redirect("admin:conversations_inboxsettings_change", 1)
+        return super().changelist_view(request, extra_context)

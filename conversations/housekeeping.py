@@ -18,7 +18,7 @@ from django.utils import timezone
 from .inbox_settings import inbox_settings
 from .transitions import Event, Status
 
-BATCH = 5000
+BATCH = 1000
 
 # Constants and column names only; every value is a parameter.
 _CLOSE_DUE = """

@@ -455,7 +455,7 @@ def test_the_choices_are_read_once_per_process_not_per_page(agent_client, agent)
     with CaptureQueriesContext(connection) as warm:
         agent_client.get("/inbox/")
     read_by_cold = [q["sql"] for q in cold.captured_queries[len(warm.captured_queries) :]]
-    assert len(cold) == len(warm) + 3, read_by_cold  # agents, tags, channels
+    assert len(cold) == len(warm) + 4, read_by_cold  # agents, tags, channels, inbox settings
     sql = " ".join(q["sql"] for q in warm.captured_queries)
     assert 'WHERE "auth_user"."is_active"' not in sql  # the agents
     assert 'FROM "conversations_tag"' not in sql
