@@ -299,7 +299,7 @@ class Conversation(models.Model):
             # The Snoozed view, and the wake query (the earliest due first).
             models.Index(
                 fields=["-last_activity_at", "-id"],
-                condition=Q(snoozed_until__isnull=False),
+                condition=Q(snoozed_until__isnull=False, archived_at__isnull=True),
                 name="conv_snoozed_activity",
             ),
             models.Index(

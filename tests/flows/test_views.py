@@ -234,7 +234,6 @@ def _index_queries(agent_client, django_assert_num_queries, n):
         flow = make_flow(("send_message", "x"), ("ask", "y", "z"))
         Broadcast.objects.create(flow=flow)
     agent_client.get(reverse("flows:index"))  # warm the session
-    # session, user, the top bar's away switch, flows, broadcasts, their runs
     with django_assert_num_queries(6) as ctx:
         response = agent_client.get(reverse("flows:index"))
     assert response.status_code == 200
@@ -242,6 +241,7 @@ def _index_queries(agent_client, django_assert_num_queries, n):
 
 
 def test_index_has_no_n_plus_one(agent_client, django_assert_num_queries):
+    # 6: the top bar's available/away switch is one of them.
     assert _index_queries(agent_client, django_assert_num_queries, 1) == 6
     assert _index_queries(agent_client, django_assert_num_queries, 50) == 6
 
