@@ -415,3 +415,40 @@ class StatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.conversation_id}: {self.from_status or '—'} → {self.to_status}"
+
+
+class Activity(models.Model):
+    """A timeline line beyond status changes: assignment changes, tags added and
+    removed, private notes, … (``Kind`` grows as needed; write with
+    ``activity.record_activity`` or, set-based, ``Activity.objects.bulk_create``)."""
+
+    class Kind(models.TextChoices):
+        ASSIGNED = "assigned", "Assigned"
+        TAG_ADDED = "tag_added", "Tag added"
+        TAG_REMOVED = "tag_removed", "Tag removed"
+        NOTE = "note", "Note"
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="activities"
+    )
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    source = models.CharField(max_length=10, choices=Source.choices)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name_plural = "activities"
+        indexes = [
+            models.Index(fields=["conversation", "created_at", "id"], name="activity_timeline")
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.conversation_id}: {self.get_kind_display()}"
