@@ -19,6 +19,7 @@ from . import events
 from . import triggers as guards
 from .events import ConversationEvent  # noqa: F401 - the change bus's table
 from .reads import ReadMark  # noqa: F401 - unread markers
+from .saved_replies import validate_placeholders
 from .transitions import EVENT_CHOICES, ONGOING, OPEN, STATUS_CHOICES, Status
 
 MESSAGE_MAX_LENGTH = 10_000
@@ -452,3 +453,56 @@ class Activity(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.conversation_id}: {self.get_kind_display()}"
+
+
+class Mention(models.Model):
+    """An agent named (``@name``) in a private note: unread until they open the
+    conversation (``read_at``)."""
+
+    note = models.ForeignKey(Activity, on_delete=models.CASCADE, related_name="mentions")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+")
+    agent = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["note", "agent"], name="mention_unique_note_agent")
+        ]
+        indexes = [
+            models.Index(fields=["agent", "-id"], name="mention_agent_newest"),
+            models.Index(
+                fields=["agent", "conversation"],
+                condition=Q(read_at__isnull=True),
+                name="mention_agent_unread",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"@{self.agent_id} in #{self.conversation_id}"
+
+
+class SavedReply(models.Model):
+    """A canned answer an agent inserts with ``/`` in the composer; ``body`` may hold
+    placeholders (``saved_replies.PLACEHOLDERS``), filled when inserted."""
+
+    title = models.CharField(max_length=100)
+    body = models.TextField(
+        max_length=MESSAGE_MAX_LENGTH,
+        validators=[validate_placeholders],
+        help_text="Placeholders: {{contact.name}}, {{contact.first_name}}, {{agent.name}}, "
+        "{{agent.first_name}}, {{conversation.id}}.",
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_replies"
+    )
+    shared = models.BooleanField(default=False, help_text="Visible to every agent.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = [Lower("title"), "id"]
+        verbose_name_plural = "saved replies"
+        indexes = [models.Index(fields=["owner", "shared"], name="savedreply_owner")]
+
+    def __str__(self) -> str:
+        return self.title
