@@ -255,6 +255,7 @@ def pane_context(
         "note_draft": draft if composer == "note" else "",
         "keep_draft": keep_draft,
         "composer": composer,
+        "mention_agents": choices.mention_agents(),
         "mentions_read_url": mentions_read_url(conversation.pk, thread["thread"], request.user.pk),
         "list_suffix": query_suffix(list_query),
         "pane_url": reverse("inbox:pane", args=[conversation.pk]) + query_suffix(list_query),
