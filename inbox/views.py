@@ -450,7 +450,7 @@ def reply(request, pk: int):
 @require_POST
 @agent_required
 def note(request, pk: int):
-    text = request.POST.get("text", "")
+    text = request.POST.get("note", "")
     return pane_action(
         request,
         pk,
