@@ -65,6 +65,11 @@
 
   document.addEventListener("keydown", (event) => {
     if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
+    // Esc leaves a field (the shortcuts work again); the text stays.
+    if (event.key === "Escape" && event.target.matches("input, textarea, select") && !event.target.closest("dialog")) {
+      event.target.blur();
+      return;
+    }
     const action = ACTIONS[event.key];
     if (!action || typing(event.target)) return;
     // The arrows keep scrolling the thread (and the page) unless a row has focus.

@@ -132,7 +132,8 @@ def test_an_empty_note_is_refused_and_changes_nothing(agent):
 def test_placeholders_are_filled_and_unknown_ones_refused(agent):
     conversation = conversation_in(Status.NEW, contact=ContactFactory(name="Dana <b>Smith</b>"))
     agent.first_name, agent.last_name = "Alice", "Archer"
-    body = "Hi {{contact.first_name}} ({{ contact.name }}), {{agent.first_name}} here, #{{conversation.id}}"
+    body = "Hi {{contact.first_name}} ({{ contact.name }}), {{agent.first_name}} here, "
+    body += "#{{conversation.id}}"
     assert fill(body, conversation=conversation, agent=agent) == (
         f"Hi Dana (Dana <b>Smith</b>), Alice here, #{conversation.pk}"
     )
