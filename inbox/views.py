@@ -217,9 +217,13 @@ def pane_context(
     level: str = "success",
     draft: str = "",
     keep_draft: bool = True,
-    composer: str = "reply",
+    composer: str = "",
 ) -> dict:
-    """What the pane shows; the agents and the tags come from the choices memory."""
+    """What the pane shows; the agents and the tags come from the choices memory.
+    ``composer``: "note" shows the note box (else the one the page had, see inbox.js)."""
+    if not composer:
+        asked = request.GET.get("composer") or request.POST.get("composer")
+        composer = "note" if asked == "note" else "reply"
     status, archived = conversation.status, conversation.is_archived
     # An inactive assignee is not among the choices (as before): no reload for it.
     agents = choices.agents()
@@ -380,7 +384,7 @@ def pane(request, pk: int):
 
 
 def pane_action(
-    request, pk: int, action, *, success="", draft: str | None = None, composer: str = "reply"
+    request, pk: int, action, *, success="", draft: str | None = None, composer: str = ""
 ):
     """Run ``action`` (a service call); answer with the pane re-read from the
     database, showing the outcome: a refusal is a message in the pane, status 200,

@@ -64,6 +64,9 @@ def test_a_note_mentions_an_agent_and_never_reaches_the_contact(
     expect(thread_note).to_contain_text("can you check the carrier?")
     expect(thread_note.locator(".mention")).to_have_text("@bob")
     expect(alice.locator("#pane-status")).to_contain_text("New")
+    # The composer stays in note mode, emptied; the reply box stays hidden.
+    expect(alice.get_by_label("Private note (agents only)")).to_have_value("")
+    expect(alice.locator("textarea[name=text]")).to_be_hidden()
     alice.screenshot(path=tmp_path / "notes.png")
     keep(tmp_path, "notes.png")
 
