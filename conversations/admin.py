@@ -3,7 +3,11 @@ which call the services one conversation at a time and report each refusal."""
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, Q
+from django.contrib.auth import get_user_model
+from django.db import models
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
@@ -11,11 +15,13 @@ from . import services
 from .exceptions import ParleyError
 from .inbox_settings import TIME_ZONES
 from .models import (
+    Activity,
     Contact,
     Conversation,
     ConversationTag,
     InboxSettings,
     Message,
+    SavedReply,
     Source,
     StatusChange,
     Tag,
@@ -160,6 +166,8 @@ class ConversationForm(forms.ModelForm):
         assignee = self.cleaned_data.get("assignee")
         if self.instance.is_closed and assignee != self.instance.assignee:
             raise forms.ValidationError("Closed conversations are read-only.")
+        if assignee is not None and not assignee.is_active:
+            raise forms.ValidationError("Conversations can only be assigned to active agents.")
         return assignee
 
 
@@ -184,6 +192,32 @@ class StatusChangeInline(ReadOnlyMixin, admin.TabularInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("actor")
+
+
+class ActivityInline(ReadOnlyMixin, admin.TabularInline):
+    model = Activity
+    fields = ("created_at", "kind", "details", "source", "actor")
+    readonly_fields = fields
+    extra = 0
+    ordering = ("created_at", "id")
+    verbose_name_plural = "Activity (assignments, tags, private notes)"
+
+    def get_queryset(self, request):
+        def username(key):
+            user = get_user_model().objects.filter(
+                pk=Cast(KeyTextTransform(key, OuterRef("data")), models.BigIntegerField())
+            )
+            return Subquery(user.values("username")[:1])
+
+        queryset = super().get_queryset(request).select_related("actor")
+        return queryset.annotate(from_user=username("from"), to_user=username("to"))
+
+    @admin.display(description="Details")
+    def details(self, obj):
+        data = obj.data or {}
+        if obj.kind == Activity.Kind.ASSIGNED:
+            return f"{obj.from_user or 'nobody'} → {obj.to_user or 'nobody'}"
+        return data.get("tag") or data.get("text", "")
 
 
 def _run_action(modeladmin, request, queryset, service, done: str):
@@ -237,7 +271,7 @@ class ConversationAdmin(admin.ModelAdmin):
         "rating",
     )
     fields = readonly_fields[:2] + ("assignee",) + readonly_fields[2:]
-    inlines = [TagLinkInline, MessageInline, StatusChangeInline]
+    inlines = [TagLinkInline, MessageInline, StatusChangeInline, ActivityInline]
     actions = ["close_conversations", "archive_conversations", "unarchive_conversations"]
 
     def get_queryset(self, request):
@@ -246,6 +280,32 @@ class ConversationAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         # Conversations start when a contact is created or writes.
         return False
+
+    def save_model(self, request, obj, form, change):
+        # The assignee is the form's only field: it changes through the service,
+        # which records the change in the timeline.
+        if change and "assignee" in form.changed_data:
+            services.conversation_assign(
+                conversation=obj.pk, assignee=obj.assignee, actor=request.user, source=Source.ADMIN
+            )
+
+    def save_formset(self, request, form, formset, change):
+        formset.save()
+        if formset.model is not ConversationTag:
+            return
+        lines = [(Activity.Kind.TAG_ADDED, link) for link in formset.new_objects]
+        lines += [(Activity.Kind.TAG_ADDED, link) for link, _ in formset.changed_objects]
+        lines += [(Activity.Kind.TAG_REMOVED, link) for link in formset.deleted_objects]
+        Activity.objects.bulk_create(
+            Activity(
+                conversation_id=link.conversation_id,
+                kind=kind,
+                actor=request.user,
+                source=Source.ADMIN,
+                data={"tag": link.tag.name},
+            )
+            for kind, link in lines
+        )
 
     def has_delete_permission(self, request, obj=None):
         return False
@@ -392,3 +452,14 @@ class InboxSettingsAdmin(admin.ModelAdmin):
     def changelist_view(self, request, extra_context=None):
         InboxSettings.objects.get_or_create(pk=1)
         return super().changelist_view(request, extra_context)
+
+
+@admin.register(SavedReply)
+class SavedReplyAdmin(admin.ModelAdmin):
+    list_display = ("title", "owner", "shared", "updated_at")
+    list_filter = ("shared",)
+    search_fields = ("title", "body")
+    list_select_related = ("owner",)
+
+    def get_changeform_initial_data(self, request):
+        return {"owner": request.user.pk, **super().get_changeform_initial_data(request)}

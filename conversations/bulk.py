@@ -25,12 +25,14 @@ from .exceptions import ConversationClosed, InvalidInput, ParleyError, TagsLocke
 from .inbox_settings import inbox_settings
 from .models import (
     MESSAGE_MAX_LENGTH,
+    Activity,
     Contact,
     Conversation,
     ConversationTag,
     Direction,
     Message,
     SenderKind,
+    Source,
     StatusChange,
     Tag,
 )
@@ -448,8 +450,16 @@ def send_automated(
     return messages
 
 
-def tag_add(targets: Sequence[Target], *, tag: Tag, defer: bool = False) -> None:
-    """``services.conversation_tag_add`` for each target's conversation."""
+def tag_add(
+    targets: Sequence[Target],
+    *,
+    tag: Tag,
+    defer: bool = False,
+    actor=None,
+    source: str = Source.BROADCAST,
+) -> None:
+    """``services.conversation_tag_add`` for each target's conversation; the
+    timeline lines of the links added, in one more statement."""
     conversations = [t.conversation for t in targets]
     if any(c is None or c.is_closed for c in conversations):
         raise TagsLocked(
@@ -457,12 +467,28 @@ def tag_add(targets: Sequence[Target], *, tag: Tag, defer: bool = False) -> None
         )
     flush([t for t in targets if t.pending_insert])  # the links need their rows
     now = timezone.now()
-    insert_rows(
+    links = insert_rows(
         ConversationTag,
         count=len(conversations),
         same={"tag_id": tag.pk, "added_at": now},
         each={"conversation_id": [c.pk for c in conversations]},
         ignore_conflicts=True,
+    )
+    tagged = set(links) and set(
+        ConversationTag.objects.filter(pk__in=links).values_list("conversation_id", flat=True)
+    )
+    tagged_ids = [c.pk for c in conversations if c.pk in tagged]
+    insert_rows(
+        Activity,
+        count=len(tagged_ids),
+        same={
+            "kind": Activity.Kind.TAG_ADDED,
+            "actor_id": getattr(actor, "pk", None),
+            "source": source,
+            "data": {"tag": tag.name},
+            "created_at": now,
+        },
+        each={"conversation_id": tagged_ids},
     )
     for target in targets:
         target.pending["updated_at"] = now

@@ -21,6 +21,7 @@ from .availability import Availability  # noqa: F401 - agents' available/away sw
 from .events import ConversationEvent  # noqa: F401 - the change bus's table
 from .inbox_settings import InboxSettings  # noqa: F401 - the admin-edited settings
 from .reads import ReadMark  # noqa: F401 - unread markers
+from .saved_replies import validate_placeholders
 from .transitions import EVENT_CHOICES, ONGOING, OPEN, STATUS_CHOICES, TAGS_LOCKED, Status
 
 MESSAGE_MAX_LENGTH = 10_000
@@ -469,3 +470,93 @@ class StatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.conversation_id}: {self.from_status or '—'} → {self.to_status}"
+
+
+class Activity(models.Model):
+    """A timeline line beyond status changes: assignment changes, tags added and
+    removed, private notes, … (``Kind`` grows as needed; write with
+    ``activity.record_activity`` or, set-based, ``Activity.objects.bulk_create``)."""
+
+    class Kind(models.TextChoices):
+        ASSIGNED = "assigned", "Assigned"
+        TAG_ADDED = "tag_added", "Tag added"
+        TAG_REMOVED = "tag_removed", "Tag removed"
+        NOTE = "note", "Note"
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="activities"
+    )
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    source = models.CharField(max_length=10, choices=Source.choices)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name_plural = "activities"
+        indexes = [
+            models.Index(fields=["conversation", "created_at", "id"], name="activity_timeline")
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.conversation_id}: {self.get_kind_display()}"
+
+
+class Mention(models.Model):
+    """An agent named (``@name``) in a private note: unread until they open the
+    conversation (``read_at``)."""
+
+    note = models.ForeignKey(Activity, on_delete=models.CASCADE, related_name="mentions")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+")
+    agent = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["note", "agent"], name="mention_unique_note_agent")
+        ]
+        indexes = [
+            models.Index(fields=["agent", "-id"], name="mention_agent_newest"),
+            models.Index(
+                fields=["agent", "conversation"],
+                condition=Q(read_at__isnull=True),
+                name="mention_agent_unread",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"@{self.agent_id} in #{self.conversation_id}"
+
+
+class SavedReply(models.Model):
+    """A canned answer an agent inserts with ``/`` in the composer; ``body`` may hold
+    placeholders (``saved_replies.PLACEHOLDERS``), filled when inserted."""
+
+    title = models.CharField(max_length=100)
+    body = models.TextField(
+        max_length=MESSAGE_MAX_LENGTH,
+        validators=[validate_placeholders],
+        help_text="Placeholders: {{contact.name}}, {{contact.first_name}}, {{agent.name}}, "
+        "{{agent.first_name}}, {{conversation.id}}.",
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_replies"
+    )
+    shared = models.BooleanField(default=False, help_text="Visible to every agent.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = [Lower("title"), "id"]
+        verbose_name_plural = "saved replies"
+        indexes = [models.Index(fields=["owner", "shared"], name="savedreply_owner")]
+
+    def __str__(self) -> str:
+        return self.title

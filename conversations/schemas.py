@@ -144,6 +144,12 @@ class SnoozeIn(Schema):
     )
 
 
+class NoteIn(TextSchema):
+    text: Text = Field(
+        description="The private note (agents only; `@username` or `@first name` mentions)."
+    )
+
+
 class TagIn(TextSchema):
     name: TagName = Field(description="The tag's name; created on first use.")
 
@@ -325,6 +331,44 @@ class ConversationOut(Schema):
         return tags if tags is not None else list(conversation.tags.all())
 
 
+class NoteOut(Schema):
+    id: int
+    text: str
+    author: str | None = Field(description="The agent's username.")
+    mentions: list[str] = Field(description="The usernames of the agents it mentions.")
+    created_at: datetime
+
+    @staticmethod
+    def resolve_text(note) -> str:
+        return note.data.get("text", "")
+
+    @staticmethod
+    def resolve_author(note) -> str | None:
+        return _username(note.actor) if note.actor_id else None
+
+    @staticmethod
+    def resolve_mentions(note) -> list[str]:
+        return [mention.agent.get_username() for mention in note.mentions.all()]
+
+
+class ActivityOut(Schema):
+    kind: str = Field(description="`assigned`, `tag_added` or `tag_removed`.")
+    source: str = Field(description="Who or what: contact, agent, flow, broadcast, admin, api.")
+    actor: str | None
+    from_assignee: str | None = Field(None, description="`assigned`: the username before.")
+    to_assignee: str | None = Field(None, description="`assigned`: the username after.")
+    tag: str | None = Field(None, description="`tag_added`, `tag_removed`: the tag's name.")
+    created_at: datetime
+
+    @staticmethod
+    def resolve_actor(activity) -> str | None:
+        return _username(activity.actor) if activity.actor_id else None
+
+    @staticmethod
+    def resolve_tag(activity) -> str | None:
+        return activity.data.get("tag")
+
+
 class ConversationDetailOut(ConversationOut):
     messages: list[MessageOut]
     status_history: list[StatusChangeOut]
@@ -335,9 +379,20 @@ class ConversationDetailOut(ConversationOut):
     def resolve_rated_agent(conversation) -> str | None:
         return _username(conversation.closed_by) if conversation.rating else None
 
+    notes: list[NoteOut] = Field(description="Private notes (agents only), oldest first.")
+    activity: list[ActivityOut] = Field(description="Assignment and tag changes, oldest first.")
+
     @staticmethod
     def resolve_status_history(conversation):
         return conversation.status_changes.all()
+
+    @staticmethod
+    def resolve_notes(conversation):
+        return [a for a in conversation.activities.all() if a.kind == "note"]
+
+    @staticmethod
+    def resolve_activity(conversation):
+        return [a for a in conversation.activities.all() if a.kind != "note"]
 
 
 class ConversationPageOut(Schema):

@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import events, hooks, inbound, snooze
+from .activity import mentioned_agents, record_activity
 from .exceptions import (
     ChangedMeanwhile,
     ContactExists,
@@ -31,10 +32,12 @@ from .inbox_settings import inbox_settings
 from .locks import lock_contact, lock_conversation, open_conversation_of, retrying_atomic
 from .models import (
     MESSAGE_MAX_LENGTH,
+    Activity,
     Contact,
     Conversation,
     ConversationTag,
     Direction,
+    Mention,
     Message,
     SenderKind,
     Source,
@@ -266,6 +269,14 @@ def conversation_reply(
     if conversation.assignee_id is None:
         conversation.assignee = agent
         fields.append("assignee")
+        record_activity(
+            conversation,
+            Activity.Kind.ASSIGNED,
+            actor=agent,
+            source=source,
+            to=agent.pk,
+            **{"from": None},
+        )
     fields += _touch(conversation, message, waiting=False, save=False)
     # One update of the row (status, assignee and inbox columns together).
     conversation.save(update_fields=list(dict.fromkeys(fields)))
@@ -303,6 +314,27 @@ def _send(conversation: Conversation, text: str, *, sender_kind: str, author=Non
     _touch(conversation, message, waiting=None)
     hooks.message_sent.send(sender=Message, message=message, conversation=conversation)
     return message
+
+
+@retrying_atomic
+def note_add(
+    *, conversation: Conversation | int, author, text: str, source: str = Source.AGENT
+) -> Activity:
+    """A private note: agents only, never sent to the contact; no status, waiting or
+    ordering change; allowed on closed conversations too (history may be annotated).
+    Each agent it mentions (``@name``, not the author) gets an unread Mention."""
+    text = clean_text(text, field="Note", max_length=MESSAGE_MAX_LENGTH)
+    conversation = lock_conversation(conversation)
+    events.set_actor(author)
+    mentioned = [pk for pk in mentioned_agents(text) if pk != author.pk]
+    note = record_activity(
+        conversation, Activity.Kind.NOTE, actor=author, source=source, text=text, mentions=mentioned
+    )
+    Mention.objects.bulk_create(
+        Mention(note=note, conversation=conversation, agent_id=pk) for pk in mentioned
+    )
+    conversation.save(update_fields=["updated_at"])  # the change bus: open panes refresh
+    return note
 
 
 @dataclass(frozen=True)
@@ -449,7 +481,12 @@ ANY = object()
 
 @retrying_atomic
 def conversation_assign(
-    *, conversation: Conversation | int, assignee, actor=None, expected_assignee=ANY
+    *,
+    conversation: Conversation | int,
+    assignee,
+    actor=None,
+    expected_assignee=ANY,
+    source: str = Source.AGENT,
 ) -> Conversation:
     """Give the conversation to an agent (or to nobody with ``assignee=None``).
 
@@ -469,8 +506,17 @@ def conversation_assign(
     if assignee is not None and not assignee.is_active:
         raise InvalidInput("Conversations can only be assigned to active agents.")
     if conversation.assignee_id != (assignee.pk if assignee else None):
+        before = conversation.assignee_id
         conversation.assignee = assignee
         conversation.save(update_fields=["assignee", "updated_at"])
+        record_activity(
+            conversation,
+            Activity.Kind.ASSIGNED,
+            actor=actor,
+            source=source,
+            to=conversation.assignee_id,
+            **{"from": before},
+        )
     return conversation
 
 
@@ -530,6 +576,8 @@ def conversation_tag_add(
     *,
     conversation: Conversation | int,
     tag: Tag | str,
+    actor=None,
+    source: str = Source.AGENT,
 ) -> Tag:
     """Add a tag (created on first use when given by name) to an open conversation."""
     conversation = _locked_open_conversation(conversation)
@@ -538,6 +586,9 @@ def conversation_tag_add(
     _, created = ConversationTag.objects.get_or_create(conversation=conversation, tag=tag)
     if created:
         conversation.save(update_fields=["updated_at"])  # the inbox's change marker
+        record_activity(
+            conversation, Activity.Kind.TAG_ADDED, actor=actor, source=source, tag=tag.name
+        )
     return tag
 
 
@@ -546,6 +597,8 @@ def conversation_tag_remove(
     *,
     conversation: Conversation | int,
     tag: Tag | str,
+    actor=None,
+    source: str = Source.AGENT,
 ) -> bool:
     """Remove a tag from an open conversation; returns whether it carried it."""
     conversation = _locked_open_conversation(conversation)
@@ -558,4 +611,7 @@ def conversation_tag_remove(
         return False
     link.delete()
     conversation.save(update_fields=["updated_at"])  # the inbox's change marker
+    record_activity(
+        conversation, Activity.Kind.TAG_REMOVED, actor=actor, source=source, tag=tag.name
+    )
     return True

@@ -150,7 +150,7 @@ def _advance(run: FlowRun, conversation: Conversation, *, new_runs: list | None 
                 return _save(run, new_runs)
         elif step.kind == StepKind.ADD_TAG:
             if step.tag_id is not None:
-                core.conversation_tag_add(conversation=conversation, tag=step.tag)
+                core.conversation_tag_add(conversation=conversation, tag=step.tag, source=source)
             log_step(run, step, step.tag.name if step.tag_id else "no tag: skipped")
         elif step.kind in ENDING_EVENTS:
             core.apply_event(

@@ -18,7 +18,8 @@ from django.utils import timezone
 from django.utils.dates import MONTHS_3
 from markupsafe import Markup
 
-from conversations.models import Conversation, SenderKind, Source, StatusChange
+from conversations.activity import MENTION
+from conversations.models import Activity, Conversation, SenderKind, Source, StatusChange
 from conversations.reads import UNREAD_CAP
 from conversations.transitions import STATUS_LABELS
 
@@ -185,6 +186,7 @@ def list_rows(rows: list[ListRow], list_suffix: str, tags_by_id: dict) -> Markup
 
 EVENT_LABELS = dict(StatusChange._meta.get_field("event").flatchoices)
 SOURCE_LABELS = dict(Source.choices)
+ACTIVITY_LABELS = dict(Activity.Kind.choices)
 
 
 def _sender(message: MessageRow, contact_name: str, labels: dict[int, str]) -> str:
@@ -211,6 +213,7 @@ class MessageView(NamedTuple):
     when: str
     text: str  # markup: escaped, line breaks as <br> (Django's linebreaksbr)
     message: bool = True
+    activity: bool = False
 
 
 class EventView(NamedTuple):
@@ -222,6 +225,56 @@ class EventView(NamedTuple):
     iso: str
     when: str
     message: bool = False
+    activity: bool = False
+
+
+class ActivityView(NamedTuple):
+    """An assignment change, a tag added or removed, or a private note (``text``)."""
+
+    kind: str
+    label: str
+    detail: str
+    actor: str
+    iso: str
+    when: str
+    text: Markup | str = ""
+    message: bool = False
+    activity: bool = True
+
+
+def note_html(text: str) -> Markup:
+    """A note's text: escaped, line breaks kept, ``@name`` mentions marked."""
+    html = linebreaksbr(text, autoescape=True)
+    return Markup(MENTION.sub(r'<span class="mention">@\1</span>', html))  # noqa: S704
+
+
+def _activity_view(item, labels: dict[int, str], clock: Clock) -> ActivityView:
+    data = item.data or {}
+    actor = labels.get(item.actor_id) if item.actor_id else None
+    actor = actor or (
+        "the contact"
+        if item.source == Source.CONTACT
+        else SOURCE_LABELS.get(item.source, item.source)
+    )
+    if item.kind == Activity.Kind.ASSIGNED:
+
+        def who(pk):
+            return labels.get(pk, "an agent") if pk else "nobody"
+
+        detail = f"{who(data.get('from'))} → {who(data.get('to'))}"
+    else:
+        detail = str(data.get("tag", ""))
+    iso, when = clock.short(item.created_at)
+    is_note = item.kind == Activity.Kind.NOTE
+    return ActivityView(
+        kind=item.kind,
+        label="Private note" if is_note else ACTIVITY_LABELS.get(item.kind, item.kind),
+        detail="" if is_note else detail,
+        actor=actor,
+        iso=iso,
+        when=when,
+        text=note_html(str(data.get("text", ""))) if is_note else "",
+    )
 
 
 def thread_html(thread, contact_name: str, earlier_url: str) -> Markup:
@@ -232,10 +285,15 @@ def thread_html(thread, contact_name: str, earlier_url: str) -> Markup:
         entry.item.author_id if entry.kind == "message" else entry.item.actor_id
         for entry in thread.entries
     ]
+    for entry in thread.entries:
+        if entry.kind == "activity" and entry.item.kind == Activity.Kind.ASSIGNED:
+            people += [entry.item.data.get("from"), entry.item.data.get("to")]
     labels = user_labels(pk for pk in people if pk is not None)
     views = []
     for entry in thread.entries:
-        if entry.kind == "message":
+        if entry.kind == "activity":
+            views.append(_activity_view(entry.item, labels, clock))
+        elif entry.kind == "message":
             m = entry.item
             iso, when = clock.short(m.created_at)
             views.append(

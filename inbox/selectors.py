@@ -18,7 +18,7 @@ from django.db.models import Exists, F, Max, OuterRef, Q, Value
 from django.db.models.expressions import RawSQL
 from django.http import QueryDict
 
-from conversations.models import Conversation, ConversationTag, Message, StatusChange
+from conversations.models import Activity, Conversation, ConversationTag, Message, StatusChange
 from conversations.reads import unread_column
 from conversations.selectors import status_counts
 from conversations.transitions import Status
@@ -342,6 +342,7 @@ class Heads(NamedTuple):
     version: str  # the heartbeat's fingerprint (``inbox_version``)
     mine: int  # open conversations assigned to the agent, capped (VIEW_COUNT_CAP + 1)
     unassigned: int  # open conversations assigned to nobody, capped
+    mentions: int  # the agent's unread mentions in notes, capped
     away: bool = False  # the agent's available/away switch (the top bar)
 
 
@@ -360,13 +361,15 @@ def inbox_heads(*, agent_id: int | None) -> Heads:
                     WHERE {open_rows} AND assignee_id = %s LIMIT {cap}) mine),
                 (SELECT count(*) FROM (SELECT 1 FROM conversations_conversation
                     WHERE {open_rows} AND assignee_id IS NULL LIMIT {cap}) nobody),
+                (SELECT count(*) FROM (SELECT 1 FROM conversations_mention
+                    WHERE agent_id = %s AND read_at IS NULL LIMIT {cap}) mentions),
                 EXISTS (SELECT 1 FROM conversations_availability
                     WHERE user_id = %s AND is_away)
             """,  # noqa: S608 - constants; the agent is a parameter
-            [agent_id or 0, agent_id or 0],
+            [agent_id or 0, agent_id or 0, agent_id or 0, agent_id or 0],
         )
-        newest, mine, unassigned, away = cursor.fetchone()
-    return Heads(_fingerprint(newest), mine, unassigned, away)
+        newest, mine, unassigned, mentions, away = cursor.fetchone()
+    return Heads(_fingerprint(newest), mine, unassigned, mentions, away)
 
 
 def _fingerprint(newest) -> str:
@@ -392,7 +395,7 @@ def inbox_version() -> str:
 THREAD_PAGE = 50
 # A refresh keeps every entry the reader has loaded, up to this many.
 THREAD_MAX = 1000
-_KIND_RANK = {"status": 0, "message": 1}
+_KIND_RANK = {"status": 0, "message": 1, "activity": 2}
 
 
 # The thread's rows carry their author's (actor's) id, not a join to the users:
@@ -420,11 +423,20 @@ class ChangeRow(NamedTuple):
     actor_id: int | None
 
 
+class ActivityRow(NamedTuple):
+    pk: int
+    created_at: datetime
+    kind: str
+    source: str
+    data: dict
+    actor_id: int | None
+
+
 @dataclass(frozen=True)
 class ThreadEntry:
     at: datetime
-    kind: str  # "message" or "status"
-    item: MessageRow | ChangeRow
+    kind: str  # "message", "status" or "activity"
+    item: MessageRow | ChangeRow | ActivityRow
 
     @property
     def key(self) -> tuple[datetime, int, int]:
@@ -450,7 +462,7 @@ def thread_cursor(entry: ThreadEntry) -> str:
 def decode_thread_cursor(value: str) -> tuple[datetime, int, int]:
     try:
         kind, moment, rank, pk = cursor_unpack(value)
-        if kind != "thread" or rank not in (0, 1) or isinstance(rank, bool):
+        if kind != "thread" or rank not in (0, 1, 2) or isinstance(rank, bool):
             raise BadCursor
         if not isinstance(pk, int) or isinstance(pk, bool) or not isinstance(moment, str):
             raise BadCursor
@@ -494,16 +506,19 @@ def conversation_thread(
     THREAD_MAX, the newest). A bad cursor raises ``BadCursor``."""
     all_messages = Message.objects.filter(conversation=conversation)
     all_changes = StatusChange.objects.filter(conversation=conversation)
-    messages, changes = all_messages, all_changes
+    all_activities = Activity.objects.filter(conversation=conversation)
+    messages, changes, activities = all_messages, all_changes, all_activities
     size = THREAD_PAGE
     if before:
         key = decode_thread_cursor(before)
         messages = _before(messages, "created_at", 1, key)
         changes = _before(changes, "at", 0, key)
+        activities = _before(activities, "created_at", 2, key)
     elif since:
         key = decode_thread_cursor(since)
         messages = _from(messages, "created_at", 1, key)
         changes = _from(changes, "at", 0, key)
+        activities = _from(activities, "created_at", 2, key)
         size = THREAD_MAX
     # Plain rows, not model instances (100 of them, and their authors, per pane).
     newest_messages = messages.order_by("-created_at", "-id").values_list(*MessageRow._fields)
@@ -511,8 +526,13 @@ def conversation_thread(
     entries = [
         ThreadEntry(row[1], "message", MessageRow._make(row)) for row in newest_messages[: size + 1]
     ]
+    newest_activities = activities.order_by("-created_at", "-id").values_list(*ActivityRow._fields)
     entries += [
         ThreadEntry(row[1], "status", ChangeRow._make(row)) for row in newest_changes[: size + 1]
+    ]
+    entries += [
+        ThreadEntry(row[1], "activity", ActivityRow._make(row))
+        for row in newest_activities[: size + 1]
     ]
     entries.sort(key=lambda entry: entry.key, reverse=True)
     shown = entries[:size]
@@ -531,6 +551,7 @@ def conversation_thread(
         older = Conversation.objects.filter(pk=conversation.pk).values_list(
             Exists(_before(all_messages, "created_at", 1, key)),
             Exists(_before(all_changes, "at", 0, key)),
+            Exists(_before(all_activities, "created_at", 2, key)),
         )
         if any(older.get()):
             thread.earlier = thread.oldest

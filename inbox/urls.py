@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import stream, views
+from . import saved_replies, stream, views
 
 app_name = "inbox"
 urlpatterns = [
@@ -12,6 +12,15 @@ urlpatterns = [
     path("inbox/availability/", views.availability_view, name="availability"),
     path("inbox/c/<int:pk>/", views.pane, name="pane"),
     path("inbox/c/<int:pk>/reply/", views.reply, name="reply"),
+    path("inbox/c/<int:pk>/note/", views.note, name="note"),
+    path("inbox/c/<int:pk>/mentions/read/", views.mentions_read, name="mentions_read"),
+    path("inbox/mentions/", views.mentions, name="mentions"),
+    path("inbox/replies/", saved_replies.index, name="saved_replies"),
+    path("inbox/replies/new/", saved_replies.edit, name="saved_reply_new"),
+    path("inbox/replies/<int:reply_id>/", saved_replies.edit, name="saved_reply_edit"),
+    path("inbox/replies/<int:reply_id>/delete/", saved_replies.delete, name="saved_reply_delete"),
+    path("inbox/replies/search/", saved_replies.search, name="saved_reply_search"),
+    path("inbox/c/<int:pk>/replies/<int:reply_id>/", saved_replies.fill, name="saved_reply_fill"),
     path("inbox/c/<int:pk>/close/", views.close, name="close"),
     path("inbox/c/<int:pk>/archive/", views.archive, name="archive"),
     path("inbox/c/<int:pk>/unarchive/", views.unarchive, name="unarchive"),

@@ -28,14 +28,15 @@ from conversations import services, snooze
 from conversations.availability import set_away
 from conversations.exceptions import InvalidInput, ParleyError
 from conversations.inbox_settings import business_timezone, inbox_settings
-from conversations.models import Contact, Conversation, Direction, StatusChange
+from conversations.models import Contact, Conversation, Direction, Mention, StatusChange
 from conversations.reads import mark_read
 from conversations.selectors import TABS, contact_history, status_counts
 from conversations.transitions import OPEN, Event, Status, allowed
 from flows.decorators import agent_required
 
 from . import choices
-from .display import agent_options, list_rows, thread_html
+from .choices import user_labels
+from .display import agent_options, list_rows, note_html, thread_html
 from .filters import ASSIGNEE_ME, ASSIGNEE_NONE, agent_label
 from .forms import BULK_LIMIT, AssignForm, BulkActionForm
 from .selectors import (
@@ -147,6 +148,7 @@ def build_views(page: InboxPage, heads: Heads, counts: dict[str, int]) -> list[d
     for key, label, assignee, count in (
         ("mine", "Mine", ASSIGNEE_ME, heads.mine),
         ("unassigned", "Unassigned", ASSIGNEE_NONE, heads.unassigned),
+        ("mentions", "Mentions", None, heads.mentions),
     ):
         active = (
             page.query.get("assignee") == assignee
@@ -154,7 +156,9 @@ def build_views(page: InboxPage, heads: Heads, counts: dict[str, int]) -> list[d
             and not others
         )
         shown = f"{VIEW_COUNT_CAP}+" if count > VIEW_COUNT_CAP else str(count)
-        url = view_url(assignee)
+        url = view_url(assignee) if assignee else reverse("inbox:mentions")
+        if not assignee:  # a page of its own, not a filter of the list
+            active = False
         views.append({"key": key, "label": label, "count": shown, "url": url, "active": active})
     views.append(
         {
@@ -235,8 +239,13 @@ def pane_context(
     level: str = "success",
     draft: str = "",
     keep_draft: bool = True,
+    composer: str = "",
 ) -> dict:
-    """What the pane shows; the agents and the tags come from the choices memory."""
+    """What the pane shows; the agents and the tags come from the choices memory.
+    ``composer``: "note" shows the note box (else the one the page had, see inbox.js)."""
+    if not composer:
+        asked = request.GET.get("composer") or request.POST.get("composer")
+        composer = "note" if asked == "note" else "reply"
     status, archived = conversation.status, conversation.is_archived
     # An inactive assignee is not among the choices (as before): no reload for it.
     agents = choices.agents()
@@ -273,8 +282,12 @@ def pane_context(
         "tag_suggestions": [tag.name for tag in tags.all if tag.name.lower() not in on_it],
         "notice": notice,
         "notice_level": level,
-        "draft": draft,
+        "draft": draft if composer == "reply" else "",
+        "note_draft": draft if composer == "note" else "",
         "keep_draft": keep_draft,
+        "composer": composer,
+        "mention_agents": choices.mention_agents(),
+        "mentions_read_url": mentions_read_url(conversation.pk, thread["thread"], request.user.pk),
         "list_suffix": query_suffix(list_query),
         "pane_url": reverse("inbox:pane", args=[conversation.pk]) + query_suffix(list_query),
         "action_urls": action_urls(conversation.pk, query_suffix(list_query)),
@@ -298,8 +311,17 @@ def read_url(pk: int, thread) -> str:
     return reverse("inbox:read", args=[pk]) + "?" + query.urlencode()
 
 
+def mentions_read_url(pk: int, thread, agent_id: int) -> str:
+    """Where the pane says "I saw the notes mentioning me" ("" when it shows none)."""
+    for entry in thread.entries:
+        if entry.kind == "activity" and agent_id in (entry.item.data or {}).get("mentions", ()):
+            return reverse("inbox:mentions_read", args=[pk])
+    return ""
+
+
 PANE_ACTIONS = (
     "reply",
+    "note",
     "close",
     "archive",
     "unarchive",
@@ -399,7 +421,9 @@ def pane(request, pk: int):
     return response
 
 
-def pane_action(request, pk: int, action, *, success="", draft: str | None = None):
+def pane_action(
+    request, pk: int, action, *, success="", draft: str | None = None, composer: str = ""
+):
     """Run ``action`` (a service call); answer with the pane re-read from the
     database, showing the outcome: a refusal is a message in the pane, status 200,
     so htmx swaps it in. ``draft`` is the reply text: kept when refused, cleared
@@ -426,7 +450,13 @@ def pane_action(request, pk: int, action, *, success="", draft: str | None = Non
         return redirect(pane_url)
     conversation = load_conversation(pk)
     context = pane_context(
-        request, conversation, notice=notice, level=level, draft=draft or "", keep_draft=keep_draft
+        request,
+        conversation,
+        notice=notice,
+        level=level,
+        draft=draft or "",
+        keep_draft=keep_draft,
+        composer=composer,
     )
     response = render(request, "inbox/pane.html", context)
     # The pane is already fresh; the list and the tabs refresh themselves.
@@ -457,6 +487,58 @@ def reply(request, pk: int):
         lambda: services.conversation_reply(conversation=pk, agent=request.user, text=text),
         draft=text,
     )
+
+
+@require_POST
+@agent_required
+def note(request, pk: int):
+    text = request.POST.get("note", "")
+    return pane_action(
+        request,
+        pk,
+        lambda: services.note_add(conversation=pk, author=request.user, text=text),
+        success="Note added. Only agents see it.",
+        draft=text,
+        composer="note",
+    )
+
+
+@require_POST
+@agent_required
+def mentions_read(request, pk: int):
+    """The pane showed the notes mentioning the agent: they are read."""
+    Mention.objects.filter(agent=request.user, conversation_id=pk, read_at__isnull=True).update(
+        read_at=timezone.now()
+    )
+    return trigger_client_event(HttpResponse(), "mentionsRead", {"id": pk})
+
+
+MENTIONS_PAGE = 50
+
+
+@never_cache
+@require_GET
+@agent_required
+def mentions(request):
+    """The notes that mention the agent, newest first (keyset pages: ``?before=<id>``)."""
+    rows = Mention.objects.filter(agent=request.user).select_related(
+        "note", "conversation__contact"
+    )
+    before = request.GET.get("before", "")
+    if before.isdigit() and len(before) < 19:
+        rows = rows.filter(pk__lt=int(before))
+    rows = list(rows.order_by("-id")[: MENTIONS_PAGE + 1])
+    labels = user_labels(row.note.actor_id for row in rows if row.note.actor_id)
+    items = [
+        {
+            "mention": row,
+            "author": labels.get(row.note.actor_id, "An agent"),
+            "text": note_html(row.note.data.get("text", "")),
+        }
+        for row in rows[:MENTIONS_PAGE]
+    ]
+    more = rows[MENTIONS_PAGE - 1].pk if len(rows) > MENTIONS_PAGE else None
+    return render(request, "inbox/mentions.html", {"items": items, "more": more})
 
 
 @require_POST
@@ -603,7 +685,7 @@ def tag_add(request, pk: int):
     return pane_action(
         request,
         pk,
-        lambda: services.conversation_tag_add(conversation=pk, tag=name),
+        lambda: services.conversation_tag_add(conversation=pk, tag=name, actor=request.user),
         success=lambda tag: f"Tag “{tag.name}” added.",
     )
 
@@ -615,7 +697,7 @@ def tag_remove(request, pk: int):
     return pane_action(
         request,
         pk,
-        lambda: services.conversation_tag_remove(conversation=pk, tag=name),
+        lambda: services.conversation_tag_remove(conversation=pk, tag=name, actor=request.user),
         success=lambda removed: (
             f"Tag “{name.strip()}” removed." if removed else "That tag was not on it."
         ),
@@ -683,9 +765,13 @@ def _bulk_step(request, form, pk: int) -> None:
     elif action == "archive":
         services.conversation_archive(conversation=pk, actor=request.user)
     elif action == "assign":
-        services.conversation_assign(conversation=pk, assignee=form.cleaned_data["assignee_user"])
+        services.conversation_assign(
+            conversation=pk, assignee=form.cleaned_data["assignee_user"], actor=request.user
+        )
     else:
-        services.conversation_tag_add(conversation=pk, tag=form.cleaned_data["tag"])
+        services.conversation_tag_add(
+            conversation=pk, tag=form.cleaned_data["tag"], actor=request.user
+        )
 
 
 def bulk_summary(form, done: int, refused: list[tuple[int, str]]) -> str:

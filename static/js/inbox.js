@@ -87,6 +87,8 @@
     if (!target || target.id !== PANE || !event.detail.elt.closest("#" + PANE)) return;
     const oldest = document.querySelector("#thread [data-cursor]");
     if (oldest) event.detail.parameters.since = oldest.dataset.cursor;
+    // The composer stays in the mode the agent chose (Reply or Note).
+    if (document.querySelector("#" + PANE + " .mode-note:checked")) event.detail.parameters.composer = "note";
   });
 
   // Earlier entries go above the ones being read: keep those where they are.

@@ -136,6 +136,8 @@ def _change_form_data(conversation, tag_rows):
         "messages-INITIAL_FORMS": "0",
         "status_changes-TOTAL_FORMS": "0",
         "status_changes-INITIAL_FORMS": "0",
+        "activities-TOTAL_FORMS": "0",
+        "activities-INITIAL_FORMS": "0",
     }
     for index, row in enumerate(tag_rows):
         for key, value in row.items():

@@ -170,10 +170,10 @@ def test_two_agents_see_each_other_and_nothing_is_silently_lost(asgi_server, bro
     stale.route("**/inbox/poll/**", lambda route: route.abort())
     stale.goto(url)
     bobs.locator(PANE).get_by_label("Assignee").select_option(label="Bob (me)")
-    bobs.locator(PANE).get_by_role("button", name="Assign").click()
+    bobs.locator(PANE).get_by_role("button", name="Assign", exact=True).click()
     expect(bobs.locator("#pane-notices")).to_contain_text("Assigned to you.")
     stale.locator(PANE).get_by_label("Assignee").select_option(label="Carol")
-    stale.locator(PANE).get_by_role("button", name="Assign").click()
+    stale.locator(PANE).get_by_role("button", name="Assign", exact=True).click()
     expect(stale.locator("#pane-notices")).to_contain_text(
         "Changed a moment ago by Bob: it is now assigned to Bob."
     )

@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import NoReverseMatch, URLPattern, URLResolver, get_resolver, reverse
 
 from connectors.tokens import token_create, token_revoke
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, SavedReply
 from tests.factories import UserFactory, conversation_in
 
 pytestmark = pytest.mark.django_db
@@ -47,6 +47,15 @@ MATRIX = {
     "inbox:assign": ("action", "POST"),
     "inbox:tag_add": ("action", "POST"),
     "inbox:tag_remove": ("action", "POST"),
+    "inbox:note": ("action", "POST"),
+    "inbox:mentions_read": ("action", "POST"),
+    "inbox:mentions": ("page", "GET"),
+    "inbox:saved_replies": ("page", "GET"),
+    "inbox:saved_reply_new": ("page", "GET"),
+    "inbox:saved_reply_edit": ("page", "GET"),
+    "inbox:saved_reply_delete": ("action", "POST"),
+    "inbox:saved_reply_search": ("page", "GET"),
+    "inbox:saved_reply_fill": ("page", "GET"),
     "flows:index": ("page", "GET"),
     "flows:broadcast": ("page", "GET"),
     "flows:start_flow": ("action", "POST"),
@@ -70,6 +79,7 @@ MATRIX = {
     "api:conversation_unsnooze": ("api", "POST"),
     "api:conversation_tag_add": ("api", "POST"),
     "api:conversation_tag_remove": ("api", "DELETE"),
+    "api:conversation_note": ("api", "POST"),
     "api:flow_start": ("api", "POST"),
     "api:broadcast_create": ("api", "POST"),
     "api:broadcast_detail": ("api", "GET"),
@@ -102,6 +112,7 @@ def world(db):
     flow = Flow.objects.create(name="Welcome")
     broadcast = Broadcast.objects.create(flow=flow, created_by=agent)
     message = Message.objects.filter(conversation=conversation).first()
+    reply = SavedReply.objects.create(owner=agent, title="Hi", body="Hello")
     return {
         "agent": agent,
         "conversation": conversation,
@@ -113,6 +124,7 @@ def world(db):
             "message_id": message.pk,
             "channel": "web",
             "name": "billing",
+            "reply_id": reply.pk,
         },
         "broadcast": broadcast,
     }
@@ -127,6 +139,8 @@ def _path(name: str, world) -> str:
     for attempt in (
         {},
         {k: kwargs[k] for k in ("pk",)},
+        {k: kwargs[k] for k in ("reply_id",)},
+        {k: kwargs[k] for k in ("pk", "reply_id")},
         {k: kwargs[k] for k in ("conversation_id",)},
         {k: kwargs[k] for k in ("conversation_id", "name")},
         {k: kwargs[k] for k in ("flow_id",)},
