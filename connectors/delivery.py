@@ -101,9 +101,8 @@ def deliver_outbound(sender, *, message: Message, conversation, template=None, *
     if channel.kind == ChannelKind.WHATSAPP:
         from .whatsapp.outbound import payload
 
-        body = payload(
-            channel=channel, to=conversation.contact.external_id, text=message.text, template=template
-        )
+        to = conversation.contact.external_id
+        body = payload(channel=channel, to=to, text=message.text, template=template)
     # Always queued: the task holds it if the channel is paused by then.
     delivery = Delivery.objects.create(message=message, channel=channel, payload=body)
     _enqueue_after_commit(delivery.pk)

@@ -31,9 +31,14 @@ message_sending = Signal()
 
 def outbound_text(*, conversation, text: str, sender_kind: str, template=None) -> str:
     """The text to store for an outbound message, after its channel has had its say."""
-    for _, answer in message_sending.send(
-        sender=None, conversation=conversation, text=text, sender_kind=sender_kind, template=template
-    ):
+    answers = message_sending.send(
+        sender=None,
+        conversation=conversation,
+        text=text,
+        sender_kind=sender_kind,
+        template=template,
+    )
+    for _, answer in answers:
         if answer:
             text = answer
     return text

@@ -117,9 +117,10 @@ def _status(channel: Channel, status: dict) -> None:
         errors = status.get("errors") or [{}]
         first = errors[0]
         details = (first.get("error_data") or {}).get("details", "")
-        error = " — ".join(
-            p for p in (first.get("title") or first.get("message"), details) if p
-        ) or "WhatsApp could not deliver the message."
+        error = (
+            " — ".join(p for p in (first.get("title") or first.get("message"), details) if p)
+            or "WhatsApp could not deliver the message."
+        )
         if first.get("code"):
             error = f"{error} (code {first['code']})"
     _receipt(channel, status["id"], receipt, error=error)
@@ -169,7 +170,8 @@ def _note_error(channel: Channel, error: str) -> None:
 
 
 def fetch_media(whatsapp_message_id: int, media_id: str) -> str:
-    record = WhatsAppMessage.objects.select_related("channel").filter(pk=whatsapp_message_id).first()
+    record = WhatsAppMessage.objects.select_related("channel").filter(pk=whatsapp_message_id)
+    record = record.first()
     if record is None or record.media:
         return "nothing to do"
     try:

@@ -36,6 +36,14 @@ def _whatsapp(slug: str) -> Channel | None:
     return channel if channel is not None and channel.kind == ChannelKind.WHATSAPP else None
 
 
+def templates_for(slug: str) -> list[WhatsAppTemplate]:
+    """The approved templates an agent may send on a contact channel ([] unless WhatsApp)."""
+    channel = _whatsapp(slug)
+    if channel is None:
+        return []
+    return list(WhatsAppTemplate.objects.filter(channel=channel, status="APPROVED"))
+
+
 def in_window(contact_id: int) -> bool:
     return Message.objects.filter(
         conversation__contact_id=contact_id,
@@ -55,8 +63,7 @@ def template_for(channel: Channel, template: dict) -> WhatsAppTemplate:
     params = template.get("params") or []
     if len(params) != chosen.param_count:
         raise InvalidInput(
-            f"The template “{name}” takes {chosen.param_count} parameter(s); "
-            f"{len(params)} given."
+            f"The template “{name}” takes {chosen.param_count} parameter(s); {len(params)} given."
         )
     return chosen
 
