@@ -87,15 +87,9 @@ class ChannelForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         stored = self.instance.secrets or {}
-        for name, help_text in SECRET_FIELDS.items():
+        for name in SECRET_FIELDS:
             state = "set" if name in stored else "not set"
-            self.fields[name] = forms.CharField(
-                label=f"{name.replace('_', ' ').capitalize()} ({state})",
-                required=False,
-                strip=True,
-                widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
-                help_text=help_text + KEEP,
-            )
+            self.fields[name].label = f"{name.replace('_', ' ').capitalize()} ({state})"
 
     def clean(self):
         cleaned = super().clean()
@@ -121,6 +115,14 @@ class ChannelForm(forms.ModelForm):
         if commit:
             channel.save()
         return channel
+
+
+for _name, _help in SECRET_FIELDS.items():
+    ChannelForm.base_fields[_name] = ChannelForm.declared_fields[_name] = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text=_help + KEEP,
+    )
 
 
 @admin.register(Channel)
