@@ -487,3 +487,31 @@ def test_templates_sync_from_the_graph_api(channel, graph):
     [request] = graph.requests
     assert request["path"].startswith(f"/{meta.WABA_ID}/message_templates?fields=")
     assert request["authorization"] == f"Bearer {meta.ACCESS_TOKEN}"
+
+
+def test_a_paused_web_chat_refuses_messages_with_a_sentence(client):
+    Channel.objects.create(slug="site", kind=ChannelKind.WEB, is_paused=True)
+    response = client.post("/chat/site/send/", {"text": "Hello?"})
+    assert response.status_code == 503
+    assert "This chat is paused for a moment" in response.content.decode()
+    assert not Message.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_api_refuses_free_text_outside_the_window_with_409(live_server, settings, tmp_path):
+    from connectors.tokens import token_create
+    from tests.api.conftest import ApiClient
+    from tests.factories import UserFactory
+
+    settings.TASKS = IMMEDIATE
+    Channel.objects.create(slug="wa", kind=ChannelKind.WHATSAPP, phone_number_id="1")
+    inbound = services.message_receive(channel="wa", external_id=meta.CONTACT_WA_ID, text="Hi")
+    Message.objects.update(created_at=timezone.now() - timedelta(hours=25))
+    _, token = token_create(user=UserFactory(), name="test")
+    api = ApiClient(live_server.url, token)
+    answer = api.request(
+        "POST", f"/conversations/{inbound.conversation.pk}/reply", {"text": "Still there?"}
+    )
+    assert answer.status == 409 and answer.error == "outside_window"
+    assert "has not written in the last 24 hours" in answer.body["detail"]
+    assert Message.objects.count() == 1
