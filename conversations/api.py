@@ -133,7 +133,9 @@ def conversation_reply(request, conversation_id: Id, payload: ReplyIn):
         agent=request.auth,
         text=payload.text,
         source=Source.API,
-        template=payload.template.dict() if payload.template else None,
+        template={"name": payload.template, "params": payload.template_params}
+        if payload.template
+        else None,
     )
     message.author = request.auth
     conversation = Conversation.objects.only("status").get(pk=conversation_id)

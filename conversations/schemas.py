@@ -133,20 +133,16 @@ class InboundIn(TextSchema):
     name: Name | None = Field(None, description="The contact's name, kept up to date.")
 
 
-class TemplateIn(TextSchema):
-    name: Annotated[str, Field(min_length=1, max_length=512)]
-    params: list[Annotated[str, Field(max_length=1000)]] = Field(
-        default_factory=list, max_length=20
-    )
-
-
 class ReplyIn(TextSchema):
     text: Text = Field(description="The agent's reply (not only spaces).")
-    template: TemplateIn | None = Field(
-        default=None,
-        description="WhatsApp: an approved template (name, params for {{1}}, {{2}}…) to send "
-        "instead of the text; the thread stores the template's body filled in. Outside "
-        "WhatsApp's 24-hour window free text is refused with 409 `outside_window`.",
+    template: Annotated[str, Field(max_length=512)] = Field(
+        default="",
+        description="WhatsApp: the name of an approved template to send instead of the text "
+        "(the thread stores its body filled in). Outside WhatsApp's 24-hour window free text "
+        "is refused with 409 `outside_window`.",
+    )
+    template_params: list[Annotated[str, Field(max_length=1000)]] = Field(
+        default_factory=list, max_length=20, description="The template's {{1}}, {{2}}… values."
     )
 
 

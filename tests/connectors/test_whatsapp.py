@@ -515,3 +515,13 @@ def test_the_api_refuses_free_text_outside_the_window_with_409(live_server, sett
     assert answer.status == 409 and answer.error == "outside_window"
     assert "has not written in the last 24 hours" in answer.body["detail"]
     assert Message.objects.count() == 1
+    WhatsAppTemplate.objects.create(
+        channel=Channel.objects.get(slug="wa"), name="hello", body="Hello {{1}}!"
+    )
+    sent = api.request(
+        "POST",
+        f"/conversations/{inbound.conversation.pk}/reply",
+        {"text": "-", "template": "hello", "template_params": ["Sheena"]},
+    )
+    assert sent.status == 201
+    assert Message.objects.order_by("id").last().text == "Hello Sheena!"
