@@ -53,6 +53,8 @@ class Channel(models.Model):
 
     ``web``: the contact's chat page shows them (it polls). ``webhook``: each
     outbound message is POSTed as JSON to ``webhook_url`` in the background.
+    ``whatsapp``: the Cloud API (``connectors/whatsapp/``). ``email``: IMAP/SMTP.
+    Secrets come from ``secret(name)``; a paused channel holds its outbound messages.
     A contact channel without a Channel row gets no delivery (the API's client
     reads replies through ``GET /api/v1/conversations/{id}``).
     """
@@ -145,8 +147,8 @@ class DeliveryStatus(models.TextChoices):
 
 
 class Delivery(models.Model):
-    """One outbound message on its way to a webhook channel: attempts and the last
-    error, so failures are visible on the message."""
+    """One outbound message on its way to a webhook or WhatsApp channel: attempts and
+    the last error, so failures are visible on the message."""
 
     message = models.OneToOneField(
         "conversations.Message", on_delete=models.CASCADE, related_name="delivery"
