@@ -291,3 +291,12 @@ AXES_CLIENT_IP_CALLABLE = "connectors.ratelimit.client_ip"
 AXES_LOCKOUT_CALLABLE = "config.login.lockout_response"
 AXES_VERBOSE = False
 LOGGING["loggers"]["axes"] = {"level": "WARNING"}  # not a line per successful login
+
+# --- Channels (issue #18) ---------------------------------------------------------
+
+# Channel secrets stored in the database are encrypted with a key derived from this
+# (SECRET_KEY when unset); values written as env:NAME are read from the environment.
+PARLEY_SECRETS_KEY = os.environ.get("PARLEY_SECRETS_KEY", "")
+WHATSAPP_API_BASE_URL = os.environ.get("WHATSAPP_API_BASE_URL", "https://graph.facebook.com/v21.0")
+# Contacts' media (WhatsApp images, documents, audio), served to agents only.
+MEDIA_ROOT = os.environ.get("MEDIA_ROOT", str(BASE_DIR / "media"))

@@ -15,5 +15,6 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("flows/", include("flows.urls")),
     path("chat/", include("connectors.urls")),
+    path("", include("connectors.whatsapp.urls")),
     path("", include("inbox.urls")),
 ]

@@ -156,6 +156,11 @@ def chat_send(request: HttpRequest, channel: str) -> HttpResponse:
     visitor = signed or _visitor(request, channel) or Visitor(id=secrets.token_urlsafe(16))
     # A signed identity's name wins; an anonymous visitor may give one in the form.
     name = visitor.name if visitor.verified else request.POST.get("name", "")
+    if channel_for(channel).is_paused:
+        detail = "This chat is paused for a moment; your message was not sent. Please try later."
+        return _remember(
+            _refused(request, channel, visitor, text, detail, 503), request, channel, visitor
+        )
     try:
         chat_send_allowed(request, channel=channel, visitor=visitor.id)
         services.message_receive(channel=channel, external_id=visitor.id, text=text, name=name)

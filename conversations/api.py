@@ -148,7 +148,13 @@ def conversation_detail(request, conversation_id: Id):
 def conversation_reply(request, conversation_id: Id, payload: ReplyIn):
     _require_conversation(conversation_id)
     message = services.conversation_reply(
-        conversation=conversation_id, agent=request.auth, text=payload.text, source=Source.API
+        conversation=conversation_id,
+        agent=request.auth,
+        text=payload.text,
+        source=Source.API,
+        template={"name": payload.template, "params": payload.template_params}
+        if payload.template
+        else None,
     )
     message.author = request.auth
     conversation = Conversation.objects.only("status").get(pk=conversation_id)

@@ -402,6 +402,7 @@ def send_automated(
     sender_kind: str = SenderKind.FLOW,
     author=None,
     defer: bool = False,
+    templates: Sequence[dict | None] | None = None,
 ) -> list[Message]:
     """``services.message_send_automated`` for each target's conversation (one text
     per target). Refused, as a whole, when one of them is closed: the caller asked
@@ -413,6 +414,11 @@ def send_automated(
     conversations = [t.conversation for t in targets]
     if any(c is None or c.is_closed for c in conversations):
         raise ConversationClosed()
+    templates = templates or [None] * len(targets)
+    texts = [
+        hooks.outbound_text(conversation=c, text=text, sender_kind=sender_kind, template=t)
+        for c, text, t in zip(conversations, texts, templates, strict=True)
+    ]
     now = timezone.now()
     same = {"direction": Direction.OUTBOUND, "sender_kind": sender_kind, "created_at": now}
     same["author_id"] = author.pk if author else None
@@ -424,7 +430,7 @@ def send_automated(
     ids = insert_rows(Message, count=len(conversations), same=same, each=each)
     shared = {k: v for k, v in same.items() if k != "text"}
     messages = []
-    for target, pk, text in zip(targets, ids, texts, strict=True):
+    for target, pk, text, template in zip(targets, ids, texts, templates, strict=True):
         conversation = target.conversation
         message = Message(pk=pk, conversation=conversation, text=text, **shared)
         messages.append(message)
@@ -444,6 +450,7 @@ def send_automated(
             sender=Message,
             message=message,
             conversation=conversation,
+            template=template,
         )
     if not defer:
         flush(targets)

@@ -21,3 +21,24 @@ message_received = Signal()
 # An outbound message (agent, flow or broadcast) was stored.
 # kwargs: message, conversation
 message_sent = Signal()
+
+# An outbound message is about to be stored (before anything is written).
+# kwargs: conversation, text, sender_kind, template (a channel's template, opaque
+# here: {"name", "params"} or None). A receiver refuses by raising a ParleyError, or
+# returns the text to store instead (a template's body filled in).
+message_sending = Signal()
+
+
+def outbound_text(*, conversation, text: str, sender_kind: str, template=None) -> str:
+    """The text to store for an outbound message, after its channel has had its say."""
+    answers = message_sending.send(
+        sender=None,
+        conversation=conversation,
+        text=text,
+        sender_kind=sender_kind,
+        template=template,
+    )
+    for _, answer in answers:
+        if answer:
+            text = answer
+    return text

@@ -135,6 +135,15 @@ class InboundIn(TextSchema):
 
 class ReplyIn(TextSchema):
     text: Text = Field(description="The agent's reply (not only spaces).")
+    template: Annotated[str, Field(max_length=512)] = Field(
+        default="",
+        description="WhatsApp: the name of an approved template to send instead of the text "
+        "(the thread stores its body filled in). Outside WhatsApp's 24-hour window free text "
+        "is refused with 409 `outside_window`.",
+    )
+    template_params: list[Annotated[str, Field(max_length=1000)]] = Field(
+        default_factory=list, max_length=20, description="The template's {{1}}, {{2}}… values."
+    )
 
 
 class SnoozeIn(Schema):

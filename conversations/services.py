@@ -249,13 +249,25 @@ def message_receive(
 
 @retrying_atomic
 def conversation_reply(
-    *, conversation: Conversation | int, agent, text: str, source: str = Source.AGENT
+    *,
+    conversation: Conversation | int,
+    agent,
+    text: str,
+    source: str = Source.AGENT,
+    template: dict | None = None,
 ) -> Message:
     """An agent answers. Takes over from a running flow; assigns the conversation
-    to the agent when nobody has it; refused on a closed conversation."""
+    to the agent when nobody has it; refused on a closed conversation, and by the
+    contact's channel (``hooks.message_sending``: e.g. WhatsApp's 24-hour window).
+    ``template``: a channel's message template to send instead of free text."""
+    if template and not (text or "").strip():
+        text = str(template.get("name", ""))
     text = clean_text(text, field="Reply", max_length=MESSAGE_MAX_LENGTH)
     conversation = lock_conversation(conversation)
     move = resolve(Event.AGENT_REPLY, conversation.status, conversation.is_archived)
+    text = hooks.outbound_text(
+        conversation=conversation, text=text, sender_kind=SenderKind.AGENT, template=template
+    )
     fields = []
     if move.changes_status:
         fields += _change_status(conversation, move, source=source, actor=agent, save=False)[0]
@@ -280,7 +292,9 @@ def conversation_reply(
     fields += _touch(conversation, message, waiting=False, save=False)
     # One update of the row (status, assignee and inbox columns together).
     conversation.save(update_fields=list(dict.fromkeys(fields)))
-    hooks.message_sent.send(sender=Message, message=message, conversation=conversation)
+    hooks.message_sent.send(
+        sender=Message, message=message, conversation=conversation, template=template
+    )
     return message
 
 
@@ -291,19 +305,25 @@ def message_send_automated(
     text: str,
     sender_kind: str = SenderKind.FLOW,
     author=None,
+    template: dict | None = None,
 ) -> Message:
     """A flow or a broadcast sends a message. No status change; refused when the
-    conversation is closed."""
+    conversation is closed, or by its channel (as :func:`conversation_reply`)."""
     if sender_kind not in (SenderKind.FLOW, SenderKind.BROADCAST):
         raise InvalidInput("Automated messages are sent by a flow or a broadcast.")
     text = clean_text(text, field="Message", max_length=MESSAGE_MAX_LENGTH)
     conversation = lock_conversation(conversation)
     if conversation.tags_locked:  # closed, or resolved (only its survey goes out)
         raise ConversationClosed()
-    return _send(conversation, text, sender_kind=sender_kind, author=author)
+    text = hooks.outbound_text(
+        conversation=conversation, text=text, sender_kind=sender_kind, template=template
+    )
+    return _send(conversation, text, sender_kind=sender_kind, author=author, template=template)
 
 
-def _send(conversation: Conversation, text: str, *, sender_kind: str, author=None) -> Message:
+def _send(
+    conversation: Conversation, text: str, *, sender_kind: str, author=None, template=None
+) -> Message:
     message = Message.objects.create(
         conversation=conversation,
         direction=Direction.OUTBOUND,
@@ -312,7 +332,9 @@ def _send(conversation: Conversation, text: str, *, sender_kind: str, author=Non
         text=text,
     )
     _touch(conversation, message, waiting=None)
-    hooks.message_sent.send(sender=Message, message=message, conversation=conversation)
+    hooks.message_sent.send(
+        sender=Message, message=message, conversation=conversation, template=template
+    )
     return message
 
 

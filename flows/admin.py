@@ -24,6 +24,8 @@ class FlowStepInline(admin.TabularInline):
         "choices",
         "tag",
         "agent",
+        "template",
+        "template_params",
     )
     ordering = ("position", "id")
 

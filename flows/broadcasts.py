@@ -14,6 +14,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef
+from django.dispatch import Signal
 from django.utils import timezone
 
 from conversations import bulk
@@ -39,6 +40,7 @@ from .engine import (
     flow_start,
     log_step,
     render_text,
+    step_template,
     steps_of,
 )
 from .models import (
@@ -58,6 +60,12 @@ from .models import (
 logger = logging.getLogger(__name__)
 
 BROADCAST_CHUNK_SIZE = 1000
+
+# Sent before a broadcast is created, so a channel can refuse it up front (WhatsApp:
+# contacts outside the 24-hour window need a template). kwargs: flow,
+# first_message_step (a FlowStep or None), contacts (the segment, a queryset).
+# A receiver refuses by raising a ParleyError.
+broadcast_requested = Signal()
 
 
 def segment_contacts(*, segment: str, value: str = ""):
@@ -123,6 +131,13 @@ def broadcast_create(
     if not flow.is_active:
         raise FlowInactive(f"The flow “{flow.name}” is inactive and cannot be broadcast.")
     segment, segment_value = clean_segment(segment, segment_value)
+    first = next((step for step in steps_of(flow) if step.sends_message), None)
+    broadcast_requested.send(
+        sender=Broadcast,
+        flow=flow,
+        first_message_step=first,
+        contacts=segment_contacts(segment=segment, value=segment_value),
+    )
     broadcast = Broadcast.objects.create(
         flow=flow,
         segment=segment,
@@ -305,6 +320,7 @@ def _walk_steps(run: FlowRun, targets: list, *, common: dict, carried: list) -> 
                 [render_text(step.text, t.conversation) for t in targets],
                 sender_kind=SenderKind.BROADCAST,
                 defer=True,
+                templates=[step_template(step, t.conversation) for t in targets],
             )
             log_step(run, step)
             if step.kind == StepKind.ASK:

@@ -81,6 +81,14 @@ def render_text(text: str, conversation: Conversation) -> str:
     return _PLACEHOLDER.sub(sub, text)
 
 
+def step_template(step: FlowStep, conversation: Conversation) -> dict | None:
+    """The channel template a message step names, its parameters filled in."""
+    if not step.template:
+        return None
+    params = [render_text(line.strip(), conversation) for line in step.template_params.splitlines()]
+    return {"name": step.template, "params": [p for p in params if p]}
+
+
 def steps_of(flow: Flow) -> list[FlowStep]:
     steps = getattr(flow, "_ordered_steps", None)
     if steps is None:
@@ -143,6 +151,7 @@ def _advance(run: FlowRun, conversation: Conversation, *, new_runs: list | None 
                 conversation=conversation,
                 text=render_text(step.text, conversation),
                 sender_kind=sender_kind,
+                template=step_template(step, conversation),
             )
             log_step(run, step)
             if step.kind == StepKind.ASK:

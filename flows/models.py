@@ -107,6 +107,19 @@ class FlowStep(models.Model):
         related_name="+",
         help_text="Assign: this agent; empty = the least-loaded available agent.",
     )
+    template = models.CharField(
+        max_length=512,
+        blank=True,
+        help_text=(
+            "Send message, ask: on WhatsApp, send this approved template instead of the text "
+            "(needed outside WhatsApp's 24-hour window, e.g. a broadcast's first message)."
+        ),
+    )
+    template_params = models.TextField(
+        blank=True,
+        help_text="The template's parameters {{1}}, {{2}}…, one per line; {name} and "
+        "{attribute} are filled in.",
+    )
 
     class Meta:
         ordering = ["flow", "position", "id"]
@@ -116,6 +129,10 @@ class FlowStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.position}. {self.get_kind_display()}"
+
+    @property
+    def sends_message(self) -> bool:
+        return self.kind in (StepKind.SEND_MESSAGE, StepKind.ASK)
 
     def clean(self) -> None:
         self.expects = self.expects or Expect.TEXT

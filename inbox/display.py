@@ -18,6 +18,8 @@ from django.utils import timezone
 from django.utils.dates import MONTHS_3
 from markupsafe import Markup
 
+from connectors.models import DeliveryStatus
+from connectors.whatsapp.models import Receipt
 from conversations.activity import MENTION
 from conversations.models import Activity, Conversation, SenderKind, Source, StatusChange
 from conversations.reads import UNREAD_CAP
@@ -214,6 +216,34 @@ class MessageView(NamedTuple):
     text: str  # markup: escaped, line breaks as <br> (Django's linebreaksbr)
     message: bool = True
     activity: bool = False
+    ticks: str = ""  # the delivery state, short ("✓✓") …
+    state: str = ""  # … and in words, with its error
+    media_url: str = ""
+    media_image: bool = False
+
+
+RECEIPT_TICKS = {
+    Receipt.SENT: ("✓", "Sent"),
+    Receipt.DELIVERED: ("✓✓", "Delivered"),
+    Receipt.READ: ("✓✓", "Read"),
+}
+DELIVERY_STATES = {
+    DeliveryStatus.PENDING: ("…", "Sending"),
+    DeliveryStatus.HELD: ("…", "Held: the channel is paused"),
+    DeliveryStatus.FAILED: ("!", "Not sent"),
+}
+
+
+def _delivery(m: MessageRow) -> tuple[str, str]:
+    """The ticks and words for an outbound message's delivery ("" when none)."""
+    if m.receipt == Receipt.FAILED:
+        return "!", f"Failed: {m.receipt_error or 'WhatsApp could not deliver it.'}"
+    if m.receipt in RECEIPT_TICKS:
+        return RECEIPT_TICKS[m.receipt]
+    if m.delivery_status in DELIVERY_STATES:
+        ticks, words = DELIVERY_STATES[m.delivery_status]
+        return ticks, f"{words}: {m.delivery_error}" if m.delivery_error else words
+    return "", ""
 
 
 class EventView(NamedTuple):
@@ -296,8 +326,13 @@ def thread_html(thread, contact_name: str, earlier_url: str) -> Markup:
         elif entry.kind == "message":
             m = entry.item
             iso, when = clock.short(m.created_at)
+            ticks, state = _delivery(m)
             views.append(
                 MessageView(
+                    ticks=ticks,
+                    state=state,
+                    media_url=reverse("whatsapp:media", args=[m.media_id]) if m.media_id else "",
+                    media_image=bool(m.media_type and m.media_type.startswith("image/")),
                     direction=m.direction,
                     sender_kind=m.sender_kind,
                     author=_sender(m, contact_name, labels),

@@ -14,7 +14,7 @@ from typing import NamedTuple
 from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
-from django.db.models import Exists, F, Max, OuterRef, Q, Value
+from django.db.models import Case, Exists, F, Max, OuterRef, Q, Value, When
 from django.db.models.expressions import RawSQL
 from django.http import QueryDict
 
@@ -410,6 +410,24 @@ class MessageRow(NamedTuple):
     sender_kind: str
     text: str
     author_id: int | None
+    # Its channel's side (connectors): the delivery, WhatsApp receipts and media.
+    delivery_status: str | None = None
+    delivery_error: str | None = None
+    receipt: int | None = None
+    receipt_error: str | None = None
+    media_id: int | None = None
+    media_type: str | None = None
+
+
+# The connector columns of MessageRow: one LEFT JOIN each, in the thread's query.
+_CHANNEL_COLUMNS = {
+    "delivery_status": F("delivery__status"),
+    "delivery_error": F("delivery__last_error"),
+    "receipt": F("whatsapp__receipt"),
+    "receipt_error": F("whatsapp__error"),
+    "media_id": Case(When(~Q(whatsapp__media=""), then=F("whatsapp__id"))),
+    "media_type": F("whatsapp__media_type"),
+}
 
 
 class ChangeRow(NamedTuple):
@@ -521,7 +539,11 @@ def conversation_thread(
         activities = _from(activities, "created_at", 2, key)
         size = THREAD_MAX
     # Plain rows, not model instances (100 of them, and their authors, per pane).
-    newest_messages = messages.order_by("-created_at", "-id").values_list(*MessageRow._fields)
+    newest_messages = (
+        messages.annotate(**_CHANNEL_COLUMNS)
+        .order_by("-created_at", "-id")
+        .values_list(*MessageRow._fields)
+    )
     newest_changes = changes.order_by("-at", "-id").values_list(*ChangeRow._fields)
     entries = [
         ThreadEntry(row[1], "message", MessageRow._make(row)) for row in newest_messages[: size + 1]

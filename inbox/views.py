@@ -24,6 +24,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url, trigger_client_event
 
+from connectors.whatsapp.outbound import templates_for
 from conversations import services, snooze
 from conversations.availability import set_away
 from conversations.exceptions import InvalidInput, ParleyError
@@ -276,6 +277,9 @@ def pane_context(
         else "",
         # The "Start flow" form's choices (flows/partials/start_flow.html).
         "flows": choices.flows(),
+        "whatsapp_templates": templates_for(conversation.contact.channel)
+        if allowed(Event.AGENT_REPLY, status, archived)
+        else [],
         "pane_agent_options": agent_options(
             agents, selected=conversation.assignee_id, me=request.user.pk
         ),
@@ -481,10 +485,16 @@ def refused_reply_notice(pk: int, detail: str) -> str:
 @agent_required
 def reply(request, pk: int):
     text = request.POST.get("text", "")
+    template = None
+    if request.POST.get("template"):
+        params = request.POST.get("template_params", "").splitlines()
+        template = {"name": request.POST["template"], "params": [p for p in params if p.strip()]}
     return pane_action(
         request,
         pk,
-        lambda: services.conversation_reply(conversation=pk, agent=request.user, text=text),
+        lambda: services.conversation_reply(
+            conversation=pk, agent=request.user, text=text, template=template
+        ),
         draft=text,
     )
 

@@ -24,6 +24,8 @@ pytestmark = pytest.mark.django_db
 #   nothing  django-ninja's bare /api/v1/: 404 for everybody
 #   landing  where "/" leads an agent (a redirect to Mine or the inbox): anonymous -> login
 #   stream   an agent's event stream (EventSource): anonymous -> 401, nothing streamed
+#   signed   a provider's webhook: anyone, but a POST without its signature -> 401
+#   file     an agents-only file (a contact's media): anonymous -> login
 MATRIX = {
     "inbox:home": ("landing", "GET"),
     "inbox:stream": ("stream", "GET"),
@@ -84,6 +86,8 @@ MATRIX = {
     "api:broadcast_create": ("api", "POST"),
     "api:broadcast_detail": ("api", "GET"),
     "api:delivery_detail": ("api", "GET"),
+    "whatsapp:webhook": ("signed", "POST"),
+    "whatsapp:media": ("file", "GET"),
 }
 
 
@@ -174,7 +178,9 @@ def _snapshot():
     )
 
 
-NON_PUBLIC = sorted(name for name, (kind, _) in MATRIX.items() if kind not in ("public", "nothing"))
+NON_PUBLIC = sorted(
+    name for name, (kind, _) in MATRIX.items() if kind not in ("public", "nothing", "signed")
+)
 
 
 def test_the_bare_api_root_shows_nothing(world, client):
@@ -237,6 +243,18 @@ def test_every_form_post_needs_a_csrf_token(name, world):
     before = _snapshot()
     response = client.post(_path(name, world), {"text": "hello", "name": "x"})
     assert response.status_code == 403, (name, response.status_code)
+    assert _snapshot() == before
+
+
+def test_a_webhook_post_without_its_signature_is_refused(world, client):
+    from connectors.models import Channel, ChannelKind
+
+    channel = Channel(slug="wa", kind=ChannelKind.WHATSAPP, phone_number_id="1")
+    channel.set_secret("app_secret", "s")
+    channel.save()
+    before = _snapshot()
+    path = reverse("whatsapp:webhook", kwargs={"channel": "wa"})
+    assert client.post(path, {"text": "hello"}).status_code == 401
     assert _snapshot() == before
 
 
