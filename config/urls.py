@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from config.api import api
+from connectors.mail import views as mail_views
 
 admin.site.site_header = "Parley back office"
 admin.site.site_title = "Parley admin"
@@ -15,5 +16,6 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("flows/", include("flows.urls")),
     path("chat/", include("connectors.urls")),
+    path("mail/attachments/<int:pk>/", mail_views.attachment, name="mail-attachment"),
     path("", include("inbox.urls")),
 ]

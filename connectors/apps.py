@@ -7,3 +7,4 @@ class ConnectorsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import delivery  # noqa: F401  (connects the outbound delivery receiver)
+        from .mail import display, outbound  # noqa: F401  (the email channel's receivers)

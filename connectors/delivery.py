@@ -7,7 +7,8 @@ receiver here finds the contact's channel and delivers by its kind:
   there is nothing to push;
 - ``webhook``: a Delivery row is written in the same transaction (so it exists iff
   the message does) and a background task POSTs the message as JSON after commit,
-  with retries; the Delivery shows attempts and the last error.
+  with retries; the Delivery shows attempts and the last error;
+- ``email``: the same, sent over SMTP (``connectors.mail.outbound``).
 
 A contact channel without a Channel row is treated as ``web`` when it is the
 default ``web`` channel and gets no delivery otherwise (API clients read replies
@@ -69,6 +70,6 @@ def delivery_retry(*, delivery: Delivery) -> None:
 def deliver_outbound(sender, *, message: Message, conversation, **kwargs) -> None:
     channel = channel_for(conversation.contact.channel)
     # A web chat's page reads the conversation itself: its delivery is the page's poll.
-    if channel is not None and channel.kind == ChannelKind.WEBHOOK:
+    if channel is not None and channel.kind in (ChannelKind.WEBHOOK, ChannelKind.EMAIL):
         delivery = Delivery.objects.create(message=message, channel=channel)
         _enqueue_after_commit(delivery.pk)

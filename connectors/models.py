@@ -139,3 +139,7 @@ class RateCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}: {self.count} until {self.window_ends_at:%H:%M:%S}"
+
+
+# The email channel (connectors/mail/) keeps its models in its own package.
+from .mail.models import MailAttachment, Mailbox, MailMessage  # noqa: E402, F401

@@ -11,7 +11,8 @@ from datetime import timedelta
 from django.tasks import task
 from django.utils import timezone
 
-from .models import Delivery, DeliveryStatus
+from .mail.outbound import send as send_mail
+from .models import ChannelKind, Delivery, DeliveryStatus
 
 MAX_ATTEMPTS = 5
 TIMEOUT_SECONDS = 10
@@ -74,7 +75,10 @@ def deliver_webhook(delivery_id: int) -> str:
     attempt = delivery.attempts + 1
     try:
         channel = delivery.channel
-        _post(channel.webhook_url, webhook_payload(delivery), channel.webhook_secret)
+        if channel.kind == ChannelKind.EMAIL:
+            send_mail(delivery)
+        else:
+            _post(channel.webhook_url, webhook_payload(delivery), channel.webhook_secret)
     except Exception as exc:  # any failure is recorded and retried
         error = f"attempt {attempt}: {type(exc).__name__}: {exc}"[:1000]
         retry = attempt < MAX_ATTEMPTS

@@ -21,3 +21,8 @@ message_received = Signal()
 # An outbound message (agent, flow or broadcast) was stored.
 # kwargs: message, conversation
 message_sent = Signal()
+
+# The inbox shows a page of a conversation's messages. kwargs: channel (the contact's
+# channel slug), message_ids. A channel that shows its messages its own way (an
+# email's sanitised HTML, its attachments) returns {message id: markup}.
+message_bodies = Signal()
