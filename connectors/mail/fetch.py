@@ -6,6 +6,7 @@ watcher thread per mailbox (``watch``)."""
 import imaplib
 import logging
 import select
+import ssl
 import threading
 
 from django.db import DatabaseError, connection
@@ -22,12 +23,15 @@ MAX_BACKOFF_SECONDS = 300
 
 
 def connect(mailbox: Mailbox) -> imaplib.IMAP4:
+    context = ssl.create_default_context()
     if mailbox.imap_security == Security.SSL:
-        imap = imaplib.IMAP4_SSL(mailbox.imap_host, mailbox.imap_port, timeout=TIMEOUT_SECONDS)
+        imap = imaplib.IMAP4_SSL(
+            mailbox.imap_host, mailbox.imap_port, ssl_context=context, timeout=TIMEOUT_SECONDS
+        )
     else:
         imap = imaplib.IMAP4(mailbox.imap_host, mailbox.imap_port, timeout=TIMEOUT_SECONDS)
         if mailbox.imap_security == Security.STARTTLS:
-            imap.starttls()
+            imap.starttls(ssl_context=context)
     try:
         imap.login(mailbox.imap_user, mailbox.password)
         status, data = imap.select(f'"{mailbox.imap_folder}"', readonly=True)

@@ -29,7 +29,9 @@ REPLY_TOKEN = re.compile(r"\+c(\d+)-([0-9a-f]{12})@")
 
 
 def _token_signature(mailbox: Mailbox, conversation_id: int) -> str:
-    signed = salted_hmac(REPLY_ADDRESS_SALT, f"{mailbox.channel_id}:{conversation_id}")
+    signed = salted_hmac(
+        REPLY_ADDRESS_SALT, f"{mailbox.channel_id}:{conversation_id}", algorithm="sha256"
+    )
     return signed.hexdigest()[:12]
 
 

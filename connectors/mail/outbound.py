@@ -3,10 +3,12 @@ MailMessage row in the reply's transaction: its Message-ID stays the same over t
 delivery's retries), and the delivery task sends it over SMTP."""
 
 import secrets
-from email.utils import formataddr
+import smtplib
+import ssl
+from email import policy
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate
 
-from django.core.mail import EmailMessage
-from django.core.mail.backends.smtp import EmailBackend
 from django.dispatch import receiver
 
 from conversations import hooks
@@ -49,16 +51,18 @@ def record_outbound(sender, *, message: Message, conversation, **kwargs) -> None
     )
 
 
-def smtp_connection(mailbox: Mailbox) -> EmailBackend:
-    return EmailBackend(
-        host=mailbox.smtp_host,
-        port=mailbox.smtp_port,
-        username=mailbox.smtp_user or mailbox.imap_user,
-        password=mailbox.password,
-        use_tls=mailbox.smtp_security == Security.STARTTLS,
-        use_ssl=mailbox.smtp_security == Security.SSL,
-        timeout=TIMEOUT_SECONDS,
-    )
+def smtp_client(mailbox: Mailbox) -> smtplib.SMTP:
+    context = ssl.create_default_context()
+    if mailbox.smtp_security == Security.SSL:
+        client = smtplib.SMTP_SSL(
+            mailbox.smtp_host, mailbox.smtp_port, timeout=TIMEOUT_SECONDS, context=context
+        )
+    else:
+        client = smtplib.SMTP(mailbox.smtp_host, mailbox.smtp_port, timeout=TIMEOUT_SECONDS)
+        if mailbox.smtp_security == Security.STARTTLS:
+            client.starttls(context=context)
+    client.login(mailbox.smtp_user or mailbox.imap_user, mailbox.password)
+    return client
 
 
 def send(delivery: Delivery) -> None:
@@ -68,19 +72,19 @@ def send(delivery: Delivery) -> None:
     mailbox = Mailbox.objects.get(channel=delivery.channel_id)
     contact = message.conversation.contact
     author = message.author
-    headers = {"Message-ID": f"<{mail.msgid}>"}
-    if mail.in_reply_to:
-        headers["In-Reply-To"] = f"<{mail.in_reply_to}>"
-        headers["References"] = " ".join(f"<{ref}>" for ref in mail.references.split())
-    if message.sender_kind != SenderKind.AGENT:
-        headers["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-reply to it
+    email = EmailMessage(policy=policy.SMTP)
+    email["Message-ID"] = f"<{mail.msgid}>"
+    email["Date"] = formatdate(localtime=True)
+    email["Subject"] = mail.subject
     agent_name = (author.get_full_name() or author.get_username()) if author else ""
-    EmailMessage(
-        subject=mail.subject,
-        body=message.text,
-        from_email=from_header(mailbox, agent_name),
-        to=[formataddr((contact.name, contact.external_id))],
-        reply_to=[reply_address(mailbox, message.conversation_id)],
-        headers=headers,
-        connection=smtp_connection(mailbox),
-    ).send()
+    email["From"] = from_header(mailbox, agent_name)
+    email["To"] = formataddr((contact.name, contact.external_id))
+    email["Reply-To"] = reply_address(mailbox, message.conversation_id)
+    if mail.in_reply_to:
+        email["In-Reply-To"] = f"<{mail.in_reply_to}>"
+        email["References"] = " ".join(f"<{ref}>" for ref in mail.references.split())
+    if message.sender_kind != SenderKind.AGENT:
+        email["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-reply to it
+    email.set_content(message.text)
+    with smtp_client(mailbox) as client:
+        client.send_message(email)

@@ -112,9 +112,10 @@ def html_to_text(markup: str) -> str:
 
 def _content(part) -> str:
     try:
-        return part.get_content()
+        content = part.get_content()
     except (LookupError, UnicodeError):  # an unknown or lying charset
-        return part.get_payload(decode=True).decode("utf-8", errors="replace")
+        content = part.get_payload(decode=True).decode("utf-8", errors="replace")
+    return content.replace("\r\n", "\n")
 
 
 def _attachments(mail: EmailMessage, bodies) -> list[Attachment]:
