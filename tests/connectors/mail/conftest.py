@@ -197,3 +197,8 @@ def mailbox(db, dovecot, smtp_server, mail_password) -> Mailbox:
         smtp_security=Security.NONE,
         password_env=PASSWORD_ENV,
     )
+
+
+@pytest.fixture(autouse=True)
+def _attachments_in_a_temporary_folder(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
