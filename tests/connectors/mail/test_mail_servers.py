@@ -12,6 +12,7 @@ from email.utils import make_msgid
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from connectors.mail.fetch import connect, fetch_new, watch
 from connectors.mail.inbound import reply_address
@@ -355,3 +356,40 @@ def test_the_watcher_idles_and_fetches_mail_as_it_arrives(dovecot, mailbox):
     assert not watcher.is_alive()
     assert dana().conversations.get().status == Status.NEW
     connection.close()
+
+
+def _pane_queries(client, conversation) -> int:
+    client.get(f"/inbox/c/{conversation.pk}/")  # the memories warm
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(f"/inbox/c/{conversation.pk}/").status_code == 200
+    return len(queries)
+
+
+def test_the_pane_of_an_email_conversation_does_not_grow_with_its_mails(
+    dovecot, mailbox, agent_client
+):
+    deliver(dovecot, mailbox, sender="one@customer.test", html="<p>Hi</p>")
+    for index in range(4):
+        deliver(
+            dovecot,
+            mailbox,
+            html=f"<p>Mail {index}</p>",
+            attachments=[(f"file{index}.txt", b"x", "text/plain")],
+        )
+    fetch(mailbox)
+    one = Contact.objects.get(external_id="one@customer.test").conversations.get()
+    many = dana().conversations.get()
+    assert _pane_queries(agent_client, one) == _pane_queries(agent_client, many)
+
+
+def test_flow_messages_say_they_are_automatic(
+    settings, dovecot, mailbox, smtp_server, django_capture_on_commit_callbacks
+):
+    settings.TASKS = IMMEDIATE
+    deliver(dovecot, mailbox)
+    fetch(mailbox)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.message_send_automated(conversation=dana().conversations.get(), text="Hi!")
+    sent = message_from_bytes(smtp_server.received[-1][2], policy=policy.default)
+    assert sent["Auto-Submitted"] == "auto-generated"
+    assert sent["From"] == f"Parley <{mailbox.address}>"
