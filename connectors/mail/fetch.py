@@ -125,7 +125,7 @@ def watch(mailbox_pk: int, stop: threading.Event) -> None:
                             stop.wait(mailbox.poll_seconds)
                 finally:
                     imap.shutdown()
-            except (OSError, imaplib.IMAP4.error, DatabaseError) as error:
+            except Exception as error:  # any failure: recorded, and tried again
                 failures += 1
                 record_error(mailbox, error)
                 connection.close()  # a broken database connection is opened again

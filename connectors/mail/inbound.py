@@ -92,6 +92,9 @@ def store(mailbox: Mailbox, uid: int, raw: bytes) -> str:
     mail = parse(raw)
     if mail.automated:
         return f"skipped: {mail.automated}"
+    local, _, domain = mail.sender.partition("@")
+    if f"{local.partition('+')[0]}@{domain}" == box.address.lower():
+        return "skipped: sent by this mailbox (a loop)"
     if MailMessage.objects.filter(channel=box.channel_id, msgid=mail.message_id).exists():
         return "skipped: a Message-ID already stored"
     contact = thread_contact(box, mail)

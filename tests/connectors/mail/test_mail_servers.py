@@ -279,6 +279,14 @@ def test_auto_replies_and_bounces_open_nothing(
     assert mailbox.last_uid == 1  # seen, and never fetched again
 
 
+def test_mail_from_the_support_address_itself_opens_nothing(dovecot, mailbox):
+    local, domain = mailbox.address.split("@")
+    deliver(dovecot, mailbox, sender=f"{local}+c1-abc@{domain}", subject="Re: loop")
+    deliver(dovecot, mailbox, sender=mailbox.address, subject="Re: loop")
+    assert fetch(mailbox) == 2
+    assert not Message.objects.exists()
+
+
 def test_auto_submitted_no_is_a_person(dovecot, mailbox):
     deliver(dovecot, mailbox, headers={"Auto-Submitted": "no"})
     fetch(mailbox)
