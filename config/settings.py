@@ -185,6 +185,8 @@ STORAGES = {
         )
     },
 }
+# Uploaded files (email attachments), served only through login-checked views.
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 if not DEBUG and env_bool("STATIC_NO_MANIFEST", False):
     STORAGES["staticfiles"]["BACKEND"] = "whitenoise.storage.CompressedStaticFilesStorage"
 

@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from config.api import api
+from connectors.mail import views as mail_views
 
 admin.site.site_header = "Parley back office"
 admin.site.site_title = "Parley admin"
@@ -16,5 +17,6 @@ urlpatterns = [
     path("flows/", include("flows.urls")),
     path("chat/", include("connectors.urls")),
     path("", include("connectors.whatsapp.urls")),
+    path("mail/attachments/<int:pk>/", mail_views.attachment, name="mail-attachment"),
     path("", include("inbox.urls")),
 ]

@@ -4,7 +4,15 @@ from django.contrib import admin, messages
 from conversations.exceptions import ParleyError
 
 from .delivery import channel_resume, delivery_retry
-from .models import ApiToken, Channel, ChannelKind, Delivery, DeliveryStatus, WhatsAppTemplate
+from .models import (
+    ApiToken,
+    Channel,
+    ChannelKind,
+    Delivery,
+    DeliveryStatus,
+    Mailbox,
+    WhatsAppTemplate,
+)
 from .tokens import token_fill, token_revoke
 from .whatsapp.graph import GraphError
 from .whatsapp.templates import templates_sync
@@ -222,3 +230,50 @@ class DeliveryAdmin(admin.ModelAdmin):
             delivery_retry(delivery=delivery)
             count += 1
         self.message_user(request, f"{count} delivery(ies) queued again.", messages.SUCCESS)
+
+
+@admin.register(Mailbox)
+class MailboxAdmin(admin.ModelAdmin):
+    """An email channel's mailbox and its health: when mail last came in, when the
+    fetcher last looked, and the last thing that went wrong."""
+
+    list_display = ["address", "channel", "health", "last_received_at", "last_checked_at"]
+    list_select_related = ["channel"]
+    search_fields = ["address", "channel__slug"]
+    readonly_fields = [
+        "health",
+        "last_received_at",
+        "last_checked_at",
+        "last_error",
+        "last_error_at",
+        "uidvalidity",
+        "last_uid",
+    ]
+    fieldsets = [
+        (None, {"fields": ["channel", "address", "from_name", "password_env"]}),
+        (
+            "IMAP (incoming)",
+            {
+                "fields": [
+                    "imap_host",
+                    "imap_port",
+                    "imap_security",
+                    "imap_user",
+                    "imap_folder",
+                    "poll_seconds",
+                ]
+            },
+        ),
+        ("SMTP (outgoing)", {"fields": ["smtp_host", "smtp_port", "smtp_security", "smtp_user"]}),
+        ("Health", {"fields": readonly_fields}),
+    ]
+
+    @admin.display(description="Health")
+    def health(self, mailbox: Mailbox) -> str:
+        if mailbox.last_error_at and (
+            mailbox.last_checked_at is None or mailbox.last_error_at >= mailbox.last_checked_at
+        ):
+            return f"Failing: {mailbox.last_error}"
+        if mailbox.last_checked_at is None:
+            return "Not fetched yet (is manage.py fetch_mail running?)"
+        return "OK"

@@ -5,11 +5,12 @@ receiver here finds the contact's channel and delivers by its kind:
 
 - ``web``: the contact's chat page (``/chat/<channel>/``) polls and shows it, so
   there is nothing to push;
-- ``webhook`` and ``whatsapp``: a Delivery row is written in the same transaction
-  (so it exists iff the message does) and a background task sends it after commit
-  (a webhook POST of the message as JSON; WhatsApp: the Graph API request prepared
-  here, text or template), with retries; the Delivery shows attempts and the last
-  error. A paused channel's deliveries are held and sent when it is resumed.
+- ``webhook``, ``whatsapp`` and ``email``: a Delivery row is written in the same
+  transaction (so it exists iff the message does) and a background task sends it
+  after commit (a webhook POST of the message as JSON; WhatsApp: the Graph API
+  request prepared here, text or template; email: over SMTP, ``connectors.mail``),
+  with retries; the Delivery shows attempts and the last error. A paused channel's
+  deliveries are held and sent when it is resumed.
 
 A contact channel without a Channel row is treated as ``web`` when it is the
 default ``web`` channel and gets no delivery otherwise (API clients read replies
@@ -95,7 +96,11 @@ def channel_resume(*, channel: Channel) -> int:
 def deliver_outbound(sender, *, message: Message, conversation, template=None, **kwargs) -> None:
     channel = channel_for(conversation.contact.channel)
     # A web chat's page reads the conversation itself: its delivery is the page's poll.
-    if channel is None or channel.kind not in (ChannelKind.WEBHOOK, ChannelKind.WHATSAPP):
+    if channel is None or channel.kind not in (
+        ChannelKind.WEBHOOK,
+        ChannelKind.WHATSAPP,
+        ChannelKind.EMAIL,
+    ):
         return
     body = {}
     if channel.kind == ChannelKind.WHATSAPP:

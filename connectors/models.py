@@ -190,4 +190,5 @@ class RateCounter(models.Model):
         return f"{self.key}: {self.count} until {self.window_ends_at:%H:%M:%S}"
 
 
+from .mail.models import MailAttachment, Mailbox, MailMessage  # noqa: E402, F401
 from .whatsapp.models import WhatsAppEvent, WhatsAppMessage, WhatsAppTemplate  # noqa: E402, F401

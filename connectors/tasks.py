@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from conversations.models import Conversation
 
+from .mail.outbound import send as send_mail
 from .models import Channel, ChannelKind, Delivery, DeliveryStatus
 
 MAX_ATTEMPTS = 5
@@ -88,6 +89,8 @@ def _send(delivery: Delivery) -> None:
 
         wamid = graph.send(channel, delivery.payload)
         inbound.link_outbound(channel=channel, wamid=wamid, message_id=delivery.message_id)
+    elif channel.kind == ChannelKind.EMAIL:
+        send_mail(delivery)
     else:
         _post(channel.webhook_url, webhook_payload(delivery), channel.webhook_secret)
 

@@ -42,3 +42,9 @@ def outbound_text(*, conversation, text: str, sender_kind: str, template=None) -
         if answer:
             text = answer
     return text
+
+
+# The inbox shows a page of a conversation's messages. kwargs: channel (the contact's
+# channel slug), message_ids. A channel that shows its messages its own way (an
+# email's sanitised HTML, its attachments) returns {message id: markup}.
+message_bodies = Signal()

@@ -20,8 +20,16 @@ from markupsafe import Markup
 
 from connectors.models import DeliveryStatus
 from connectors.whatsapp.models import Receipt
+from conversations import hooks
 from conversations.activity import MENTION
-from conversations.models import Activity, Conversation, SenderKind, Source, StatusChange
+from conversations.models import (
+    Activity,
+    Conversation,
+    Message,
+    SenderKind,
+    Source,
+    StatusChange,
+)
 from conversations.reads import UNREAD_CAP
 from conversations.transitions import STATUS_LABELS
 
@@ -307,10 +315,18 @@ def _activity_view(item, labels: dict[int, str], clock: Clock) -> ActivityView:
     )
 
 
-def thread_html(thread, contact_name: str, earlier_url: str) -> Markup:
+def thread_html(thread, contact_name: str, earlier_url: str, channel: str = "") -> Markup:
     """The thread's entries (``inbox/thread.html``, Jinja2), oldest first, with the
-    "Show earlier messages" link when there are older ones."""
+    "Show earlier messages" link when there are older ones; messages whose channel
+    shows them its own way (``hooks.message_bodies``) with that markup."""
     clock = Clock()
+    bodies = {}
+    message_ids = [entry.item.pk for entry in thread.entries if entry.kind == "message"]
+    if message_ids:
+        for _, shown in hooks.message_bodies.send(
+            sender=Message, channel=channel, message_ids=message_ids
+        ):
+            bodies.update(shown)
     people = [
         entry.item.author_id if entry.kind == "message" else entry.item.actor_id
         for entry in thread.entries
@@ -338,7 +354,7 @@ def thread_html(thread, contact_name: str, earlier_url: str) -> Markup:
                     author=_sender(m, contact_name, labels),
                     iso=iso,
                     when=when,
-                    text=linebreaksbr(m.text, autoescape=True),
+                    text=bodies.get(m.pk) or linebreaksbr(m.text, autoescape=True),
                 )
             )
         else:

@@ -227,7 +227,9 @@ def thread_context(
         earlier_url = f"{pane_url}?{query.urlencode()}"
     return {
         "thread": thread,
-        "thread_html": thread_html(thread, conversation.contact.display_name, earlier_url),
+        "thread_html": thread_html(
+            thread, conversation.contact.display_name, earlier_url, conversation.contact.channel
+        ),
         "newest_url": pane_url + query_suffix(list_query),
     }
 

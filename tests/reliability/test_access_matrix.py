@@ -6,6 +6,7 @@ line here fails ``test_every_url_is_in_the_matrix``, so nothing is forgotten.
 
 import pytest
 from django.contrib import admin
+from django.core.files.base import ContentFile
 from django.test import Client
 from django.urls import NoReverseMatch, URLPattern, URLResolver, get_resolver, reverse
 
@@ -88,6 +89,7 @@ MATRIX = {
     "api:delivery_detail": ("api", "GET"),
     "whatsapp:webhook": ("signed", "POST"),
     "whatsapp:media": ("file", "GET"),
+    "mail-attachment": ("page", "GET"),
 }
 
 
@@ -107,8 +109,10 @@ def test_every_url_is_in_the_matrix():
 
 
 @pytest.fixture
-def world(db):
+def world(db, settings, tmp_path):
     """One of everything a URL can point at."""
+    from connectors.mail.models import MailAttachment, MailMessage
+    from connectors.models import Channel
     from flows.models import Broadcast, Flow
 
     agent = UserFactory(username="alice")
@@ -117,7 +121,14 @@ def world(db):
     broadcast = Broadcast.objects.create(flow=flow, created_by=agent)
     message = Message.objects.filter(conversation=conversation).first()
     reply = SavedReply.objects.create(owner=agent, title="Hi", body="Hello")
+    settings.MEDIA_ROOT = tmp_path
+    mail = MailMessage.objects.create(
+        message=message, channel=Channel.objects.create(slug="mail", kind="email"), msgid="a@b"
+    )
+    attachment = MailAttachment(mail=mail, filename="a.txt", content_type="text/plain", size=1)
+    attachment.file.save("a.txt", ContentFile(b"a"))
     return {
+        "attachment": attachment,
         "agent": agent,
         "conversation": conversation,
         "kwargs": {
@@ -138,6 +149,8 @@ def _path(name: str, world) -> str:
     kwargs = world["kwargs"]
     if name == "flows:broadcast":
         return reverse(name, kwargs={"pk": world["broadcast"].pk})
+    if name == "mail-attachment":
+        return reverse(name, kwargs={"pk": world["attachment"].pk})
     if name == "inbox:contact":
         return reverse(name, kwargs={"pk": world["conversation"].contact_id})
     for attempt in (
