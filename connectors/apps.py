@@ -7,5 +7,6 @@ class ConnectorsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import delivery  # noqa: F401  (connects the outbound delivery receiver)
-        from .mail import display, outbound  # noqa: F401  (the email channel's receivers)
-        from .whatsapp import outbound  # noqa: F401  (the 24-hour window's checks)
+        from .mail import display  # noqa: F401  (the email channel's receivers)
+        from .mail import outbound as mail_outbound  # noqa: F401
+        from .whatsapp import outbound as whatsapp_outbound  # noqa: F401  (the 24-hour window)

@@ -4,11 +4,9 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('connectors', '0005_mailbox'),
-        ('connectors', '0005_whatsapp_channels'),
+        ("connectors", "0005_mailbox"),
+        ("connectors", "0005_whatsapp_channels"),
     ]
 
-    operations = [
-    ]
+    operations = []

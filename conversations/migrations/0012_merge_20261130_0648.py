@@ -4,12 +4,10 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0010_csat_settings_resolved'),
-        ('conversations', '0010_snooze_assign_availability'),
-        ('conversations', '0011_notes_and_saved_replies'),
+        ("conversations", "0010_csat_settings_resolved"),
+        ("conversations", "0010_snooze_assign_availability"),
+        ("conversations", "0011_notes_and_saved_replies"),
     ]
 
-    operations = [
-    ]
+    operations = []

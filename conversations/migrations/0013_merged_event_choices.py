@@ -4,15 +4,38 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0012_merge_20261130_0648'),
+        ("conversations", "0012_merge_20261130_0648"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='statuschange',
-            name='event',
-            field=models.CharField(choices=[('contact_created', 'Contact created'), ('contact_writes', 'Contact wrote'), ('keyword', 'Contact wrote a flow keyword'), ('agent_reply', 'Agent replied'), ('flow_start', 'Flow started'), ('flow_start_priority', 'Flow started with priority'), ('flow_mark_in_progress', 'Flow marked it in progress'), ('flow_hand_off', 'Flow handed off to an agent'), ('flow_assign', 'Flow assigned it to an agent'), ('flow_close', 'Flow closed it'), ('flow_complete', 'Flow completed'), ('close', 'Closed'), ('close_with_survey', 'Resolved, satisfaction survey sent'), ('survey_answer', 'Contact rated the conversation'), ('survey_expire', 'Survey window ended'), ('auto_close', 'Closed after inactivity'), ('archive', 'Archived'), ('unarchive', 'Unarchived'), ('snooze', 'Snoozed'), ('wake', 'Woke up')], max_length=30),
+            model_name="statuschange",
+            name="event",
+            field=models.CharField(
+                choices=[
+                    ("contact_created", "Contact created"),
+                    ("contact_writes", "Contact wrote"),
+                    ("keyword", "Contact wrote a flow keyword"),
+                    ("agent_reply", "Agent replied"),
+                    ("flow_start", "Flow started"),
+                    ("flow_start_priority", "Flow started with priority"),
+                    ("flow_mark_in_progress", "Flow marked it in progress"),
+                    ("flow_hand_off", "Flow handed off to an agent"),
+                    ("flow_assign", "Flow assigned it to an agent"),
+                    ("flow_close", "Flow closed it"),
+                    ("flow_complete", "Flow completed"),
+                    ("close", "Closed"),
+                    ("close_with_survey", "Resolved, satisfaction survey sent"),
+                    ("survey_answer", "Contact rated the conversation"),
+                    ("survey_expire", "Survey window ended"),
+                    ("auto_close", "Closed after inactivity"),
+                    ("archive", "Archived"),
+                    ("unarchive", "Unarchived"),
+                    ("snooze", "Snoozed"),
+                    ("wake", "Woke up"),
+                ],
+                max_length=30,
+            ),
         ),
     ]

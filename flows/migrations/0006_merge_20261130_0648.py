@@ -4,12 +4,10 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('flows', '0004_resolved_status_choice'),
-        ('flows', '0004_step_template'),
-        ('flows', '0005_ask_expects'),
+        ("flows", "0004_resolved_status_choice"),
+        ("flows", "0004_step_template"),
+        ("flows", "0005_ask_expects"),
     ]
 
-    operations = [
-    ]
+    operations = []
