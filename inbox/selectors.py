@@ -366,7 +366,7 @@ def inbox_heads(*, agent_id: int | None) -> Heads:
                 EXISTS (SELECT 1 FROM conversations_availability
                     WHERE user_id = %s AND is_away)
             """,  # noqa: S608 - constants; the agent is a parameter
-            [agent_id or 0, agent_id or 0, agent_id or 0, agent_id or 0],
+            [agent_id or 0] * 3,
         )
         newest, mine, unassigned, mentions, away = cursor.fetchone()
     return Heads(_fingerprint(newest), mine, unassigned, mentions, away)
