@@ -8,8 +8,6 @@ import os
 import subprocess
 import sys
 import threading
-import urllib.error
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -19,25 +17,10 @@ from django_tasks_db.models import DBTaskResult
 from config.observability import JsonFormatter, RequestIdFilter, request_id
 from connectors.models import Channel, ChannelKind
 from conversations.transitions import Status
-from tests.concurrency import (
-    GUNICORN,
-    ROOT,
-    database_url_for_subprocess,
-    free_port,
-    serving,
-)
+from tests.concurrency import ROOT, database_url_for_subprocess, free_port
 from tests.connectors.test_delivery import Receiver
 from tests.factories import ContactFactory, conversation_in
-
-
-def get_json(url: str, **headers) -> tuple[int, dict, dict]:
-    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - 127.0.0.1 only
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return response.status, json.loads(response.read()), dict(response.headers)
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read()), dict(error.headers)
-
+from tests.ops.conftest import asgi_server, get_json
 
 # --- liveness ------------------------------------------------------------------------
 
@@ -63,24 +46,9 @@ def test_readyz_in_process_reports_each_check(client):
 # --- readiness under the production server --------------------------------------------
 
 
-def _asgi_server(env_overrides: dict):
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url_for_subprocess(),
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "DEBUG": "false",
-        "WEB_CONCURRENCY": "1",
-        "BIND": f"127.0.0.1:{port}",
-        **env_overrides,
-    }
-    argv = [GUNICORN, "-c", "config/gunicorn_asgi.conf.py", "--log-level", "warning"]
-    return serving(argv, port=port, env=env), f"http://127.0.0.1:{port}"
-
-
 @pytest.mark.django_db(transaction=True)
 def test_readyz_is_ok_when_database_queue_and_listener_are_up():
-    server, base = _asgi_server({})
+    server, base = asgi_server({})
     with server:
         status, body, headers = get_json(base + "/readyz")
         assert (status, body) == (
@@ -93,7 +61,7 @@ def test_readyz_is_ok_when_database_queue_and_listener_are_up():
 @pytest.mark.django_db(transaction=True)
 def test_readyz_is_503_when_the_listen_connection_cannot_be_made():
     dead = f"postgres://postgres@127.0.0.1:{free_port()}/nowhere"
-    server, base = _asgi_server({"DATABASE_DIRECT_URL": dead})
+    server, base = asgi_server({"DATABASE_DIRECT_URL": dead})
     with server:
         status, body, _ = get_json(base + "/readyz")
     assert status == 503
@@ -103,7 +71,7 @@ def test_readyz_is_503_when_the_listen_connection_cannot_be_made():
 @pytest.mark.django_db(transaction=True)
 def test_without_a_database_the_process_is_alive_but_not_ready():
     dead = f"postgres://postgres@127.0.0.1:{free_port()}/nowhere"
-    server, base = _asgi_server({"DATABASE_URL": dead})
+    server, base = asgi_server({"DATABASE_URL": dead})
     with server:
         assert get_json(base + "/healthz")[:2] == (200, {"status": "ok"})
         status, body, _ = get_json(base + "/readyz")
