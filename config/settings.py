@@ -257,12 +257,20 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 # Every error under /api/v1/ is {"error", "detail"} JSON, even those made outside the
 # API's handlers (405, 413, 500): first, so it sees every response.
 MIDDLEWARE.insert(1, "config.api.ApiErrorShapeMiddleware")
-# Agents first (config/admission.py): API requests running at once per web process,
-# and how long another waits for a place before a 429 with Retry-After (0: no limit).
-# Above the error shaping (sync): a waiting request holds no thread.
+# Agents first (config/admission.py): per web process, API requests and other
+# requests (pages) running at once, each lane with its own share of the database
+# pool, and how long another waits for a place (then 429/503 with Retry-After; 0: no
+# limit). Above the error shaping (sync): a waiting request holds no thread.
 API_CONCURRENCY = int(os.environ.get("API_CONCURRENCY", "4"))
 API_QUEUE_SECONDS = float(os.environ.get("API_QUEUE_SECONDS", "2"))
-MIDDLEWARE.insert(1, "config.admission.ApiAdmissionMiddleware")
+PAGE_CONCURRENCY = int(
+    os.environ.get(
+        "PAGE_CONCURRENCY",
+        max(1, int(os.environ.get("DATABASE_POOL_MAX", "20")) - API_CONCURRENCY),
+    )
+)
+PAGE_QUEUE_SECONDS = float(os.environ.get("PAGE_QUEUE_SECONDS", "30"))
+MIDDLEWARE.insert(1, "config.admission.AdmissionMiddleware")
 
 # --- Client addresses, web chat limits, login throttling (issue 12) -------------------
 # How many reverse proxies of ours stand in front of the app and append to

@@ -76,3 +76,12 @@ def test_a_busy_api_answers_429_with_retry_after_and_agents_are_still_served(cli
         blocked.join(timeout=60)
     assert results == [201]
     assert Message.objects.filter(text="held").count() == 1
+
+
+def test_the_lanes_streams_and_health_checks_wait_for_nothing():
+    from config.admission import lane_of
+
+    assert lane_of("/api/v1/messages/inbound") == "api"
+    assert lane_of("/inbox/") == lane_of("/inbox/c/3/reply/") == lane_of("/chat/web/") == "pages"
+    assert lane_of("/inbox/stream/") is lane_of("/chat/web/stream/") is None
+    assert lane_of("/healthz") is lane_of("/readyz") is None
