@@ -15,8 +15,9 @@ switch namespace of its own; the machine's own network is not touched):
     10.77.0.31  work1    manage.py db_worker
     10.77.0.32  work2
 
-A run: ``--agents`` agents (bench/load's: list, pane, a reply every third step) each
-with an event stream open (reconnecting with Last-Event-ID), inbound messages at
+A run: ``--agents`` agents (bench/load's: list, pane, a reply every third step; logged
+in by a session made beforehand, not by the password hasher) each with an event
+stream open (reconnecting with Last-Event-ID), inbound messages at
 ``--rate`` for ``--seconds``, a broadcast to the web chat's contacts started 5 s in. The kill
 run also SIGKILLs every process of web1 and of work1 at 40% of the run and starts them
 again at 65%. Reported: client errors (and requests retried), lost messages, messages
@@ -54,7 +55,7 @@ PREFIX = "plc-"
 SWITCH = "plc-sw"
 LB = f"{NET}.5"
 DB_ADDR, POOL_ADDR = f"{NET}.10", f"{NET}.11"
-GRACE = 20  # seconds after the load for the last events and tasks
+GRACE = 60  # seconds after the load, at most, for the last events to arrive
 
 
 def ip(*args: str, netns: str | None = None, check: bool = True):
@@ -278,11 +279,16 @@ class StreamRecord:
         self.refused = 0
 
 
-async def one_stream(cookie: str, record: StreamRecord, until: float) -> None:
+async def one_stream(cookie: str, record: StreamRecord, until: float, target: dict) -> None:
     """An agent's event stream through the balancer, reconnecting with Last-Event-ID
-    (as the browser does) until ``until``."""
+    (as the browser does), until it has seen the event ``target["id"]`` (the newest
+    once the load stopped) or ``until``."""
     last = None
-    while time.monotonic() < until:
+
+    def caught_up() -> bool:
+        return "id" in target and last is not None and last >= target["id"]
+
+    while time.monotonic() < until and not caught_up():
         writer = None
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(LB, 80), 5)
@@ -301,7 +307,7 @@ async def one_stream(cookie: str, record: StreamRecord, until: float) -> None:
                 if line.lower().startswith(b"x-server:"):
                     record.servers.add(line.split(b":", 1)[1].strip().decode())
             buffer = b""
-            while time.monotonic() < until:
+            while time.monotonic() < until and not caught_up():
                 chunk = await asyncio.wait_for(reader.read(65536), 20)
                 if not chunk:
                     break
@@ -333,12 +339,33 @@ async def one_stream(cookie: str, record: StreamRecord, until: float) -> None:
         await asyncio.sleep(1)
 
 
-def stream_process(cookies: list[str], until: float, sender) -> None:
-    records = [StreamRecord() for _ in cookies]
+def stream_process(cookies: list[str], stop_at: float, sender) -> None:
+    """The agents' streams until each has caught up with the newest event at the end
+    of the load (a fresh stream's hello names it), ``GRACE`` seconds at most."""
+    records, target = [StreamRecord() for _ in cookies], {}
+
+    async def newest() -> None:
+        await asyncio.sleep(max(0.0, stop_at + 2 - time.monotonic()))
+        for _ in range(30):  # bounded: a hello from a fresh stream
+            with contextlib.suppress(OSError, TimeoutError, asyncio.IncompleteReadError):
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(LB, 80), 5)
+                writer.write(
+                    f"GET /inbox/stream/ HTTP/1.1\r\nHost: {LB}\r\nCookie: {cookies[0]}\r\n"
+                    "Accept: text/event-stream\r\n\r\n".encode()
+                )
+                await writer.drain()
+                await asyncio.wait_for(reader.readuntil(b"event: hello\n"), 20)
+                data = await asyncio.wait_for(reader.readline(), 20)
+                writer.close()
+                target["id"] = json.loads(data[6:])["last"]
+                return
+            await asyncio.sleep(1)
 
     async def main():
+        until = stop_at + GRACE
         await asyncio.gather(
-            *(one_stream(c, r, until) for c, r in zip(cookies, records, strict=True))
+            newest(),
+            *(one_stream(c, r, until, target) for c, r in zip(cookies, records, strict=True)),
         )
 
     asyncio.run(main())
@@ -374,6 +401,12 @@ def inbound_loop(token, stats, schedule, lock, acked, retried):
                 continue
             if status not in (0, 429, 502, 503):
                 break
+        if client.resent:
+            with lock:
+                retried["inbound re-sent on a new connection"] = (
+                    retried.get("inbound re-sent on a new connection", 0) + client.resent
+                )
+            client.resent = 0
         ok = status == 201
         stats.record("inbound", time.monotonic() - started, ok, f"{status} {data[:120]}")
         if ok:
@@ -403,7 +436,7 @@ def run_load(args) -> None:
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.5)
-    time.sleep(3)  # the balancer's checks: rise 2 × 1 s
+    time.sleep(8)  # the balancer's checks: rise 2 × 2 s, then some
 
     stats, lock, acked, retried = load.Stats(), threading.Lock(), [], {}
     start = time.monotonic() + 3
@@ -418,12 +451,14 @@ def run_load(args) -> None:
     # count events as missed that the server did send.
     receiver, sender = multiprocessing.get_context("fork").Pipe(duplex=False)
     streamer = multiprocessing.get_context("fork").Process(
-        target=stream_process, args=(setup["cookies"], stop_at + GRACE, sender)
+        target=stream_process, args=(setup["cookies"], stop_at, sender)
     )
     threads = []
     threads += [
-        threading.Thread(target=load.agent_loop, args=(name, 80, stats, stop_at, args.think))
-        for name in setup["agents"]
+        threading.Thread(
+            target=load.agent_loop, args=(name, 80, stats, stop_at, args.think, cookie)
+        )
+        for name, cookie in zip(setup["agents"], setup["cookies"], strict=True)
     ]
     threads += [
         threading.Thread(

@@ -147,6 +147,7 @@ class Client:
         self.port = port
         self.cookies: dict[str, str] = {}
         self.conn = None
+        self.resent = 0
 
     def request(self, method, path, body=None, headers=None):
         headers = dict(headers or {})
@@ -165,6 +166,7 @@ class Client:
                 self.conn = None
                 if attempt:
                     raise
+                self.resent += 1  # a kept-alive connection that died: sent once more
         self.headers = dict(response.getheaders())
         for header, value in response.getheaders():
             if header.lower() == "set-cookie":
@@ -180,32 +182,21 @@ CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 PANE_RE = re.compile(r"/inbox/c/(\d+)/")
 
 
-def agent_loop(username, port, stats, stop_at, think):
+def agent_loop(username, port, stats, stop_at, think, cookie=""):
     try:
-        _agent_steps(username, port, stats, stop_at, think)
+        _agent_steps(username, port, stats, stop_at, think, cookie)
     except Exception as exc:  # noqa: BLE001 — counted as an error
         stats.record("agent", 0, False, f"{username}: {exc!r}")
 
 
-def _agent_steps(username, port, stats, stop_at, think):
+def _agent_steps(username, port, stats, stop_at, think, cookie=""):
+    """An agent's steps, logged in with the password or, given a session ``cookie``,
+    already logged in (bench/cluster: not measuring the password hasher)."""
     client = Client(port)
-
-    status, page = client.request("GET", "/login/")
-    token = CSRF_RE.search(page).group(1)
-    form = urllib.parse.urlencode(
-        {"username": username, "password": PASSWORD, "csrfmiddlewaretoken": token}
-    )
-    status, _ = client.request(
-        "POST",
-        "/login/",
-        form,
-        {
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Referer": f"http://{HOST}:{port}/login/",
-        },
-    )
-    if status != 302:
-        stats.record("login", 0, False, f"status {status}")
+    if cookie:
+        name, _, value = cookie.partition("=")
+        client.cookies[name] = value
+    elif not _log_in(client, username, port, stats):
         return
     n = 0
     while time.monotonic() < stop_at:
@@ -240,6 +231,26 @@ def _agent_steps(username, port, stats, stop_at, think):
             stats.record("reply", time.monotonic() - started, status == 200, f"{status}")
         n += 1
         time.sleep(think)
+
+
+def _log_in(client, username, port, stats) -> bool:
+    status, page = client.request("GET", "/login/")
+    token = CSRF_RE.search(page).group(1)
+    form = urllib.parse.urlencode(
+        {"username": username, "password": PASSWORD, "csrfmiddlewaretoken": token}
+    )
+    status, _ = client.request(
+        "POST",
+        "/login/",
+        form,
+        {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Referer": f"http://{HOST}:{port}/login/",
+        },
+    )
+    if status != 302:
+        stats.record("login", 0, False, f"status {status}")
+    return status == 302
 
 
 def inbound_loop(port, token, stats, schedule, sent, sent_lock):
