@@ -277,6 +277,8 @@ class StreamRecord:
         self.servers: set[str] = set()
         self.connections = 0
         self.refused = 0
+        self.last = 0
+        self.first = ""  # the web host of its first connection
 
 
 async def one_stream(cookie: str, record: StreamRecord, until: float, target: dict) -> None:
@@ -305,7 +307,9 @@ async def one_stream(cookie: str, record: StreamRecord, until: float, target: di
             record.connections += 1
             for line in head.split(b"\r\n"):
                 if line.lower().startswith(b"x-server:"):
-                    record.servers.add(line.split(b":", 1)[1].strip().decode())
+                    server = line.split(b":", 1)[1].strip().decode()
+                    record.servers.add(server)
+                    record.first = record.first or server
             buffer = b""
             while time.monotonic() < until and not caught_up():
                 chunk = await asyncio.wait_for(reader.read(65536), 20)
@@ -319,7 +323,7 @@ async def one_stream(cookie: str, record: StreamRecord, until: float, target: di
                     for raw in message.split(b"\n"):
                         line = raw.strip(b"\r")
                         if line.startswith(b"id: "):
-                            last = int(line[4:])
+                            last = record.last = int(line[4:])
                         elif line.startswith(b"event: "):
                             event = line[7:].decode()
                         elif line.startswith(b"data: "):
@@ -369,7 +373,7 @@ def stream_process(cookies: list[str], stop_at: float, sender) -> None:
         )
 
     asyncio.run(main())
-    sender.send(records)
+    sender.send((records, target.get("id")))
 
 
 def inbound_loop(token, stats, schedule, lock, acked, retried):
@@ -473,19 +477,19 @@ def run_load(args) -> None:
         thread.start()
     for thread in threads:
         thread.join(timeout=args.seconds + GRACE + 120)
-    records = receiver.recv() if receiver.poll(args.seconds + GRACE + 120) else []
+    records, newest = receiver.recv() if receiver.poll(args.seconds + GRACE + 120) else ([], 0)
     streamer.join(timeout=30)
     elapsed = max(args.seconds, max((at for _, _, at in acked), default=start) - start)
 
     # An event is missed when a stream open at the time never named that conversation
     # and got no "refresh everything" afterwards.
-    missed = 0
+    missed = {"web1": 0, "web2": 0}
     for record in records:
         for _text, conversation, at in acked:
             if record.opened_at is None or at < record.opened_at:
                 continue
             if conversation not in record.seen and not any(t >= at for t in record.everything):
-                missed += 1
+                missed[record.first or "web1"] += 1
     kinds = {
         kind: {
             "count": len(values),
@@ -510,6 +514,7 @@ def run_load(args) -> None:
         "refused_streams": sum(r.refused for r in records),
         "everything_events": sum(len(r.everything) for r in records),
         "missed_events": missed,
+        "behind": sum(1 for r in records if not newest or r.last < newest),
     }
     Path(args.out).write_text(json.dumps(result))
 
@@ -616,7 +621,9 @@ def report(result: dict) -> None:
         f"event streams: {result['streams']} (on web1 {result['streams_per_server']['web1']}, "
         f"on web2 {result['streams_per_server']['web2']}), reconnections "
         f"{result['reconnections']}, refused {result['refused_streams']}, 'refresh all' "
-        f"{result['everything_events']}; events missed: {result['missed_events']}"
+        f"{result['everything_events']}; events missed (by the stream's first host): "
+        f"{result['missed_events']}; streams short of the newest event at the end: "
+        f"{result['behind']}"
     )
     for sample in result["error_samples"][:5]:
         print("  error:", sample)
