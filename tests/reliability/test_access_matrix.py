@@ -34,6 +34,8 @@ MATRIX = {
     "inbox:read": ("action", "POST"),
     "connectors:chat-stream": ("public", "GET"),
     "login": ("public", "GET"),
+    "healthz": ("public", "GET"),  # for load balancers: no data, cheap
+    "readyz": ("public", "GET"),
     "logout": ("action", "POST"),
     "inbox:list": ("page", "GET"),
     "inbox:poll": ("page", "GET"),
