@@ -6,4 +6,8 @@ class ConnectorsConfig(AppConfig):
     verbose_name = "Connectors: web chat and outbound delivery"
 
     def ready(self) -> None:
-        from . import delivery  # noqa: F401  (connects the outbound delivery receiver)
+        from conversations.models import VISITOR_CHANNEL_CHECKS
+
+        from . import delivery  # connects the outbound delivery receiver
+
+        VISITOR_CHANNEL_CHECKS.append(delivery.is_web_chat)

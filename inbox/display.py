@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.dates import MONTHS_3
 from markupsafe import Markup
 
-from conversations.models import Conversation, SenderKind, Source, StatusChange
+from conversations.models import Conversation, SenderKind, Source, StatusChange, contact_label
 from conversations.reads import UNREAD_CAP
 from conversations.transitions import STATUS_LABELS
 
@@ -159,7 +159,7 @@ def list_rows(rows: list[ListRow], list_suffix: str, tags_by_id: dict) -> Markup
             RowView(
                 pk=row.pk,
                 url=f"{pane_url(row.pk)}{list_suffix}",
-                name=row.contact_name or row.external_id,
+                name=contact_label(row.contact_name, row.external_id, row.channel, row.contact_id),
                 iso=iso,
                 title=title,
                 ago=clock.ago(row.last_activity_at),

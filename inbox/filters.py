@@ -188,7 +188,9 @@ class ConversationFilter(django_filters.FilterSet):
         label="Search",
         method="filter_text",
         max_length=200,
-        widget=SearchInput(attrs={"type": "search", "placeholder": "Search name or message text…"}),
+        widget=SearchInput(
+            attrs={"type": "search", "placeholder": "Search name, phone or message text…"}
+        ),
     )
     status = django_filters.MultipleChoiceFilter(
         label="Status",
@@ -288,7 +290,7 @@ class ConversationFilter(django_filters.FilterSet):
         # messages come from the trigram indexes, and the conversations are fetched by
         # key. A common term: walk the conversations newest first and probe each one's
         # messages (Exists, so many matches are still one row); the page fills fast.
-        contacts = Contact.objects.filter(Q(name__icontains=value) | Q(external_id__iexact=value))
+        contacts = Contact.objects.matching(value)
         messages = Message.objects.filter(text__icontains=value).order_by()
         listed = max(SEARCH_CONTACTS_LISTED, SEARCH_RARE_LIMIT)
         contact_ids = list(contacts.values_list("pk", flat=True)[: listed + 1])

@@ -18,7 +18,7 @@ from django.db.models import Exists, F, Max, OuterRef, Q, Value
 from django.db.models.expressions import RawSQL
 from django.http import QueryDict
 
-from conversations.models import Conversation, ConversationTag, Message, StatusChange
+from conversations.models import Contact, Conversation, ConversationTag, Message, StatusChange
 from conversations.reads import unread_column
 from conversations.selectors import status_counts
 from conversations.transitions import Status
@@ -212,6 +212,7 @@ class ListRow(NamedTuple):
     last_activity_at: datetime
     waiting_since: datetime | None
     last_message_preview: str
+    contact_id: int
     contact_name: str
     external_id: str
     channel: str
@@ -239,6 +240,7 @@ ROW_VALUES = (
     "last_activity_at",
     "waiting_since",
     "last_message_preview",
+    "contact_id",
     "contact__name",
     "contact__external_id",
     "contact__channel",
@@ -530,3 +532,33 @@ def conversation_thread(
         if any(older.get()):
             thread.earlier = thread.oldest
     return thread
+
+
+# --- the contact search -----------------------------------------------------------
+
+
+@dataclass
+class ContactPage:
+    contacts: list
+    next_cursor: str | None = None
+    error: str = ""
+
+
+def contact_search(*, term: str, cursor: str = "", limit: int = PAGE_SIZE) -> ContactPage:
+    """Contacts matching ``term`` (``Contact.objects.matching``: name words in any
+    order, external id, part of a phone number), or every contact; newest first,
+    keyset-paginated by id."""
+    contacts = Contact.objects.matching(term) if term.strip() else Contact.objects.all()
+    if cursor:
+        try:
+            kind, last = cursor_unpack(cursor)
+            if kind != "contacts" or not isinstance(last, int) or isinstance(last, bool):
+                raise BadCursor
+        except (BadCursor, ValueError, TypeError):
+            return ContactPage([], error="The link to more contacts is not valid.")
+        contacts = contacts.filter(pk__lt=last)
+    rows = list(contacts.order_by("-pk")[: limit + 1])
+    page = ContactPage(rows[:limit])
+    if len(rows) > limit:
+        page.next_cursor = cursor_pack("contacts", rows[limit - 1].pk)
+    return page

@@ -19,5 +19,7 @@ urlpatterns = [
     path("inbox/c/<int:pk>/tags/remove/", views.tag_remove, name="tag_remove"),
     path("inbox/c/<int:pk>/presence/", stream.presence, name="presence"),
     path("inbox/c/<int:pk>/read/", views.read, name="read"),
+    path("inbox/c/<int:pk>/contact/", views.contact_edit, name="contact_edit"),
+    path("contacts/", views.contacts, name="contacts"),
     path("contacts/<int:pk>/", views.contact, name="contact"),
 ]

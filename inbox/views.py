@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import push_url, trigger_client_event
 
 from conversations import services
@@ -34,7 +34,7 @@ from flows.decorators import agent_required
 from . import choices
 from .display import agent_options, list_rows, thread_html
 from .filters import ASSIGNEE_ME, ASSIGNEE_NONE, agent_label
-from .forms import BULK_LIMIT, AssignForm, BulkActionForm
+from .forms import BULK_LIMIT, AssignForm, BulkActionForm, ContactForm
 from .selectors import (
     VIEW_COUNT_CAP,
     BadCursor,
@@ -43,6 +43,7 @@ from .selectors import (
     attach_tags,
     canonical_query,
     conversation_list,
+    contact_search,
     conversation_thread,
     filtered_conversations,
     inbox_heads,
@@ -271,7 +272,16 @@ def read_url(pk: int, thread) -> str:
     return reverse("inbox:read", args=[pk]) + "?" + query.urlencode()
 
 
-PANE_ACTIONS = ("reply", "close", "archive", "unarchive", "assign", "tag_add", "tag_remove")
+PANE_ACTIONS = (
+    "reply",
+    "close",
+    "archive",
+    "unarchive",
+    "assign",
+    "tag_add",
+    "tag_remove",
+    "contact_edit",
+)
 
 
 def action_urls(pk: int, suffix: str) -> dict[str, str]:
@@ -517,6 +527,34 @@ def tag_remove(request, pk: int):
     )
 
 
+@never_cache
+@require_http_methods(["GET", "POST"])
+@agent_required
+def contact_edit(request, pk: int):
+    """The pane with its contact's form open (name and attributes); POST saves it.
+    A refusal keeps the form open with its errors."""
+    conversation = load_conversation(pk)
+    data = request.POST if request.method == "POST" else None
+    form = ContactForm(data, contact=conversation.contact)
+    if data is not None and form.is_valid():
+        try:
+            services.contact_update(
+                contact=conversation.contact_id,
+                name=form.cleaned_data["name"],
+                attributes=form.cleaned_data["attributes"],
+            )
+        except ParleyError as exc:
+            form.add_error(None, exc.detail)
+        else:
+            return pane_action(request, pk, lambda: None, success="Contact saved.")
+    context = pane_context(request, conversation) | {"contact_form": form}
+    if htmx_partial(request):
+        return render(request, "inbox/pane.html", context)
+    page = conversation_list(request=request, params=request.GET)
+    context = list_context(request, page) | context | {"pane_open": True}
+    return render(request, "inbox/inbox.html", context)
+
+
 @require_POST
 @agent_required
 def read(request, pk: int):
@@ -659,3 +697,22 @@ def contact(request, pk: int):
     contact = get_object_or_404(Contact, pk=pk)
     history = list(contact_history(contact=contact))
     return render(request, "inbox/contact.html", {"contact": contact, "history": history})
+
+
+@never_cache
+@require_GET
+@agent_required
+def contacts(request):
+    """``/contacts/``: find a contact by name (words in any order), external id or
+    part of a phone number; newest first, "More" pages by keyset."""
+    term = request.GET.get("q", "")[:200]
+    page = contact_search(term=term, cursor=request.GET.get("cursor", ""))
+    more_url = ""
+    if page.next_cursor:
+        query = QueryDict(mutable=True)
+        if term:
+            query["q"] = term
+        query["cursor"] = page.next_cursor
+        more_url = f"{reverse('inbox:contacts')}?{query.urlencode()}"
+    context = {"term": term, "page": page, "more_url": more_url}
+    return render(request, "inbox/contacts.html", context, status=400 if page.error else 200)
