@@ -322,6 +322,12 @@ class Conversation(models.Model):
                 condition=Q(archived_at__isnull=True),
                 name="conv_assignee_activity",
             ),
+            # The default view (open, mine or unassigned), newest activity first.
+            models.Index(
+                fields=["-last_activity_at", "-id"],
+                condition=Q(archived_at__isnull=True) & ~Q(status=Status.CLOSED),
+                name="conv_open_activity",
+            ),
             # The Mine and Unassigned views' counts (capped, index-only).
             models.Index(
                 fields=["assignee"],

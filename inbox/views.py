@@ -33,7 +33,7 @@ from flows.decorators import agent_required
 
 from . import choices
 from .display import agent_options, list_rows, thread_html
-from .filters import ASSIGNEE_ME, ASSIGNEE_NONE, agent_label
+from .filters import ASSIGNEE_ME, ASSIGNEE_NONE, VIEW_ALL, agent_label
 from .forms import BULK_LIMIT, AssignForm, BulkActionForm, ContactForm
 from .selectors import (
     VIEW_COUNT_CAP,
@@ -75,13 +75,15 @@ def list_url(query: QueryDict) -> str:
 
 
 def build_tabs(page: InboxPage, counts: dict[str, int]) -> list[dict]:
-    """The status tabs: each a link that keeps the other filters."""
+    """The status tabs: each a link that keeps the other filters (the tabs choose
+    among all conversations, not the default view)."""
     statuses = page.query.getlist("status")
     archived = page.query.get("archived", "no")
+    view = page.filterset.form.cleaned_data.get("view") if not page.errors else None
 
     def link(**changes) -> str:
         query = page.query.copy()
-        for key in ("status", "archived"):
+        for key in ("status", "archived", "view"):
             query.pop(key, None)
         for key, value in changes.items():
             query[key] = value
@@ -92,8 +94,8 @@ def build_tabs(page: InboxPage, counts: dict[str, int]) -> list[dict]:
             "key": "all",
             "label": "All",
             "count": counts["all"],
-            "url": link(),
-            "active": not statuses and archived == "no",
+            "url": link(view=VIEW_ALL),
+            "active": view == VIEW_ALL and not statuses and archived == "no",
         }
     ]
     for key, label in TABS:
@@ -133,7 +135,15 @@ def view_url(assignee: str) -> str:
 def build_views(page: InboxPage, heads: Heads) -> list[dict]:
     statuses = sorted(page.query.getlist("status"))
     others = [name for name in page.query if name not in ("assignee", "status")]
-    views = []
+    views = [
+        {
+            "key": "needs-me",
+            "label": "Needs me",
+            "count": "",
+            "url": reverse("inbox:list"),
+            "active": not page.query and not page.errors,
+        }
+    ]
     for key, label, assignee, count in (
         ("mine", "Mine", ASSIGNEE_ME, heads.mine),
         ("unassigned", "Unassigned", ASSIGNEE_NONE, heads.unassigned),
@@ -153,7 +163,7 @@ def list_context(request, page: InboxPage) -> dict:
     filterset = page.filterset
     form = filterset.form
     # Status has its tabs and search its box; the other filters live in the panel.
-    in_panel = [name for name in page.query if name not in ("q", "status")]
+    in_panel = [name for name in page.query if name not in ("q", "status", "view")]
     heads = inbox_heads(agent_id=request.user.pk)
     return {
         **rows_context(page),
@@ -165,7 +175,9 @@ def list_context(request, page: InboxPage) -> dict:
         "views": build_views(page, heads),
         "bulk_agent_options": agent_options(filterset.agents),
         "tag_names": filterset.tag_names,
-        "active_filter_count": len([name for name in page.query if name != "q"]),
+        "active_filter_count": len([name for name in page.query if name not in ("q", "view")]),
+        # The tab counts are the whole inbox's (kept by triggers), whatever the view.
+        "counts_note": page.query.dict() != {"view": VIEW_ALL},
         "open_filter_panel": bool(in_panel or page.errors),
         "bulk_limit": BULK_LIMIT,
     }
@@ -578,10 +590,7 @@ def read(request, pk: int):
 @require_GET
 @agent_required
 def home(request):
-    """Where an agent lands: *Mine* when they have open conversations assigned,
-    else the whole inbox."""
-    if inbox_heads(agent_id=request.user.pk).mine:
-        return redirect(view_url(ASSIGNEE_ME))
+    """Where an agent lands: the inbox's default view, what needs them."""
     return redirect("inbox:list")
 
 
