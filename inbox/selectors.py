@@ -596,7 +596,10 @@ class ContactPage:
     error: str = ""
 
 
-def contact_search(*, term: str, cursor: str = "", limit: int = PAGE_SIZE) -> ContactPage:
+CONTACT_PAGE_SIZE = 50
+
+
+def contact_search(*, term: str, cursor: str = "") -> ContactPage:
     """Contacts matching ``term`` (``Contact.objects.matching``: name words in any
     order, external id, part of a phone number), or every contact; newest first,
     keyset-paginated by id."""
@@ -609,6 +612,7 @@ def contact_search(*, term: str, cursor: str = "", limit: int = PAGE_SIZE) -> Co
         except (BadCursor, ValueError, TypeError):
             return ContactPage([], error="The link to more contacts is not valid.")
         contacts = contacts.filter(pk__lt=last)
+    limit = CONTACT_PAGE_SIZE
     rows = list(contacts.order_by("-pk")[: limit + 1])
     page = ContactPage(rows[:limit])
     if len(rows) > limit:
