@@ -118,8 +118,9 @@ def broadcast_preview(request):
     data = form.cleaned_data
     context = {"has_priority": data.get("has_priority", False)}
     try:
-        if "segment" not in data or form.has_error("tag") or form.has_error("channel"):
-            raise ParleyError(_first_error(form))
+        for name in ("segment", "tag", "channel", "status"):
+            if form.has_error(name):
+                raise ParleyError(form.errors[name][0])
         reach, skipped = broadcasts.broadcast_preview(
             segment=data["segment"],
             value=form.segment_value(),
