@@ -24,11 +24,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import push_url, trigger_client_event
 
 from conversations import services
-from conversations.exceptions import ParleyError
+from conversations.exceptions import IllegalTransition, ParleyError
 from conversations.models import Contact, Conversation, Direction, StatusChange
 from conversations.reads import mark_read
 from conversations.selectors import TABS, contact_history, status_counts
-from conversations.transitions import OPEN, Event, Status, allowed
+from conversations.transitions import OPEN, STATUS_LABELS, Event, Status, allowed
 from flows.decorators import agent_required
 
 from . import choices
@@ -630,7 +630,28 @@ def _bulk_step(request, form, pk: int) -> None:
         services.conversation_tag_add(conversation=pk, tag=form.cleaned_data["tag"])
 
 
-def bulk_summary(form, done: int, refused: list[tuple[int, str]]) -> str:
+def refusal_groups(refused: list[tuple[int, ParleyError | None]]) -> dict[tuple, list[int]]:
+    """The refused rows grouped by reason: a refused status change by the status
+    that refuses it ("they are In a flow"), another refusal by its sentence, a
+    missing row as such. One query for the statuses."""
+    statuses = dict(
+        Conversation.objects.filter(pk__in=[pk for pk, _ in refused]).values_list("pk", "status")
+    )
+    groups: dict[tuple, list[int]] = {}
+    for pk, refusal in refused:
+        status = statuses.get(pk)
+        if status is None:
+            reason = ("missing", "")
+        elif isinstance(refusal, IllegalTransition):
+            reason = ("status", STATUS_LABELS.get(status, status))
+        else:
+            reason = ("other", refusal.detail.rstrip("."))
+        groups.setdefault(reason, []).append(pk)
+    return groups
+
+
+def bulk_summary(form, done: int, refused: list[tuple[int, ParleyError | None]]) -> str:
+    """ "40 closed; 45 not closed: they are Closed (#1, #2, … and 35 more)." """
     action = form.cleaned_data["action"]
     verb = BULK_VERBS[action]
     if action == "assign":
@@ -638,14 +659,20 @@ def bulk_summary(form, done: int, refused: list[tuple[int, str]]) -> str:
         verb = f"assigned to {agent_label(assignee)}" if assignee else "unassigned"
     elif action == "tag":
         verb = f"tagged “{form.cleaned_data['tag']}”"
-    summary = f"{done} {verb}"
-    if refused:
-        shown = ", ".join(f"#{pk} ({reason})" for pk, reason in refused[:SHOW_REFUSALS])
-        more = len(refused) - SHOW_REFUSALS
-        summary += f"; {len(refused)} refused: {shown}"
-        if more > 0:
-            summary += f", and {more} more"
-    return summary + "."
+    parts = [f"{done} {verb}"]
+    for (kind, text), pks in refusal_groups(refused).items():
+        one = len(pks) == 1
+        if kind == "status":
+            reason = f"{'it is' if one else 'they are'} {text}"
+        elif kind == "missing":
+            reason = "it does not exist" if one else "they do not exist"
+        else:
+            reason = text
+        shown = ", ".join(f"#{pk}" for pk in pks[:SHOW_REFUSALS])
+        if len(pks) > SHOW_REFUSALS:
+            shown += f" and {len(pks) - SHOW_REFUSALS} more"
+        parts.append(f"{len(pks)} not {verb}: {reason} ({shown})")
+    return "; ".join(parts) + "."
 
 
 @require_POST
@@ -666,15 +693,15 @@ def bulk(request):
             existing = set(Conversation.objects.filter(pk__in=ids).values_list("pk", flat=True))
             for pk in ids:
                 if pk not in existing:
-                    refused.append((pk, "it does not exist"))
+                    refused.append((pk, None))
                     continue
                 try:
                     _bulk_step(request, form, pk)
                     done += 1
                 except ParleyError as exc:
-                    refused.append((pk, exc.detail))
+                    refused.append((pk, exc))
                 except Conversation.DoesNotExist:  # deleted a moment ago
-                    refused.append((pk, "it does not exist"))
+                    refused.append((pk, None))
             notice = bulk_summary(form, done, refused)
             level = "error" if not done else "warning" if refused else "success"
     if not htmx_partial(request):
@@ -688,10 +715,8 @@ def bulk(request):
     response = render(
         request, "inbox/inbox.html#bulk-result", {"notice": notice, "notice_level": level}
     )
-    if done or refused:
+    if done or refused:  # the list refreshes; the ticked rows stay ticked (inbox.js)
         changed(response, source="bulk")
-    if done:
-        trigger_client_event(response, "bulkDone")
     return response
 
 
