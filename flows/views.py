@@ -143,7 +143,9 @@ def broadcast_create(request):
         return render(request, "flows/index.html", context, status=403)
     form = BroadcastForm(request.POST)
     if not form.is_valid():
-        return render(request, "flows/index.html", _index_context(request, form, _first_error(form)))
+        return render(
+            request, "flows/index.html", _index_context(request, form, _first_error(form))
+        )
     try:
         broadcast = broadcasts.broadcast_create(
             flow=form.cleaned_data["flow"],

@@ -344,8 +344,10 @@ class ConversationFilter(django_filters.FilterSet):
         if value != VIEW_NEEDS_ME or user is None or not user.is_authenticated:
             return queryset  # no agent (a FilterSet used without a request): all
         # The condition of the index conv_open_activity: its walk, newest first.
-        return queryset.filter(archived_at__isnull=True).exclude(status__in=NOT_OPEN).filter(
-            Q(assignee=user) | Q(assignee__isnull=True)
+        return (
+            queryset.filter(archived_at__isnull=True)
+            .exclude(status__in=NOT_OPEN)
+            .filter(Q(assignee=user) | Q(assignee__isnull=True))
         )
 
     def filter_archived(self, queryset, name, value):

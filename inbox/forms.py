@@ -101,7 +101,9 @@ class ContactForm(forms.Form):
     name = forms.CharField(required=False, max_length=200, label="Name")
 
     def __init__(self, data=None, *, contact):
-        initial_rows = [(k, v if isinstance(v, str) else str(v)) for k, v in contact.attributes.items()]
+        initial_rows = [
+            (k, v if isinstance(v, str) else str(v)) for k, v in contact.attributes.items()
+        ]
         if data is None:
             self.rows = initial_rows
         else:

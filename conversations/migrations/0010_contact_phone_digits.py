@@ -5,14 +5,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0009_read_marks_and_views'),
+        ("conversations", "0009_read_marks_and_views"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='contact',
-            index=django.contrib.postgres.indexes.GinIndex(django.contrib.postgres.indexes.OpClass(models.Func(models.F('external_id'), models.Value('\\D'), models.Value(''), models.Value('g'), function='regexp_replace'), name='gin_trgm_ops'), name='contact_digits_trgm'),
+            model_name="contact",
+            index=django.contrib.postgres.indexes.GinIndex(
+                django.contrib.postgres.indexes.OpClass(
+                    models.Func(
+                        models.F("external_id"),
+                        models.Value("\\D"),
+                        models.Value(""),
+                        models.Value("g"),
+                        function="regexp_replace",
+                    ),
+                    name="gin_trgm_ops",
+                ),
+                name="contact_digits_trgm",
+            ),
         ),
     ]

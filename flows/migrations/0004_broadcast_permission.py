@@ -4,19 +4,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('flows', '0003_broadcast_chunk_lease'),
+        ("flows", "0003_broadcast_chunk_lease"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='broadcast',
-            options={'ordering': ['-created_at', '-id'], 'permissions': [('start_broadcast', 'Can start a broadcast to a segment')]},
+            name="broadcast",
+            options={
+                "ordering": ["-created_at", "-id"],
+                "permissions": [("start_broadcast", "Can start a broadcast to a segment")],
+            },
         ),
         migrations.AlterField(
-            model_name='broadcast',
-            name='segment',
-            field=models.CharField(choices=[('all', 'Everyone'), ('tag', 'Tagged …'), ('channel', 'On channel …'), ('status', 'Whose conversation is …')], default='all', max_length=10),
+            model_name="broadcast",
+            name="segment",
+            field=models.CharField(
+                choices=[
+                    ("all", "Everyone"),
+                    ("tag", "Tagged …"),
+                    ("channel", "On channel …"),
+                    ("status", "Whose conversation is …"),
+                ],
+                default="all",
+                max_length=10,
+            ),
         ),
     ]

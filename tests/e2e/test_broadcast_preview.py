@@ -8,14 +8,18 @@ from playwright.sync_api import expect
 from conversations.transitions import Status
 from flows.models import Broadcast
 from tests.e2e.test_flows_start import log_in, survey_flow
-from tests.factories import ContactFactory, TagFactory, UserFactory, conversation_in, grant_broadcast
+from tests.factories import (
+    ContactFactory,
+    TagFactory,
+    UserFactory,
+    conversation_in,
+    grant_broadcast,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def test_the_preview_follows_the_segment_and_priority_then_the_broadcast_starts(
-    page, live_server
-):
+def test_the_preview_follows_the_segment_and_priority_then_the_broadcast_starts(page, live_server):
     vip = TagFactory(name="vip")
     conversation_in(Status.NEW, tags=[vip])  # ongoing: skipped
     conversation_in(Status.CLOSED, tags=[vip])

@@ -85,8 +85,11 @@ def test_the_form_offers_only_existing_tags_and_channels(agent_client, audience)
     assert '<option value="vip">vip</option>' in tag_select
     channel_select = re.search(r'<select name="channel".*?</select>', page, re.S).group(0)
     assert re.findall(r'<option value="(\w+)"', channel_select) == ["sms", "web"]
-    assert "<option value=\"all\" selected>Everyone</option>" in page
-    assert 'id="broadcast-preview"' in page and 'hx-trigger="load, change from:#broadcast-form"' in page
+    assert '<option value="all" selected>Everyone</option>' in page
+    assert (
+        'id="broadcast-preview"' in page
+        and 'hx-trigger="load, change from:#broadcast-form"' in page
+    )
 
 
 def test_a_plain_agent_sees_the_button_disabled_with_the_reason_and_is_refused(
@@ -106,13 +109,17 @@ def test_a_plain_agent_sees_the_button_disabled_with_the_reason_and_is_refused(
     grant_broadcast(agent)
     page = agent_client.get(reverse("flows:index")).content.decode()
     assert not re.search(r"<button[^>]*disabled[^>]*>Start broadcast</button>", page)
-    created = agent_client.post(reverse("flows:broadcast_create"), {"flow": flow.pk, "segment": "all"})
+    created = agent_client.post(
+        reverse("flows:broadcast_create"), {"flow": flow.pk, "segment": "all"}
+    )
     assert created.status_code == 302 and Broadcast.objects.count() == 1
 
 
 def test_staff_may_broadcast_without_a_grant(staff_client, staff):
     flow = make_flow(("send_message", "Hello"))
-    created = staff_client.post(reverse("flows:broadcast_create"), {"flow": flow.pk, "segment": "all"})
+    created = staff_client.post(
+        reverse("flows:broadcast_create"), {"flow": flow.pk, "segment": "all"}
+    )
     assert created.status_code == 302
     assert broadcasts.may_broadcast(staff)
 

@@ -109,7 +109,7 @@ def test_bulk_tag(agent_client):
     response = post(agent_client, action="tag", tag="VIP", ids=[open_one.pk, closed.pk])
 
     assert result(response).startswith(
-        f"warning: 1 tagged “VIP”; 1 not tagged “VIP”: Tags are locked"
+        "warning: 1 tagged “VIP”; 1 not tagged “VIP”: Tags are locked"
     )
     assert list(refresh(open_one).tags.values_list("name", flat=True)) == ["vip"]
     assert not refresh(closed).tags.exists()

@@ -50,9 +50,7 @@ def test_saving_renames_and_replaces_the_attributes(agent_client, open_conversat
         "attr_key": ["plan", "", "city"],
         "attr_value": ["platinum", "", "Osaka"],
     }
-    response = agent_client.post(
-        edit_url(open_conversation), data, headers=hx("conversation-pane")
-    )
+    response = agent_client.post(edit_url(open_conversation), data, headers=hx("conversation-pane"))
     assert response.status_code == 200
     assert "Contact saved." in response.text
     assert "Dana K. Sato" in response.text
@@ -109,7 +107,7 @@ def test_an_unnamed_web_chat_visitor_is_visitor_and_its_id(agent_client):
     assert f"Visitor {contact.pk}" in listed.text
     assert "Zq3x-random-cookie-id" not in listed.text
     pane = agent_client.get(f"/inbox/c/{conversation.pk}/", headers=hx("conversation-pane"))
-    assert f"<h1 id=\"pane-title\">Visitor {contact.pk}</h1>" in pane.text
+    assert f'<h1 id="pane-title">Visitor {contact.pk}</h1>' in pane.text
 
 
 def test_an_unnamed_contact_of_another_channel_is_its_external_id_with_a_neutral_avatar(
@@ -158,12 +156,16 @@ def test_the_contact_search_pages_by_keyset_and_is_in_the_top_bar(
     monkeypatch.setattr(selectors, "CONTACT_PAGE_SIZE", 2)
     first = agent_client.get("/contacts/")
     assert 'href="/contacts/"' in first.text  # the top bar's link
-    ids = [int(pk) for pk in re.findall(r'href="/contacts/(\d+)/" class="contact-link"', first.text)]
+    ids = [
+        int(pk) for pk in re.findall(r'href="/contacts/(\d+)/" class="contact-link"', first.text)
+    ]
     assert len(ids) == 2 and ids == sorted(ids, reverse=True)
     more = re.search(r'href="(/contacts/\?cursor=[^"]+)"', first.text).group(1)
     with django_assert_max_num_queries(4):
         second = agent_client.get(more.replace("&amp;", "&"))
-    rest = [int(pk) for pk in re.findall(r'href="/contacts/(\d+)/" class="contact-link"', second.text)]
+    rest = [
+        int(pk) for pk in re.findall(r'href="/contacts/(\d+)/" class="contact-link"', second.text)
+    ]
     assert set(ids) | set(rest) == {c.pk for c in people}
     assert agent_client.get("/contacts/?cursor=garbage").status_code == 400
 

@@ -76,9 +76,7 @@ def test_an_empty_search_says_how_many_match_archived_or_closed_with_a_link(agen
         text = " ".join(hint.group(1).split())
         assert "2 conversations elsewhere match: 1 archived, 1 closed." in text
         link = re.search(r'href="([^"]+)">Show them', text).group(1).replace("&amp;", "&")
-        assert set(ids_in(agent_client.get(link))) == {
-            c.pk for c in contact.conversations.all()
-        }
+        assert set(ids_in(agent_client.get(link))) == {c.pk for c in contact.conversations.all()}
     nothing = agent_client.get("/inbox/", {"q": "zzzz-none"})
     assert 'id="elsewhere"' not in nothing.text
     assert "Nothing matches these filters" in nothing.text
