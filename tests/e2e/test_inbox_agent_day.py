@@ -63,8 +63,9 @@ def test_an_agents_day(page: Page, live_server, team):
     dana = team["Dana Scully"]
     log_in(page, live_server)
 
-    # The default view: every non-archived conversation, most recent first.
-    expect(tab(page, "all")).to_have_attribute("aria-current", "page")
+    # The default view (#15): what needs her (open, hers or nobody's), most recent first.
+    expect(page.locator(".tab-needs-me")).to_have_attribute("aria-current", "page")
+    expect(page.locator("#conversation-list .conv-row")).to_have_count(5)
     expect(page.locator("#conversation-list .conv-row").first).to_contain_text("Dana Scully")
     expect(count(page, "new")).to_have_text("4")
 
@@ -213,7 +214,7 @@ def test_filters_live_in_the_url(page: Page, live_server, team):
     page.locator("#bulk-bar").get_by_role("button", name="Assign").click()
     expect(page.locator("#bulk-result")).to_contain_text("1 assigned to Alice Martin.")
     expect(row(page, "Fox Mulder")).to_contain_text("Alice Martin")
-    expect(page.locator("#scope-all")).not_to_be_checked()
+    expect(page.locator("#scope-all")).to_be_checked()  # #15: the selection is kept
 
     # The tabs keep the other filters.
     tab(page, "in_progress").click()
