@@ -344,7 +344,8 @@ ELSEWHERE_CAP = 100
 
 @dataclass
 class Elsewhere:
-    """Conversations a search finds outside the view, status and archive filters."""
+    """Conversations a search finds outside the view, status and archive filters
+    (open: outside the status filter or assigned to someone else)."""
 
     closed: int  # closed, not archived
     archived: int
