@@ -156,6 +156,17 @@ class TagLinkInline(admin.TabularInline):
     verbose_name = "tag"
     verbose_name_plural = "Tags (locked once the conversation is closed)"
 
+    # A closed conversation's tags are shown, not offered as controls that can only
+    # fail on save.
+    def has_add_permission(self, request, obj=None):
+        return not (obj and obj.is_closed) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return not (obj and obj.is_closed) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return not (obj and obj.is_closed) and super().has_delete_permission(request, obj)
+
 
 class ConversationForm(forms.ModelForm):
     class Meta:
@@ -276,6 +287,11 @@ class ConversationAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("tags")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.is_closed:  # read-only: its assignee is history
+            return (*self.readonly_fields, "assignee")
+        return self.readonly_fields
 
     def has_add_permission(self, request):
         # Conversations start when a contact is created or writes.

@@ -6,13 +6,16 @@ database (constraints here, triggers declared in ``triggers.py``) refuses what t
 signals cannot see.
 """
 
+import re
 import unicodedata
+from functools import reduce
+from operator import and_
 
 from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Func, Q, Value
 from django.db.models.functions import Lower, Upper
 
 from . import events
@@ -27,6 +30,56 @@ from .transitions import EVENT_CHOICES, ONGOING, OPEN, STATUS_CHOICES, TAGS_LOCK
 MESSAGE_MAX_LENGTH = 10_000
 PREVIEW_LENGTH = 160
 
+# Tests of a channel slug: is it a web chat, whose unnamed contacts are anonymous
+# visitors known only by a random cookie id? Filled in by ``connectors`` at start-up
+# (this app imports nothing of ours).
+VISITOR_CHANNEL_CHECKS: list = []
+
+
+def contact_label(name: str, external_id: str, channel: str, pk: int | None) -> str:
+    """How a contact is shown: its name; an unnamed web-chat visitor as "Visitor <id>"
+    (stable and short, never the cookie's random id); else its external id."""
+    if name:
+        return name
+    if pk is not None and any(check(channel) for check in VISITOR_CHANNEL_CHECKS):
+        return f"Visitor {pk}"
+    return external_id
+
+
+def avatar_initial(label: str) -> str:
+    """An avatar's letter: the label's first letter; "#" when it starts with a digit
+    or a sign (a phone number's "+")."""
+    first = next((ch for ch in label if ch.isalnum()), "")
+    return first.upper() if first.isalpha() else "#"
+
+
+# A search term with at least this many digits also looks for them in the external
+# ids' digits (a phone number written "+33 6 12…", "0612…" or "612-…").
+PHONE_DIGITS_MIN = 4
+
+
+def external_id_digits():
+    """The digits of a contact's external id (an expression; trigram-indexed)."""
+    return Func(F("external_id"), Value(r"\D"), Value(""), Value("g"), function="regexp_replace")
+
+
+class ContactQuerySet(models.QuerySet):
+    def matching(self, term: str):
+        """Contacts whose name holds every word of ``term`` in any order ("Sato Dana"
+        finds "Dana Sato"), whose external id is ``term`` (any case), or whose external
+        id's digits contain the term's digits when the term is a phone number or part
+        of one (only digits, spaces and ``+-().``). Every branch has an index."""
+        term = term.strip()
+        words = term.split()
+        if not words:
+            return self.none()
+        found = Q(external_id__iexact=term) | reduce(and_, (Q(name__icontains=w) for w in words))
+        digits = re.sub(r"\D", "", term)
+        if len(digits) >= PHONE_DIGITS_MIN and re.fullmatch(r"[\d\s+().-]+", term):
+            found |= Q(external_digits__contains=digits)
+            return self.alias(external_digits=external_id_digits()).filter(found)
+        return self.filter(found)
+
 
 class Contact(models.Model):
     channel = models.SlugField(max_length=32)
@@ -34,6 +87,8 @@ class Contact(models.Model):
     name = models.CharField(max_length=200, blank=True)
     attributes = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ContactQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -51,6 +106,10 @@ class Contact(models.Model):
             models.Index(Upper("external_id"), name="contact_external_id_upper"),
             # The inbox search: ``icontains`` is ``UPPER(col) LIKE UPPER('%term%')``.
             GinIndex(OpClass(Upper("name"), name="gin_trgm_ops"), name="contact_name_trgm"),
+            # Part of a phone number: the external ids' digits, ``LIKE '%digits%'``.
+            GinIndex(
+                OpClass(external_id_digits(), name="gin_trgm_ops"), name="contact_digits_trgm"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -58,7 +117,11 @@ class Contact(models.Model):
 
     @property
     def display_name(self) -> str:
-        return self.name or self.external_id
+        return contact_label(self.name, self.external_id, self.channel, self.pk)
+
+    @property
+    def initial(self) -> str:
+        return avatar_initial(self.display_name)
 
 
 # Characters a tag name may not hold: controls, format characters (zero-width
@@ -285,6 +348,12 @@ class Conversation(models.Model):
                 fields=["assignee", "-last_activity_at", "-id"],
                 condition=Q(archived_at__isnull=True),
                 name="conv_assignee_activity",
+            ),
+            # The default view (open, mine or unassigned), newest activity first.
+            models.Index(
+                fields=["-last_activity_at", "-id"],
+                condition=Q(archived_at__isnull=True) & ~Q(status=Status.CLOSED),
+                name="conv_open_activity",
             ),
             # The Mine and Unassigned views' counts (capped, index-only).
             models.Index(

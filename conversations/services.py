@@ -637,3 +637,28 @@ def conversation_tag_remove(
         conversation, Activity.Kind.TAG_REMOVED, actor=actor, source=source, tag=tag.name
     )
     return True
+
+
+ATTRIBUTES_MAX = 50
+ATTRIBUTE_KEY_MAX = 50
+ATTRIBUTE_VALUE_MAX = 500
+
+
+@retrying_atomic
+def contact_update(*, contact: Contact | int, name: str, attributes: dict) -> Contact:
+    """Rename a contact and replace its attributes (text keys and values). Its open
+    conversation is touched, so the inboxes showing it refresh."""
+    name = clean_text(name, field="Name", max_length=200, required=False)
+    if not isinstance(attributes, dict) or len(attributes) > ATTRIBUTES_MAX:
+        raise InvalidInput(f"Attributes must be at most {ATTRIBUTES_MAX} keys and values.")
+    cleaned = {}
+    for key, value in attributes.items():
+        key = clean_text(key, field="An attribute's name", max_length=ATTRIBUTE_KEY_MAX)
+        cleaned[key] = clean_text(
+            value, field=f"“{key}”", max_length=ATTRIBUTE_VALUE_MAX, required=False
+        )
+    contact = lock_contact(contact)
+    contact.name, contact.attributes = name, cleaned
+    contact.save(update_fields=["name", "attributes"])
+    Conversation.objects.filter(contact=contact).open().update(updated_at=timezone.now())
+    return contact

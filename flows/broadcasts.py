@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Count, Exists, F, OuterRef
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -60,6 +60,45 @@ from .models import (
 logger = logging.getLogger(__name__)
 
 BROADCAST_CHUNK_SIZE = 1000
+BROADCAST_PERMISSION = "flows.start_broadcast"
+
+
+class BroadcastNotPermitted(ParleyError):
+    code = "broadcast_not_permitted"
+    http_status = 403
+    default_detail = (
+        "Broadcasting needs the “Can start a broadcast to a segment” permission; "
+        "an admin can grant it to you."
+    )
+
+
+def may_broadcast(user) -> bool:
+    """Staff may broadcast; another user needs the permission (granted in the admin,
+    to them or to one of their groups)."""
+    return bool(user and user.is_active and (user.is_staff or user.has_perm(BROADCAST_PERMISSION)))
+
+
+def check_may_broadcast(user) -> None:
+    if not may_broadcast(user):
+        raise BroadcastNotPermitted()
+
+
+def skipped_conversations():
+    """The conversations whose contact a broadcast without priority skips: ongoing,
+    or resolved (its satisfaction survey is awaited)."""
+    return Conversation.objects.filter(status__in=ENGAGED)
+
+
+def broadcast_preview(*, segment: str, value: str = "", has_priority=False) -> tuple[int, int]:
+    """How many contacts the segment reaches, and how many of them would be skipped
+    (ongoing, or a survey awaited; none with priority): one aggregate query."""
+    segment, value = clean_segment(segment, value)
+    skipped = Exists(skipped_conversations().filter(contact=OuterRef("pk")))
+    counts = segment_contacts(segment=segment, value=value).aggregate(
+        total=Count("pk"), skipped=Count("pk", filter=skipped)
+    )
+    return counts["total"], 0 if has_priority else counts["skipped"]
+
 
 # Sent before a broadcast is created, so a channel can refuse it up front (WhatsApp:
 # contacts outside the 24-hour window need a template). kwargs: flow,
@@ -100,7 +139,11 @@ def clean_segment(segment: str, value: str) -> tuple[str, str]:
     if segment == Segment.ALL:
         return segment, ""
     if not value:
-        raise InvalidInput(f"{Segment(segment).label} needs a value.")
+        raise InvalidInput(
+            {Segment.TAG: "Choose a tag.", Segment.CHANNEL: "Choose a channel."}.get(
+                segment, "Choose a status."
+            )
+        )
     if segment == Segment.STATUS and value not in STATUS_LABELS:
         raise InvalidInput(
             "Status must be one of: " + ", ".join(str(s) for s in STATUS_LABELS) + "."
@@ -462,9 +505,7 @@ def broadcast_run_chunk(*, chunk_id: int) -> int:
         # Classify the whole chunk in one query: ongoing contacts are skipped, and so
         # are those whose satisfaction survey is awaited.
         engaged = dict(
-            Conversation.objects.filter(status__in=ENGAGED, contact_id__in=batch).values_list(
-                "contact_id", "status"
-            )
+            skipped_conversations().filter(contact_id__in=batch).values_list("contact_id", "status")
         )
         ongoing = set(engaged)
         rows = [

@@ -13,7 +13,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from conversations.models import Contact, Conversation, Tag
-from conversations.transitions import STATUS_CHOICES
+from conversations.transitions import STATUS_CHOICES, STATUS_LABELS, Status
 
 KEYWORD_MAX_LENGTH = 50
 
@@ -236,10 +236,24 @@ class FlowRun(models.Model):
 
 
 class Segment(models.TextChoices):
-    ALL = "all", "All contacts"
-    TAG = "tag", "By tag"
-    CHANNEL = "channel", "By channel"
-    STATUS = "status", "By status of the current conversation"
+    ALL = "all", "Everyone"
+    TAG = "tag", "Tagged …"
+    CHANNEL = "channel", "On channel …"
+    STATUS = "status", "Whose conversation is …"
+
+
+def segment_label(segment: str, value: str) -> str:
+    """A segment in words: "Everyone", "Tagged “vip”", "On channel web", "Whose
+    conversation is In progress" (Closed: no open conversation)."""
+    if segment == Segment.TAG:
+        return f"Tagged “{value}”"
+    if segment == Segment.CHANNEL:
+        return f"On channel {value}"
+    if segment == Segment.STATUS:
+        if value == Status.CLOSED:
+            return "Whose conversation is closed (none open)"
+        return f"Whose conversation is {STATUS_LABELS.get(value, value)}"
+    return "Everyone"
 
 
 class BroadcastState(models.TextChoices):
@@ -272,6 +286,8 @@ class Broadcast(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # Staff have it without a grant (PRODUCT.md §10; flows.broadcasts.may_broadcast).
+        permissions = [("start_broadcast", "Can start a broadcast to a segment")]
 
     def __str__(self) -> str:
         return f"Broadcast #{self.pk}: {self.flow}"
@@ -294,9 +310,7 @@ class Broadcast(models.Model):
 
     @property
     def segment_label(self) -> str:
-        if self.segment == Segment.ALL:
-            return "All contacts"
-        return f"{self.get_segment_display()}: {self.segment_value}"
+        return segment_label(self.segment, self.segment_value)
 
 
 class BroadcastChunkQuerySet(models.QuerySet):

@@ -18,7 +18,7 @@ from conversations.models import Conversation
 from . import broadcasts, engine, selectors
 from .decorators import agent_required
 from .forms import BroadcastForm, StartFlowForm
-from .models import Broadcast, Trigger
+from .models import Broadcast, Trigger, segment_label
 
 CHANGED = "conversationChanged"
 
@@ -124,24 +124,58 @@ def _ongoing_elsewhere(conversation: Conversation):
 @require_GET
 def index(request):
     """``/flows/``: the flows, the recent broadcasts and the form for a new one."""
-    return render(request, "flows/index.html", _index_context(BroadcastForm()))
+    return render(request, "flows/index.html", _index_context(request, BroadcastForm()))
 
 
-def _index_context(form, notice: str = "") -> dict:
+def _index_context(request, form, notice: str = "") -> dict:
     return {
         "flows": list(selectors.flow_overview()),
         "broadcasts": list(selectors.recent_broadcasts()),
         "form": form,
         "notice": notice,
+        "may_broadcast": broadcasts.may_broadcast(request.user),
+        "not_permitted": broadcasts.BroadcastNotPermitted.default_detail,
     }
+
+
+@agent_required
+@require_GET
+def broadcast_preview(request):
+    """The new-broadcast form's count (htmx, on every change of the form): how many
+    contacts the segment reaches and how many would be skipped as ongoing."""
+    form = BroadcastForm(request.GET)
+    form.is_valid()
+    data = form.cleaned_data
+    context = {"has_priority": data.get("has_priority", False)}
+    try:
+        for name in ("segment", "tag", "channel", "status"):
+            if form.has_error(name):
+                raise ParleyError(form.errors[name][0])
+        reach, skipped = broadcasts.broadcast_preview(
+            segment=data["segment"],
+            value=form.segment_value(),
+            has_priority=context["has_priority"],
+        )
+    except ParleyError as exc:
+        context["error"] = exc.detail
+    else:
+        label = segment_label(data["segment"], form.segment_value())
+        context |= {"reach": reach, "skipped": skipped, "sent": reach - skipped, "label": label}
+    return render(request, "flows/index.html#broadcast-preview", context)
 
 
 @agent_required
 @require_POST
 def broadcast_create(request):
+    if not broadcasts.may_broadcast(request.user):
+        notice = broadcasts.BroadcastNotPermitted.default_detail
+        context = _index_context(request, BroadcastForm(), notice)
+        return render(request, "flows/index.html", context, status=403)
     form = BroadcastForm(request.POST)
     if not form.is_valid():
-        return render(request, "flows/index.html", _index_context(form, _first_error(form)))
+        return render(
+            request, "flows/index.html", _index_context(request, form, _first_error(form))
+        )
     try:
         broadcast = broadcasts.broadcast_create(
             flow=form.cleaned_data["flow"],
@@ -151,7 +185,7 @@ def broadcast_create(request):
             actor=request.user,
         )
     except ParleyError as exc:
-        return render(request, "flows/index.html", _index_context(form, exc.detail))
+        return render(request, "flows/index.html", _index_context(request, form, exc.detail))
     messages.success(request, f"Broadcast #{broadcast.pk} queued for {broadcast.total} contacts.")
     return redirect("flows:broadcast", pk=broadcast.pk)
 

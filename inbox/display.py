@@ -29,6 +29,7 @@ from conversations.models import (
     SenderKind,
     Source,
     StatusChange,
+    contact_label,
 )
 from conversations.reads import UNREAD_CAP
 from conversations.transitions import STATUS_LABELS
@@ -170,7 +171,7 @@ def list_rows(rows: list[ListRow], list_suffix: str, tags_by_id: dict) -> Markup
             RowView(
                 pk=row.pk,
                 url=f"{pane_url(row.pk)}{list_suffix}",
-                name=row.contact_name or row.external_id,
+                name=contact_label(row.contact_name, row.external_id, row.channel, row.contact_id),
                 iso=iso,
                 title=title,
                 ago=clock.ago(row.last_activity_at),

@@ -18,10 +18,17 @@ from django.db.models import Case, Exists, F, Max, OuterRef, Q, Value, When
 from django.db.models.expressions import RawSQL
 from django.http import QueryDict
 
-from conversations.models import Activity, Conversation, ConversationTag, Message, StatusChange
+from conversations.models import (
+    Activity,
+    Contact,
+    Conversation,
+    ConversationTag,
+    Message,
+    StatusChange,
+)
 from conversations.reads import unread_column
 from conversations.selectors import status_counts
-from conversations.transitions import Status
+from conversations.transitions import OPEN, Status
 
 from . import choices
 from .filters import (
@@ -29,7 +36,10 @@ from .filters import (
     FILTER_PARAMS,
     SORT_ACTIVITY,
     SORT_WAITING,
+    VIEW_ALL,
+    VIEW_NEEDS_ME,
     ConversationFilter,
+    implied_view,
 )
 from .forms import BULK_LIMIT
 
@@ -129,6 +139,8 @@ class InboxPage:
     query: QueryDict = field(default_factory=QueryDict)
     # Every tag by id, knowing the rows' tags (inbox.choices).
     tags_by_id: dict = field(default_factory=dict)
+    # A search that found nothing here: its matches in other views (``elsewhere``).
+    elsewhere: "Elsewhere | None" = None
 
 
 def _error_messages(form) -> list[str]:
@@ -150,6 +162,8 @@ def canonical_query(params: QueryDict, form=None) -> QueryDict:
             continue
         values = [v for v in params.getlist(name) if v.strip()]
         if not values or (len(values) == 1 and DEFAULTS.get(name) == values[0]):
+            continue
+        if name == "view" and values == [implied_view(params)]:
             continue
         query.setlist(name, values)
     return query
@@ -177,7 +191,11 @@ def _set_total(page: InboxPage, filterset, queryset) -> bool:
     True when the total has to be counted: the rows' query then counts it too (a
     subquery), one round trip fewer."""
     data = filterset.form.cleaned_data
-    if any(data.get(name) for name in COUNTED_FILTERS) or data.get("snoozed") not in ("", "no"):
+    if (
+        data.get("view") == VIEW_NEEDS_ME
+        or any(data.get(name) for name in COUNTED_FILTERS)
+        or data.get("snoozed") not in ("", "no")
+    ):
         return not getattr(filterset, "search_is_broad", False)
     counts = status_counts()
     statuses = data.get("status") or [str(status) for status in Status]
@@ -212,6 +230,7 @@ class ListRow(NamedTuple):
     last_activity_at: datetime
     waiting_since: datetime | None
     last_message_preview: str
+    contact_id: int
     contact_name: str
     external_id: str
     channel: str
@@ -239,6 +258,7 @@ ROW_VALUES = (
     "last_activity_at",
     "waiting_since",
     "last_message_preview",
+    "contact_id",
     "contact__name",
     "contact__external_id",
     "contact__channel",
@@ -322,10 +342,56 @@ def conversation_list(*, request, params: QueryDict, with_total: bool = True) ->
     if len(rows) > limit:
         rows = rows[:limit]
         page.next_cursor = encode_cursor(sort, rows[-1])
+    if not rows and cursor is None and filterset.form.cleaned_data.get("q"):
+        page.elsewhere = elsewhere(page.query, request)
     # A tag created a moment ago by another process: the memory reloads once.
     page.tags_by_id = choices.tags_knowing(ids={pk for row in rows for pk in row.tag_ids}).by_id
     page.rows = rows
     return page
+
+
+ELSEWHERE_CAP = 100
+
+
+@dataclass
+class Elsewhere:
+    """Conversations a search finds outside the view, status and archive filters
+    (open: outside the status filter or assigned to someone else)."""
+
+    closed: int  # closed, not archived
+    archived: int
+    open: int  # open, outside the view (assigned to another agent)
+    query: QueryDict  # the list that shows them
+    capped: bool = False
+
+    @property
+    def total(self) -> int:
+        return self.closed + self.archived + self.open
+
+
+def elsewhere(query: QueryDict, request) -> Elsewhere | None:
+    """The matches of a search that found nothing in ``query``'s view, everywhere
+    else (at most ELSEWHERE_CAP of them read); None when there are none."""
+    wider = query.copy()
+    for name in ("view", "status", "archived"):
+        wider.pop(name, None)
+    wider["view"], wider["archived"] = VIEW_ALL, "any"
+    filterset, errors = filtered_conversations(params=wider, request=request)
+    if errors:
+        return None
+    found = list(filterset.qs.order_by().values_list("status", "archived_at")[: ELSEWHERE_CAP + 1])
+    if not found:
+        return None
+    capped, found = len(found) > ELSEWHERE_CAP, found[:ELSEWHERE_CAP]
+    archived = sum(1 for _, at in found if at is not None)
+    closed = sum(1 for status, at in found if at is None and status not in OPEN)
+    return Elsewhere(
+        closed=closed,
+        archived=archived,
+        open=len(found) - closed - archived,
+        query=canonical_query(wider),
+        capped=capped,
+    )
 
 
 def _agent_id(request) -> int | None:
@@ -578,3 +644,37 @@ def conversation_thread(
         if any(older.get()):
             thread.earlier = thread.oldest
     return thread
+
+
+# --- the contact search -----------------------------------------------------------
+
+
+@dataclass
+class ContactPage:
+    contacts: list
+    next_cursor: str | None = None
+    error: str = ""
+
+
+CONTACT_PAGE_SIZE = 50
+
+
+def contact_search(*, term: str, cursor: str = "") -> ContactPage:
+    """Contacts matching ``term`` (``Contact.objects.matching``: name words in any
+    order, external id, part of a phone number), or every contact; newest first,
+    keyset-paginated by id."""
+    contacts = Contact.objects.matching(term) if term.strip() else Contact.objects.all()
+    if cursor:
+        try:
+            kind, last = cursor_unpack(cursor)
+            if kind != "contacts" or not isinstance(last, int) or isinstance(last, bool):
+                raise BadCursor
+        except (BadCursor, ValueError, TypeError):
+            return ContactPage([], error="The link to more contacts is not valid.")
+        contacts = contacts.filter(pk__lt=last)
+    limit = CONTACT_PAGE_SIZE
+    rows = list(contacts.order_by("-pk")[: limit + 1])
+    page = ContactPage(rows[:limit])
+    if len(rows) > limit:
+        page.next_cursor = cursor_pack("contacts", rows[limit - 1].pk)
+    return page

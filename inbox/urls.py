@@ -31,5 +31,7 @@ urlpatterns = [
     path("inbox/c/<int:pk>/read/", views.read, name="read"),
     path("inbox/c/<int:pk>/snooze/", views.snooze_view, name="snooze"),
     path("inbox/c/<int:pk>/unsnooze/", views.unsnooze_view, name="unsnooze"),
+    path("inbox/c/<int:pk>/contact/", views.contact_edit, name="contact_edit"),
+    path("contacts/", views.contacts, name="contacts"),
     path("contacts/<int:pk>/", views.contact, name="contact"),
 ]

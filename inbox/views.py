@@ -21,25 +21,25 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import push_url, trigger_client_event
 
 from connectors.whatsapp.outbound import templates_for
 from conversations import services, snooze
 from conversations.availability import set_away
-from conversations.exceptions import InvalidInput, ParleyError
+from conversations.exceptions import IllegalTransition, InvalidInput, ParleyError
 from conversations.inbox_settings import business_timezone, inbox_settings
 from conversations.models import Contact, Conversation, Direction, Mention, StatusChange
 from conversations.reads import mark_read
 from conversations.selectors import TABS, contact_history, status_counts
-from conversations.transitions import OPEN, Event, Status, allowed
+from conversations.transitions import OPEN, STATUS_LABELS, Event, Status, allowed
 from flows.decorators import agent_required
 
 from . import choices
 from .choices import user_labels
 from .display import agent_options, list_rows, note_html, thread_html
-from .filters import ASSIGNEE_ME, ASSIGNEE_NONE, agent_label
-from .forms import BULK_LIMIT, AssignForm, BulkActionForm
+from .filters import ASSIGNEE_ME, ASSIGNEE_NONE, VIEW_ALL, agent_label
+from .forms import BULK_LIMIT, AssignForm, BulkActionForm, ContactForm
 from .selectors import (
     VIEW_COUNT_CAP,
     BadCursor,
@@ -47,6 +47,7 @@ from .selectors import (
     InboxPage,
     attach_tags,
     canonical_query,
+    contact_search,
     conversation_list,
     conversation_thread,
     filtered_conversations,
@@ -79,15 +80,17 @@ def list_url(query: QueryDict) -> str:
 
 
 def build_tabs(page: InboxPage, counts: dict[str, int]) -> list[dict]:
-    """The status tabs: each a link that keeps the other filters."""
+    """The status tabs: each a link that keeps the other filters (the tabs choose
+    among all conversations, not the default view)."""
     statuses = page.query.getlist("status")
     archived = page.query.get("archived", "no")
     if page.query.get("snoozed", "no") != "no":  # the Snoozed view, not a status tab
         archived = None
+    view = page.filterset.form.cleaned_data.get("view") if not page.errors else None
 
     def link(**changes) -> str:
         query = page.query.copy()
-        for key in ("status", "archived", "snoozed"):
+        for key in ("status", "archived", "snoozed", "view"):
             query.pop(key, None)
         for key, value in changes.items():
             query[key] = value
@@ -98,8 +101,8 @@ def build_tabs(page: InboxPage, counts: dict[str, int]) -> list[dict]:
             "key": "all",
             "label": "All",
             "count": counts["all"],
-            "url": link(),
-            "active": not statuses and archived == "no",
+            "url": link(view=VIEW_ALL),
+            "active": view == VIEW_ALL and not statuses and archived == "no",
         }
     ]
     csat = inbox_settings().csat_enabled
@@ -145,7 +148,15 @@ SNOOZED_URL_QUERY = QueryDict("snoozed=yes")
 def build_views(page: InboxPage, heads: Heads, counts: dict[str, int]) -> list[dict]:
     statuses = sorted(page.query.getlist("status"))
     others = [name for name in page.query if name not in ("assignee", "status")]
-    views = []
+    views = [
+        {
+            "key": "needs-me",
+            "label": "Needs me",
+            "count": "",
+            "url": reverse("inbox:list"),
+            "active": not page.query and not page.errors,
+        }
+    ]
     for key, label, assignee, count in (
         ("mine", "Mine", ASSIGNEE_ME, heads.mine),
         ("unassigned", "Unassigned", ASSIGNEE_NONE, heads.unassigned),
@@ -177,7 +188,7 @@ def list_context(request, page: InboxPage) -> dict:
     filterset = page.filterset
     form = filterset.form
     # Status has its tabs and search its box; the other filters live in the panel.
-    in_panel = [name for name in page.query if name not in ("q", "status")]
+    in_panel = [name for name in page.query if name not in ("q", "status", "view")]
     heads = inbox_heads(agent_id=request.user.pk)
     counts = page.counts if page.counts is not None else status_counts()
     return {
@@ -191,7 +202,9 @@ def list_context(request, page: InboxPage) -> dict:
         "agent_away": heads.away,  # read here, not by the context processor
         "bulk_agent_options": agent_options(filterset.agents),
         "tag_names": filterset.tag_names,
-        "active_filter_count": len([name for name in page.query if name != "q"]),
+        "active_filter_count": len([name for name in page.query if name not in ("q", "view")]),
+        # The tab counts are the whole inbox's (kept by triggers), whatever the view.
+        "counts_note": page.query.dict() != {"view": VIEW_ALL},
         "open_filter_panel": bool(in_panel or page.errors),
         "bulk_limit": BULK_LIMIT,
     }
@@ -336,6 +349,7 @@ PANE_ACTIONS = (
     "tag_remove",
     "snooze",
     "unsnooze",
+    "contact_edit",
 )
 
 
@@ -716,6 +730,34 @@ def tag_remove(request, pk: int):
     )
 
 
+@never_cache
+@require_http_methods(["GET", "POST"])
+@agent_required
+def contact_edit(request, pk: int):
+    """The pane with its contact's form open (name and attributes); POST saves it.
+    A refusal keeps the form open with its errors."""
+    conversation = load_conversation(pk)
+    data = request.POST if request.method == "POST" else None
+    form = ContactForm(data, contact=conversation.contact)
+    if data is not None and form.is_valid():
+        try:
+            services.contact_update(
+                contact=conversation.contact_id,
+                name=form.cleaned_data["name"],
+                attributes=form.cleaned_data["attributes"],
+            )
+        except ParleyError as exc:
+            form.add_error(None, exc.detail)
+        else:
+            return pane_action(request, pk, lambda: None, success="Contact saved.")
+    context = pane_context(request, conversation) | {"contact_form": form}
+    if htmx_partial(request):
+        return render(request, "inbox/pane.html", context)
+    page = conversation_list(request=request, params=request.GET)
+    context = list_context(request, page) | context | {"pane_open": True}
+    return render(request, "inbox/inbox.html", context)
+
+
 @require_POST
 @agent_required
 def read(request, pk: int):
@@ -739,10 +781,7 @@ def read(request, pk: int):
 @require_GET
 @agent_required
 def home(request):
-    """Where an agent lands: *Mine* when they have open conversations assigned,
-    else the whole inbox."""
-    if inbox_heads(agent_id=request.user.pk).mine:
-        return redirect(view_url(ASSIGNEE_ME))
+    """Where an agent lands: the inbox's default view, what needs them."""
     return redirect("inbox:list")
 
 
@@ -786,7 +825,28 @@ def _bulk_step(request, form, pk: int) -> None:
         )
 
 
-def bulk_summary(form, done: int, refused: list[tuple[int, str]]) -> str:
+def refusal_groups(refused: list[tuple[int, ParleyError | None]]) -> dict[tuple, list[int]]:
+    """The refused rows grouped by reason: a refused status change by the status
+    that refuses it ("they are In a flow"), another refusal by its sentence, a
+    missing row as such. One query for the statuses."""
+    statuses = dict(
+        Conversation.objects.filter(pk__in=[pk for pk, _ in refused]).values_list("pk", "status")
+    )
+    groups: dict[tuple, list[int]] = {}
+    for pk, refusal in refused:
+        status = statuses.get(pk)
+        if status is None:
+            reason = ("missing", "")
+        elif isinstance(refusal, IllegalTransition):
+            reason = ("status", STATUS_LABELS.get(status, status))
+        else:
+            reason = ("other", refusal.detail.rstrip("."))
+        groups.setdefault(reason, []).append(pk)
+    return groups
+
+
+def bulk_summary(form, done: int, refused: list[tuple[int, ParleyError | None]]) -> str:
+    """ "40 closed; 45 not closed: they are Closed (#1, #2, … and 35 more)." """
     action = form.cleaned_data["action"]
     verb = BULK_VERBS[action]
     if action == "assign":
@@ -794,14 +854,20 @@ def bulk_summary(form, done: int, refused: list[tuple[int, str]]) -> str:
         verb = f"assigned to {agent_label(assignee)}" if assignee else "unassigned"
     elif action == "tag":
         verb = f"tagged “{form.cleaned_data['tag']}”"
-    summary = f"{done} {verb}"
-    if refused:
-        shown = ", ".join(f"#{pk} ({reason})" for pk, reason in refused[:SHOW_REFUSALS])
-        more = len(refused) - SHOW_REFUSALS
-        summary += f"; {len(refused)} refused: {shown}"
-        if more > 0:
-            summary += f", and {more} more"
-    return summary + "."
+    parts = [f"{done} {verb}"]
+    for (kind, text), pks in refusal_groups(refused).items():
+        one = len(pks) == 1
+        if kind == "status":
+            reason = f"{'it is' if one else 'they are'} {text}"
+        elif kind == "missing":
+            reason = "it does not exist" if one else "they do not exist"
+        else:
+            reason = text
+        shown = ", ".join(f"#{pk}" for pk in pks[:SHOW_REFUSALS])
+        if len(pks) > SHOW_REFUSALS:
+            shown += f" and {len(pks) - SHOW_REFUSALS} more"
+        parts.append(f"{len(pks)} not {verb}: {reason} ({shown})")
+    return "; ".join(parts) + "."
 
 
 @require_POST
@@ -822,15 +888,15 @@ def bulk(request):
             existing = set(Conversation.objects.filter(pk__in=ids).values_list("pk", flat=True))
             for pk in ids:
                 if pk not in existing:
-                    refused.append((pk, "it does not exist"))
+                    refused.append((pk, None))
                     continue
                 try:
                     _bulk_step(request, form, pk)
                     done += 1
                 except ParleyError as exc:
-                    refused.append((pk, exc.detail))
+                    refused.append((pk, exc))
                 except Conversation.DoesNotExist:  # deleted a moment ago
-                    refused.append((pk, "it does not exist"))
+                    refused.append((pk, None))
             notice = bulk_summary(form, done, refused)
             level = "error" if not done else "warning" if refused else "success"
     if not htmx_partial(request):
@@ -844,10 +910,8 @@ def bulk(request):
     response = render(
         request, "inbox/inbox.html#bulk-result", {"notice": notice, "notice_level": level}
     )
-    if done or refused:
+    if done or refused:  # the list refreshes; the ticked rows stay ticked (inbox.js)
         changed(response, source="bulk")
-    if done:
-        trigger_client_event(response, "bulkDone")
     return response
 
 
@@ -862,3 +926,22 @@ def contact(request, pk: int):
     contact = get_object_or_404(Contact, pk=pk)
     history = list(contact_history(contact=contact))
     return render(request, "inbox/contact.html", {"contact": contact, "history": history})
+
+
+@never_cache
+@require_GET
+@agent_required
+def contacts(request):
+    """``/contacts/``: find a contact by name (words in any order), external id or
+    part of a phone number; newest first, "More" pages by keyset."""
+    term = request.GET.get("q", "")[:200]
+    page = contact_search(term=term, cursor=request.GET.get("cursor", ""))
+    more_url = ""
+    if page.next_cursor:
+        query = QueryDict(mutable=True)
+        if term:
+            query["q"] = term
+        query["cursor"] = page.next_cursor
+        more_url = f"{reverse('inbox:contacts')}?{query.urlencode()}"
+    context = {"term": term, "page": page, "more_url": more_url}
+    return render(request, "inbox/contacts.html", context, status=400 if page.error else 200)

@@ -124,3 +124,10 @@ def conversation_in(
     if archived:
         services.conversation_archive(conversation=conversation, actor=agent)
     return Conversation.objects.get(pk=conversation.pk)
+
+
+def grant_broadcast(user) -> None:
+    """Give a (non-staff) user the broadcast permission, as an admin does."""
+    from django.contrib.auth.models import Permission
+
+    user.user_permissions.add(Permission.objects.get(codename="start_broadcast"))
