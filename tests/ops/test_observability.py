@@ -152,8 +152,8 @@ def test_the_request_id_follows_a_reply_into_the_worker_that_delivers_it(client,
     lines = [json.loads(line) for line in worker.stderr.splitlines() if line.startswith("{")]
     traced = [line for line in lines if line["logger"] == "parley.tasks"]
     assert [line["message"].split(" in ")[0] for line in traced] == [
-        "task deliver_webhook started",
-        "task deliver_webhook finished",
+        "task deliver started",
+        "task deliver finished",
     ]
     assert {line["request_id"] for line in traced} == {"reply-trace-7"}
     assert [payload["message"]["text"] for payload in receiver.received] == ["Shipped today."]
