@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "flows",
     "connectors",
     "inbox",
+    "reports",
 ]
 
 MIDDLEWARE = [

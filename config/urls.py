@@ -14,6 +14,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
     path("flows/", include("flows.urls")),
+    path("reports/", include("reports.urls")),
     path("chat/", include("connectors.urls")),
     path("", include("inbox.urls")),
 ]

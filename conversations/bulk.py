@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from django.db import connection
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from . import hooks
@@ -35,6 +36,11 @@ from .models import (
 )
 from .text import clean_text, preview
 from .transitions import Event, Move, Status, resolve
+
+
+def _resolution_seconds(now):
+    """services._seconds(created_at, now) for a set of rows."""
+    return RawSQL("greatest(0, round(extract(epoch FROM %s - created_at)))::integer", [now])
 
 
 def insert_rows(
@@ -275,6 +281,7 @@ def apply_event(
         if after == Status.CLOSED:
             fields |= {"closed_at": now, "closed_by_id": actor.pk if actor else None}
             fields["waiting_since"] = None
+            fields["resolution_seconds"] = _resolution_seconds(now)
         for target in group:
             target.pending.update(fields)
             target.pending_from = before

@@ -104,12 +104,35 @@ def _change_status(
         conversation.closed_by = actor
         conversation.waiting_since = None
         fields += ["closed_at", "closed_by", "waiting_since"]
+        if conversation.resolution_seconds is None:
+            conversation.resolution_seconds = _seconds(
+                conversation.created_at, conversation.closed_at
+            )
+            fields.append("resolution_seconds")
     if save:
         conversation.save(update_fields=fields)
     change = _record(
         conversation, from_status=before, move=move, source=source, actor=actor, note=note
     )
     return fields, change
+
+
+def _seconds(start, end) -> int:
+    return max(0, round((end - start).total_seconds()))
+
+
+def _first_response(conversation: Conversation, message: Message) -> list[str]:
+    """Stamp the first agent reply; its time counts from when the contact began to
+    wait for an agent (none when the agent wrote first)."""
+    if conversation.first_response_at is not None:
+        return []
+    conversation.first_response_at = message.created_at
+    conversation.first_response_by = message.author
+    if conversation.waiting_since is not None:
+        conversation.first_response_seconds = _seconds(
+            conversation.waiting_since, message.created_at
+        )
+    return ["first_response_at", "first_response_by", "first_response_seconds"]
 
 
 def _touch(
@@ -227,6 +250,7 @@ def conversation_reply(
     if conversation.assignee_id is None:
         conversation.assignee = agent
         fields.append("assignee")
+    fields += _first_response(conversation, message)
     fields += _touch(conversation, message, waiting=False, save=False)
     # One update of the row (status, assignee and inbox columns together).
     conversation.save(update_fields=list(dict.fromkeys(fields)))

@@ -1,0 +1,236 @@
+"""The SQL behind the rollups: the facts as one view, the triggers that append each
+fact's rows to ``reports_delta``, the fold into ``reports_rollup`` and the rebuild.
+
+A fact is a row of a table the services write anyway: a StatusChange (opened,
+closed, the status at the end of each day, flow runs), a Message (inbound for the
+busiest hours, agent replies) and the response times stored on the Conversation
+(first response, resolution; counted into histogram buckets). ``FACTS`` is the one
+definition; the triggers apply it to the fact just written (or deleted: ``-1``) and
+the rebuild to every fact, so the two agree by construction
+(tests/reports/test_rollup.py compares them).
+"""
+
+from django.db import connection, transaction
+
+# Histogram buckets of the response times: bucket i holds [EDGES[i-1], EDGES[i]).
+EDGES = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800)
+HOURLY = ("opened", "closed", "inbound")
+LOCK = 1_604_816  # pg_advisory lock of the fold and the rebuild
+FLOW_STARTS = ("flow_start", "flow_start_priority", "keyword")
+
+FACTS = f"""
+CREATE OR REPLACE VIEW reports_facts AS
+SELECT sc.conversation_id, 's'::text AS kind, sc.id AS fact_id, sc.at, f.metric,
+       f.agent_id, f.n
+FROM conversations_statuschange sc
+CROSS JOIN LATERAL (VALUES
+    ('opened', 0, CASE WHEN sc.from_status = '' THEN 1 END),
+    ('closed', coalesce(sc.actor_id, 0),
+        CASE WHEN sc.to_status = 'closed' AND sc.from_status <> 'closed' THEN 1 END),
+    ('status:' || sc.to_status, 0, CASE WHEN sc.to_status <> sc.from_status THEN 1 END),
+    ('status:' || sc.from_status, 0,
+        CASE WHEN sc.from_status NOT IN ('', sc.to_status) THEN -1 END),
+    ('flow:started', 0, CASE WHEN sc.event IN {FLOW_STARTS} THEN 1 END),
+    ('flow:handed_off', 0, CASE WHEN sc.event = 'flow_hand_off' THEN 1 END),
+    ('flow:closed', 0, CASE WHEN sc.event = 'flow_close' THEN 1 END),
+    ('flow:completed', 0, CASE WHEN sc.event = 'flow_complete' THEN 1 END),
+    ('flow:abandoned', 0, CASE WHEN sc.from_status = 'in_flow'
+        AND sc.event NOT LIKE 'flow%%' AND sc.to_status <> 'in_flow' THEN 1 END)
+) f (metric, agent_id, n)
+WHERE f.n IS NOT NULL
+UNION ALL
+SELECT m.conversation_id, 'm', m.id, m.created_at,
+       CASE WHEN m.direction = 'inbound' THEN 'inbound' ELSE 'replies' END,
+       coalesce(m.author_id, 0), 1
+FROM conversations_message m
+WHERE m.direction = 'inbound' OR m.sender_kind = 'agent'
+UNION ALL
+SELECT c.id, 'f', c.id, c.first_response_at, 'frt:' || reports_bucket(c.first_response_seconds),
+       coalesce(c.first_response_by_id, 0), 1
+FROM conversations_conversation c WHERE c.first_response_seconds IS NOT NULL
+UNION ALL
+SELECT c.id, 'r', c.id, c.closed_at, 'res:' || reports_bucket(c.resolution_seconds),
+       coalesce(c.closed_by_id, 0), 1
+FROM conversations_conversation c WHERE c.resolution_seconds IS NOT NULL
+"""
+
+# Every key a fact counts under: its channel and all channels, its agent and all
+# agents, any tag and each tag the conversation carries (or only ``p_tag``).
+ROWS = """
+SELECT (f.at AT TIME ZONE tz)::date AS day,
+       CASE WHEN f.metric IN {hourly} THEN extract(hour FROM f.at AT TIME ZONE tz)::int
+            ELSE 0 END AS hour,
+       ch.channel, ag.agent_id, tg.tag_id, f.metric, {sign} * f.n AS n
+FROM reports_facts f
+JOIN conversations_conversation cv ON cv.id = f.conversation_id
+JOIN conversations_contact ct ON ct.id = cv.contact_id
+CROSS JOIN LATERAL (VALUES (ct.channel), ('*')) ch (channel)
+CROSS JOIN LATERAL (SELECT -1 UNION ALL SELECT f.agent_id WHERE f.agent_id > 0) ag (agent_id)
+CROSS JOIN LATERAL (
+    SELECT {tag}
+    UNION ALL SELECT l.tag_id FROM conversations_conversationtag l
+    WHERE {links} AND l.conversation_id = f.conversation_id
+) tg (tag_id)
+"""
+
+COLUMNS = "day, hour, channel, agent_id, tag_id, metric, n"
+KEY = "channel, tag_id, agent_id, day, metric, hour"
+
+FUNCTIONS = f"""
+CREATE OR REPLACE FUNCTION reports_bucket(seconds integer) RETURNS integer
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT count(*)::integer FROM unnest(ARRAY{list(EDGES)}) e WHERE e <= seconds
+$$;
+
+CREATE OR REPLACE FUNCTION reports_tz() RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT coalesce((SELECT time_zone FROM reports_setting ORDER BY id LIMIT 1), 'UTC')
+$$;
+
+{FACTS};
+
+CREATE OR REPLACE FUNCTION reports_compact() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT pg_try_advisory_xact_lock({LOCK}) THEN
+        RETURN;
+    END IF;
+    WITH moved AS (DELETE FROM reports_delta RETURNING {COLUMNS})
+    INSERT INTO reports_rollup ({COLUMNS})
+    SELECT day, hour, channel, agent_id, tag_id, metric, sum(n) FROM moved
+    GROUP BY day, hour, channel, agent_id, tag_id, metric
+    ORDER BY {KEY}
+    ON CONFLICT ({KEY}) DO UPDATE SET n = reports_rollup.n + EXCLUDED.n;
+END $$;
+
+CREATE OR REPLACE FUNCTION reports_fact(p_kind text, p_conv bigint, p_fact bigint,
+                                        p_sign integer, p_tag integer) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    tz text := reports_tz();
+BEGIN
+    INSERT INTO reports_delta ({COLUMNS})
+    {ROWS.format(hourly=HOURLY, sign="p_sign", tag="coalesce(p_tag, 0)", links="p_tag IS NULL")}
+    WHERE f.conversation_id = p_conv
+      AND (p_kind IS NULL OR (f.kind = p_kind AND f.fact_id = p_fact));
+    IF random() < 0.01 THEN
+        PERFORM reports_compact();
+    END IF;
+END $$;
+"""
+
+# (table, name, timing and event, WHEN, call)
+TRIGGERS = [
+    (
+        "conversations_statuschange",
+        "reports_sc_in",
+        "AFTER INSERT",
+        "",
+        "'s', NEW.conversation_id, NEW.id, 1, NULL",
+    ),
+    (
+        "conversations_statuschange",
+        "reports_sc_out",
+        "BEFORE DELETE",
+        "",
+        "'s', OLD.conversation_id, OLD.id, -1, NULL",
+    ),
+    (
+        "conversations_message",
+        "reports_message_in",
+        "AFTER INSERT",
+        "",
+        "'m', NEW.conversation_id, NEW.id, 1, NULL",
+    ),
+    (
+        "conversations_message",
+        "reports_message_out",
+        "BEFORE DELETE",
+        "",
+        "'m', OLD.conversation_id, OLD.id, -1, NULL",
+    ),
+    (
+        "conversations_conversation",
+        "reports_first_response",
+        "AFTER UPDATE OF first_response_seconds",
+        "OLD.first_response_seconds IS NULL AND NEW.first_response_seconds IS NOT NULL",
+        "'f', NEW.id, NEW.id, 1, NULL",
+    ),
+    (
+        "conversations_conversation",
+        "reports_resolution",
+        "AFTER UPDATE OF resolution_seconds",
+        "OLD.resolution_seconds IS NULL AND NEW.resolution_seconds IS NOT NULL",
+        "'r', NEW.id, NEW.id, 1, NULL",
+    ),
+    (
+        "conversations_conversation",
+        "reports_times_out",
+        "BEFORE DELETE",
+        "",
+        "'f', OLD.id, OLD.id, -1, NULL); PERFORM reports_fact('r', OLD.id, OLD.id, -1, NULL",
+    ),
+    (
+        "conversations_conversationtag",
+        "reports_tag_in",
+        "AFTER INSERT",
+        "",
+        "NULL, NEW.conversation_id, NULL, 1, NEW.tag_id::integer",
+    ),
+    (
+        "conversations_conversationtag",
+        "reports_tag_out",
+        "BEFORE DELETE",
+        "",
+        "NULL, OLD.conversation_id, NULL, -1, OLD.tag_id::integer",
+    ),
+]
+
+
+def _trigger_sql(table, name, event, when, call) -> str:
+    ret = "OLD" if "DELETE" in event else "NULL"
+    condition = f"WHEN ({when})" if when else ""
+    return f"""
+CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM reports_fact({call});
+    RETURN {ret};
+END $$;
+DROP TRIGGER IF EXISTS {name} ON {table};
+CREATE TRIGGER {name} {event} ON {table} FOR EACH ROW {condition} EXECUTE FUNCTION {name}();
+"""
+
+
+INSTALL = FUNCTIONS + "".join(_trigger_sql(*t) for t in TRIGGERS)
+UNINSTALL = "".join(
+    f"DROP TRIGGER IF EXISTS {name} ON {table}; DROP FUNCTION IF EXISTS {name}();"
+    for table, name, *_ in TRIGGERS
+) + (
+    "DROP FUNCTION IF EXISTS reports_fact(text, bigint, bigint, integer, integer);"
+    "DROP FUNCTION IF EXISTS reports_compact(); DROP VIEW IF EXISTS reports_facts;"
+    "DROP FUNCTION IF EXISTS reports_tz(); DROP FUNCTION IF EXISTS reports_bucket(integer);"
+)
+TRIGGER_NAMES = [(table, name) for table, name, *_ in TRIGGERS]
+
+
+def rebuild(time_zone: str) -> int:
+    """Recompute every rollup from the facts in ``time_zone``; returns the rows
+    written. Writers that add facts meanwhile wait for it (the TRUNCATE), then add
+    their own rows on top, so nothing is counted twice or lost."""
+    from .models import Setting
+
+    rows = ROWS.format(hourly=HOURLY, sign="1", tag="0", links="true")
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK])
+        cursor.execute("TRUNCATE reports_delta, reports_rollup")
+        Setting.objects.update_or_create(pk=1, defaults={"time_zone": time_zone})
+        cursor.execute(
+            f"""INSERT INTO reports_rollup ({COLUMNS})
+                SELECT day, hour, channel, agent_id, tag_id, metric, sum(n)
+                FROM (SELECT reports_tz() AS tz) z CROSS JOIN LATERAL ({rows}) r
+                GROUP BY day, hour, channel, agent_id, tag_id, metric HAVING sum(n) <> 0"""
+        )
+        return cursor.rowcount
+
+
+def compact() -> None:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT reports_compact()")
