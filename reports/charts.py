@@ -47,10 +47,10 @@ def _frame(title_id: str, title: str, unit: str, labels: list[str], top: float, 
                 '<text class="tick" x="{}" y="{}" text-anchor="end">{}</text>',
                 LEFT,
                 WIDTH - RIGHT,
-                y,
-                y,
+                round(y, 1),
+                round(y, 1),
                 LEFT - 6,
-                y + 4,
+                round(y + 4, 1),
                 fmt(value),
             )
         )
@@ -69,7 +69,7 @@ def _frame(title_id: str, title: str, unit: str, labels: list[str], top: float, 
             parts.append(
                 format_html(
                     '<text class="tick" x="{}" y="{}" text-anchor="middle">{}</text>',
-                    LEFT + band * (i + 0.5),
+                    round(LEFT + band * (i + 0.5), 1),
                     HEIGHT - BOTTOM + 16,
                     label,
                 )
@@ -114,12 +114,12 @@ def bars(title_id, title, unit, labels, series, *, stacked=True, fmt=_count) -> 
                 x, y = LEFT + band * i + band * 0.1 + w * k, TOP + plot_h - h
             parts.append(
                 format_html(
-                    '<rect x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}" fill="{}">'
+                    '<rect x="{}" y="{}" width="{}" height="{}" fill="{}">'
                     "<title>{}: {} {}</title></rect>",
-                    x,
-                    y,
-                    w,
-                    h,
+                    round(x, 1),
+                    round(y, 1),
+                    round(w, 1),
+                    round(h, 1),
                     PALETTE[k % len(PALETTE)],
                     label,
                     name,
@@ -149,10 +149,10 @@ def lines(title_id, title, unit, labels, series, *, fmt=_count) -> str:
         for x, y, label, v in points:
             parts.append(
                 format_html(
-                    '<circle cx="{:.1f}" cy="{:.1f}" r="3.5" fill="{}"><title>{}: {} {}</title>'
+                    '<circle cx="{}" cy="{}" r="3.5" fill="{}"><title>{}: {} {}</title>'
                     "</circle>",
-                    x,
-                    y,
+                    round(x, 1),
+                    round(y, 1),
                     colour,
                     label,
                     name,
