@@ -55,11 +55,12 @@ FROM conversations_conversation c WHERE c.resolution_seconds IS NOT NULL
 """
 
 # Every key a fact counts under: its channel and all channels, its agent and all
-# agents, any tag and each tag the conversation carries (or only ``p_tag``).
+# agents, any tag and each tag the conversation carries (or only ``p_tag``). Hours
+# are kept for all agents only (the per-agent figures are per day).
 ROWS = """
 SELECT (f.at AT TIME ZONE tz)::date AS day,
-       CASE WHEN f.metric IN {hourly} THEN extract(hour FROM f.at AT TIME ZONE tz)::int
-            ELSE 0 END AS hour,
+       CASE WHEN f.metric IN {hourly} AND ag.agent_id = -1
+            THEN extract(hour FROM f.at AT TIME ZONE tz)::int ELSE 0 END AS hour,
        ch.channel, ag.agent_id, tg.tag_id, f.metric, {sign} * f.n AS n
 FROM reports_facts f
 JOIN conversations_conversation cv ON cv.id = f.conversation_id
@@ -220,13 +221,15 @@ def rebuild(time_zone: str) -> int:
     rows = ROWS.format(hourly=HOURLY, sign="1", tag="0", links="true")
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK])
+        cursor.execute("SET LOCAL jit = off")
         cursor.execute("TRUNCATE reports_delta, reports_rollup")
         Setting.objects.update_or_create(pk=1, defaults={"time_zone": time_zone})
         cursor.execute(
             f"""INSERT INTO reports_rollup ({COLUMNS})
                 SELECT day, hour, channel, agent_id, tag_id, metric, sum(n)
-                FROM (SELECT reports_tz() AS tz) z CROSS JOIN LATERAL ({rows}) r
-                GROUP BY day, hour, channel, agent_id, tag_id, metric HAVING sum(n) <> 0"""
+                FROM (SELECT %s::text AS tz) z CROSS JOIN LATERAL ({rows}) r
+                GROUP BY day, hour, channel, agent_id, tag_id, metric HAVING sum(n) <> 0""",
+            [time_zone],
         )
         return cursor.rowcount
 
