@@ -33,7 +33,9 @@ def _range(params) -> dict:
     return {"start": params.start, "end": params.end}
 
 
-@router.get("/reports/volume", response=RESPONSES, summary="Conversations opened, closed, by status")
+@router.get(
+    "/reports/volume", response=RESPONSES, summary="Conversations opened, closed, by status"
+)
 def volume(request):
     """Opened and closed per day (per hour when `start` = `end`) and the number of
     conversations in each status at the end of each day."""

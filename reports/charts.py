@@ -149,8 +149,7 @@ def lines(title_id, title, unit, labels, series, *, fmt=_count) -> str:
         for x, y, label, v in points:
             parts.append(
                 format_html(
-                    '<circle cx="{}" cy="{}" r="3.5" fill="{}"><title>{}: {} {}</title>'
-                    "</circle>",
+                    '<circle cx="{}" cy="{}" r="3.5" fill="{}"><title>{}: {} {}</title></circle>',
                     round(x, 1),
                     round(y, 1),
                     colour,

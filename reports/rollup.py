@@ -212,25 +212,51 @@ UNINSTALL = "".join(
 TRIGGER_NAMES = [(table, name) for table, name, *_ in TRIGGERS]
 
 
+# The rebuild's form of ``ROWS``: each fact under its own channel, agent and tags
+# only, summed; the "all channels" and "all agents" keys are then grouping sets of
+# those sums instead of copies of every fact (five times fewer rows to sort).
+REBUILD = f"""
+WITH base AS (
+    SELECT (f.at AT TIME ZONE %(tz)s)::date AS day,
+           CASE WHEN f.metric IN {HOURLY} THEN extract(hour FROM f.at AT TIME ZONE %(tz)s)::int
+                ELSE 0 END AS hour,
+           ct.channel, f.agent_id, tg.tag_id, f.metric, sum(f.n) AS n
+    FROM reports_facts f
+    JOIN conversations_conversation cv ON cv.id = f.conversation_id
+    JOIN conversations_contact ct ON ct.id = cv.contact_id
+    CROSS JOIN LATERAL (
+        SELECT 0 UNION ALL SELECT l.tag_id FROM conversations_conversationtag l
+        WHERE l.conversation_id = f.conversation_id
+    ) tg (tag_id)
+    GROUP BY 1, 2, 3, 4, 5, 6
+), sets AS (
+    SELECT day, coalesce(hour, 0) AS hour, coalesce(channel, '*') AS channel,
+           CASE WHEN grouping(agent_id) = 1 THEN -1 ELSE agent_id END AS agent_id,
+           tag_id, metric, sum(n) AS n
+    FROM base
+    GROUP BY GROUPING SETS (
+        (day, hour, channel, tag_id, metric), (day, hour, tag_id, metric),
+        (day, channel, agent_id, tag_id, metric), (day, agent_id, tag_id, metric)
+    )
+)
+INSERT INTO reports_rollup ({COLUMNS})
+SELECT {COLUMNS} FROM sets WHERE agent_id <> 0 AND n <> 0
+"""
+
+
 def rebuild(time_zone: str) -> int:
     """Recompute every rollup from the facts in ``time_zone``; returns the rows
     written. Writers that add facts meanwhile wait for it (the TRUNCATE), then add
     their own rows on top, so nothing is counted twice or lost."""
     from .models import Setting
 
-    rows = ROWS.format(hourly=HOURLY, sign="1", tag="0", links="true")
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK])
         cursor.execute("SET LOCAL jit = off")
+        cursor.execute("SET LOCAL work_mem = '256MB'")
         cursor.execute("TRUNCATE reports_delta, reports_rollup")
         Setting.objects.update_or_create(pk=1, defaults={"time_zone": time_zone})
-        cursor.execute(
-            f"""INSERT INTO reports_rollup ({COLUMNS})
-                SELECT day, hour, channel, agent_id, tag_id, metric, sum(n)
-                FROM (SELECT %s::text AS tz) z CROSS JOIN LATERAL ({rows}) r
-                GROUP BY day, hour, channel, agent_id, tag_id, metric HAVING sum(n) <> 0""",
-            [time_zone],
-        )
+        cursor.execute(REBUILD, {"tz": time_zone})
         return cursor.rowcount
 
 
