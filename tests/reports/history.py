@@ -1,7 +1,7 @@
 """A small hand-made history with fixed times (UTC), through the real services."""
 
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from unittest import mock
 
 from conversations import services
@@ -42,3 +42,23 @@ def make(alice, bob) -> dict[str, Conversation]:
     with at(D2, 15, 2):
         services.apply_event(conversation=c4, event=Event.FLOW_HAND_OFF, source=Source.FLOW)
     return {"c1": c1, "c2": c2, "c3": c3, "c4": c4}
+
+
+def busy_fortnight(agents, last_day: date, per_day: int = 4) -> None:
+    """A fortnight of ordinary days for the screenshots: contacts write in business
+    hours, agents answer after a while, most conversations close."""
+    channels = ["web", "whatsapp", "telegram"]
+    for d in range(14):
+        day = last_day - timedelta(13 - d)
+        for k in range(per_day + d % 3):
+            n = d * 10 + k
+            agent = agents[n % len(agents)]
+            with at(day, 8 + (n * 5) % 10, (n * 7) % 60):
+                c = services.message_receive(
+                    channel=channels[n % 3], external_id=f"f{n}", text="Hello"
+                ).conversation
+            with at(day, 8 + (n * 5) % 10 + (n % 4), 50):
+                services.conversation_reply(conversation=c, agent=agent, text="On it")
+            if n % 5:
+                with at(day, 20, n % 60):
+                    services.conversation_close(conversation=c, actor=agent)

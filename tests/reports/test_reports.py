@@ -48,10 +48,18 @@ def test_volume(history):
     assert data["opened"] == {D1: 2, D2: 2}
     assert data["closed"] == {D1: 1, D2: 0}
     assert data["at_end"][D1] == {
-        "not_contacted": 0, "new": 1, "in_progress": 0, "in_flow": 0, "closed": 1,
+        "not_contacted": 0,
+        "new": 1,
+        "in_progress": 0,
+        "in_flow": 0,
+        "closed": 1,
     }
     assert data["at_end"][D2] == {
-        "not_contacted": 0, "new": 2, "in_progress": 1, "in_flow": 0, "closed": 1,
+        "not_contacted": 0,
+        "new": 2,
+        "in_progress": 1,
+        "in_flow": 0,
+        "closed": 1,
     }
     # Only D2: the statuses carry over from the days before the range.
     assert selectors.volume(Params(D2, D2))["at_end"][D2]["closed"] == 1
@@ -85,8 +93,13 @@ def test_speed(history):
 def test_agents_flows_and_busiest_hours(history, agent, other_agent):
     rows = {row["agent_id"]: row for row in selectors.agents(Params(D1, D2))}
     assert rows[agent.pk] | {} == {
-        "agent_id": agent.pk, "assigned": 0, "replies": 1, "closed": 1,
-        "first_response_median": at_most(600), "csat_average": None, "csat_count": 0,
+        "agent_id": agent.pk,
+        "assigned": 0,
+        "replies": 1,
+        "closed": 1,
+        "first_response_median": at_most(600),
+        "csat_average": None,
+        "csat_count": 0,
     }
     assert (rows[other_agent.pk]["assigned"], rows[other_agent.pk]["replies"]) == (1, 1)
     assert selectors.agents(Params(D1, D2), only=agent.pk)[0]["agent_id"] == agent.pk
@@ -131,7 +144,9 @@ def test_page_shows_the_figures(history, staff_client, django_assert_max_num_que
         response = staff_client.get(f"/reports/?{RANGE}")
     html = response.content.decode()
     assert '<th scope="row">2025-03-03</th><td>2</td><td>1</td>' in html
-    assert '<th scope="row">2025-03-04</th><td>0</td><td>2</td><td>1</td><td>0</td><td>1</td>' in html
+    assert (
+        '<th scope="row">2025-03-04</th><td>0</td><td>2</td><td>1</td><td>0</td><td>1</td>' in html
+    )
     assert "<svg" in html and "<title>2025-03-03: Opened 2 </title>" not in html
     assert "alice" in html.lower() and "bob" in html.lower()
     assert "<script" not in html.split("</header>")[-1]
