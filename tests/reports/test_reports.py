@@ -9,12 +9,12 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 
+from connectors.tokens import token_create
 from conversations.models import Conversation
 from reports import rollup, selectors
 from reports.models import ALL_CHANNELS, ANY_TAG
 from reports.selectors import Params
 from tests.api.conftest import ApiClient
-from connectors.tokens import token_create
 
 from .history import D1, D2, make
 
