@@ -3,7 +3,10 @@ with the page's parameters (``range``, ``start``, ``end``, ``channel``, ``tag`` 
 ``agent`` id). Times are seconds, each the upper edge of its bucket (``-1``: over
 a week)."""
 
-from ninja import Router
+from datetime import date
+from typing import Literal
+
+from ninja import Query, Router, Schema
 
 from conversations.exceptions import InvalidInput
 from conversations.schemas import ErrorOut
@@ -14,11 +17,19 @@ from .rollup import EDGES
 
 router = Router(tags=["reports"])
 RESPONSES = {200: dict, 401: ErrorOut, 422: ErrorOut}
-PARAMETERS = {"range", "start", "end", "channel", "tag", "agent"}
+
+
+class ReportQuery(Schema):
+    range: Literal["today", "7d", "30d", "month", "custom"] | None = None
+    start: date | None = None
+    end: date | None = None
+    channel: str | None = None
+    tag: int | None = None
+    agent: int | None = None
 
 
 def _params(request) -> selectors.Params:
-    unknown = sorted(set(request.GET) - PARAMETERS)
+    unknown = sorted(set(request.GET) - set(ReportQuery.model_fields))
     if unknown:
         raise InvalidInput(f"Unknown parameter {unknown[0]!r}.", code="invalid_request")
     form = ReportForm(request.GET, user=request.auth)
@@ -36,7 +47,7 @@ def _range(params) -> dict:
 @router.get(
     "/reports/volume", response=RESPONSES, summary="Conversations opened, closed, by status"
 )
-def volume(request):
+def volume(request, query: Query[ReportQuery]):
     """Opened and closed per day (per hour when `start` = `end`) and the number of
     conversations in each status at the end of each day."""
     params = _params(request)
@@ -56,7 +67,7 @@ def volume(request):
 
 
 @router.get("/reports/speed", response=RESPONSES, summary="First response and resolution times")
-def speed(request):
+def speed(request, query: Query[ReportQuery]):
     """Median and 90th percentile per day and over the range, and the distribution."""
     params = _params(request)
     bounds = [0, *EDGES, None]
@@ -78,7 +89,7 @@ def speed(request):
 
 
 @router.get("/reports/agents", response=RESPONSES, summary="Load and outcome per agent")
-def agents(request):
+def agents(request, query: Query[ReportQuery]):
     """Per agent: open conversations assigned now, replies sent, conversations closed,
     median first response, CSAT where it exists. A non-staff token sees its own row."""
     params = _params(request)
