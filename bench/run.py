@@ -348,8 +348,9 @@ def section_reports(args) -> list[Result]:
     busiest = Tag.objects.order_by("-conversation_links__id").values_list("pk", flat=True).first()
     with connection.cursor() as cursor:
         cursor.execute(
-            """SELECT closed_by_id FROM conversations_conversation
-               WHERE closed_at > now() - interval '30 days' AND closed_by_id IS NOT NULL
+            """SELECT c.closed_by_id FROM conversations_conversation c
+               JOIN auth_user u ON u.id = c.closed_by_id AND u.is_active
+               WHERE c.closed_at > now() - interval '30 days'
                GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"""
         )
         agent = cursor.fetchone()[0]

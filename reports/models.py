@@ -44,7 +44,15 @@ class Rollup(Key):
                 name="reports_rollup_key",
             )
         ]
-        indexes = [models.Index(fields=["channel", "tag_id", "day"], name="reports_rollup_day")]
+        indexes = [
+            models.Index(fields=["channel", "tag_id", "day"], name="reports_rollup_day"),
+            # The statuses before a range (all history): one range per status.
+            models.Index(
+                fields=["channel", "tag_id", "agent_id", "metric", "day"],
+                include=["n"],
+                name="reports_rollup_metric",
+            ),
+        ]
 
 
 class Delta(Key):

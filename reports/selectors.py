@@ -48,14 +48,17 @@ def statuses() -> list[tuple[str, str]]:
 
 def _sums(params: Params, patterns: list[str], *, start=None, end=None, agents=False):
     """{(day, hour, metric, agent): n} for the metrics LIKE ``patterns`` between
-    ``start`` and ``end`` (default: the range), rollup and pending deltas added."""
+    ``start`` and ``end`` (default: the range), rollup and pending deltas added;
+    with ``agents``, each agent's totals over the range (day and hour None)."""
     agent = "agent_id >= 1" if agents else "agent_id = %(agent)s"
+    match = "LIKE" if any("%" in p for p in patterns) else "="
+    keys = "NULL::date, NULL::int, metric, agent_id" if agents else "day, hour, metric, agent_id"
     part = f"""SELECT day, hour, metric, agent_id, n FROM {{table}}
         WHERE channel = %(channel)s AND tag_id = %(tag)s AND {agent}
-          AND day BETWEEN %(start)s AND %(end)s AND metric LIKE ANY (%(patterns)s)"""
-    sql = f"""SELECT day, hour, metric, agent_id, sum(n) FROM (
+          AND day BETWEEN %(start)s AND %(end)s AND metric {match} ANY (%(patterns)s)"""
+    sql = f"""SELECT {keys}, sum(n) FROM (
         {part.format(table="reports_rollup")} UNION ALL {part.format(table="reports_delta")}
-        ) r GROUP BY day, hour, metric, agent_id"""
+        ) r GROUP BY 1, 2, 3, 4"""
     args = {
         "channel": params.channel,
         "tag": params.tag_id,
@@ -81,7 +84,9 @@ def volume(params: Params) -> dict:
             flow[metric][hour if params.hourly else day] += n
         else:
             change[day, metric[7:]] += n
-    before = _sums(params, ["status:%"], start=date(1, 1, 1), end=params.start - timedelta(1))
+    # Exact names: an index range per status (reports_rollup_metric), not every row.
+    names = [f"status:{status}" for status, _ in statuses()]
+    before = _sums(params, names, start=date(1, 1, 1), end=params.start - timedelta(1))
     level = defaultdict(int)
     for (_, _, metric, _), n in before.items():
         level[metric[7:]] += n
