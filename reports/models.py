@@ -45,7 +45,12 @@ class Rollup(Key):
             )
         ]
         indexes = [
-            models.Index(fields=["channel", "tag_id", "day"], name="reports_rollup_day"),
+            # A range of days for every agent (the per-agent table): contiguous.
+            models.Index(
+                fields=["channel", "tag_id", "day", "agent_id", "metric"],
+                include=["n"],
+                name="reports_rollup_days",
+            ),
             # The statuses before a range (all history): one range per status.
             models.Index(
                 fields=["channel", "tag_id", "agent_id", "metric", "day"],
