@@ -4,18 +4,21 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('reports', '0003_rollup_metric_index'),
+        ("reports", "0003_rollup_metric_index"),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='rollup',
-            name='reports_rollup_day',
+            model_name="rollup",
+            name="reports_rollup_day",
         ),
         migrations.AddIndex(
-            model_name='rollup',
-            index=models.Index(fields=['channel', 'tag_id', 'day', 'agent_id', 'metric'], include=('n',), name='reports_rollup_days'),
+            model_name="rollup",
+            index=models.Index(
+                fields=["channel", "tag_id", "day", "agent_id", "metric"],
+                include=("n",),
+                name="reports_rollup_days",
+            ),
         ),
     ]
