@@ -45,7 +45,10 @@ def _range(params) -> dict:
 
 
 @router.get(
-    "/reports/volume", response=RESPONSES, summary="Conversations opened, closed, by status"
+    "/reports/volume",
+    url_name="reports_volume",
+    response=RESPONSES,
+    summary="Conversations opened, closed, by status",
 )
 def volume(request, query: Query[ReportQuery]):
     """Opened and closed per day (per hour when `start` = `end`) and the number of
@@ -66,7 +69,12 @@ def volume(request, query: Query[ReportQuery]):
     }
 
 
-@router.get("/reports/speed", response=RESPONSES, summary="First response and resolution times")
+@router.get(
+    "/reports/speed",
+    url_name="reports_speed",
+    response=RESPONSES,
+    summary="First response and resolution times",
+)
 def speed(request, query: Query[ReportQuery]):
     """Median and 90th percentile per day and over the range, and the distribution."""
     params = _params(request)
@@ -88,7 +96,12 @@ def speed(request, query: Query[ReportQuery]):
     return out
 
 
-@router.get("/reports/agents", response=RESPONSES, summary="Load and outcome per agent")
+@router.get(
+    "/reports/agents",
+    url_name="reports_agents",
+    response=RESPONSES,
+    summary="Load and outcome per agent",
+)
 def agents(request, query: Query[ReportQuery]):
     """Per agent: open conversations assigned now, replies sent, conversations closed,
     median first response, CSAT where it exists. A non-staff token sees its own row."""
