@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PASSWORD = "load-test-password"  # noqa: S105 — throwaway users in a throwaway database
+HOST = "127.0.0.1"  # where the clients connect (bench/cluster: the load balancer)
 
 
 def setup_django():
@@ -71,13 +72,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_gunicorn(port: int, workers: int, threads: int) -> subprocess.Popen:
+def start_gunicorn(port: int, workers: int, threads: int, asgi: bool = False) -> subprocess.Popen:
     env = os.environ | {
         "DEBUG": "false",
         "ALLOWED_HOSTS": "127.0.0.1",
         "STATIC_NO_MANIFEST": "true",
         "DATABASE_POOL_MAX": str(threads + 2),
     }
+    if asgi:  # the production server: config/gunicorn_asgi.conf.py (bin/run's)
+        env |= {"BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers)}
+        env.pop("DATABASE_POOL_MAX")
+        argv = [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn_asgi.conf.py"]
+        process = subprocess.Popen(argv + ["--log-level", "warning"], cwd=ROOT, env=env)  # noqa: S603
+        return listening(process, port)
     process = subprocess.Popen(  # noqa: S603 — our own gunicorn, loopback only
         [
             sys.executable,
@@ -121,6 +128,7 @@ class Stats:
         self.lock = threading.Lock()
         self.latency = defaultdict(list)
         self.errors = defaultdict(int)
+        self.retried = defaultdict(int)  # 429 + Retry-After, sent again (not errors)
         self.error_samples = []
 
     def record(self, kind: str, seconds: float, ok: bool, detail: str = ""):
@@ -139,6 +147,7 @@ class Client:
         self.port = port
         self.cookies: dict[str, str] = {}
         self.conn = None
+        self.resent = 0
 
     def request(self, method, path, body=None, headers=None):
         headers = dict(headers or {})
@@ -146,7 +155,7 @@ class Client:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         for attempt in range(2):
             if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                self.conn = http.client.HTTPConnection(HOST, self.port, timeout=30)
             try:
                 self.conn.request(method, path, body=body, headers=headers)
                 response = self.conn.getresponse()
@@ -157,6 +166,8 @@ class Client:
                 self.conn = None
                 if attempt:
                     raise
+                self.resent += 1  # a kept-alive connection that died: sent once more
+        self.headers = dict(response.getheaders())
         for header, value in response.getheaders():
             if header.lower() == "set-cookie":
                 name, _, rest = value.partition("=")
@@ -171,32 +182,21 @@ CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 PANE_RE = re.compile(r"/inbox/c/(\d+)/")
 
 
-def agent_loop(username, port, stats, stop_at, think):
+def agent_loop(username, port, stats, stop_at, think, cookie=""):
     try:
-        _agent_steps(username, port, stats, stop_at, think)
+        _agent_steps(username, port, stats, stop_at, think, cookie)
     except Exception as exc:  # noqa: BLE001 — counted as an error
         stats.record("agent", 0, False, f"{username}: {exc!r}")
 
 
-def _agent_steps(username, port, stats, stop_at, think):
+def _agent_steps(username, port, stats, stop_at, think, cookie=""):
+    """An agent's steps, logged in with the password or, given a session ``cookie``,
+    already logged in (bench/cluster: not measuring the password hasher)."""
     client = Client(port)
-
-    status, page = client.request("GET", "/login/")
-    token = CSRF_RE.search(page).group(1)
-    form = urllib.parse.urlencode(
-        {"username": username, "password": PASSWORD, "csrfmiddlewaretoken": token}
-    )
-    status, _ = client.request(
-        "POST",
-        "/login/",
-        form,
-        {
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Referer": f"http://127.0.0.1:{port}/login/",
-        },
-    )
-    if status != 302:
-        stats.record("login", 0, False, f"status {status}")
+    if cookie:
+        name, _, value = cookie.partition("=")
+        client.cookies[name] = value
+    elif not _log_in(client, username, port, stats):
         return
     n = 0
     while time.monotonic() < stop_at:
@@ -223,7 +223,7 @@ def _agent_steps(username, port, stats, stop_at, think):
                 body,
                 {
                     "Content-Type": "application/x-www-form-urlencoded",
-                    "Referer": f"http://127.0.0.1:{port}/inbox/c/{pk}/",
+                    "Referer": f"http://{HOST}:{port}/inbox/c/{pk}/",
                     "HX-Request": "true",
                 },
             )
@@ -231,6 +231,26 @@ def _agent_steps(username, port, stats, stop_at, think):
             stats.record("reply", time.monotonic() - started, status == 200, f"{status}")
         n += 1
         time.sleep(think)
+
+
+def _log_in(client, username, port, stats) -> bool:
+    status, page = client.request("GET", "/login/")
+    token = CSRF_RE.search(page).group(1)
+    form = urllib.parse.urlencode(
+        {"username": username, "password": PASSWORD, "csrfmiddlewaretoken": token}
+    )
+    status, _ = client.request(
+        "POST",
+        "/login/",
+        form,
+        {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Referer": f"http://{HOST}:{port}/login/",
+        },
+    )
+    if status != 302:
+        stats.record("login", 0, False, f"status {status}")
+    return status == 302
 
 
 def inbound_loop(port, token, stats, schedule, sent, sent_lock):
@@ -248,7 +268,13 @@ def inbound_loop(port, token, stats, schedule, sent, sent_lock):
         body = json.dumps({"channel": "whatsapp", "external_id": external_id, "text": text})
         started = time.monotonic()
         try:
-            status, data = client.request("POST", "/api/v1/messages/inbound", body, headers)
+            for _ in range(6):  # a client that honours 429 + Retry-After, bounded
+                status, data = client.request("POST", "/api/v1/messages/inbound", body, headers)
+                if status != 429:
+                    break
+                with stats.lock:
+                    stats.retried["inbound"] += 1
+                time.sleep(float(client.headers.get("Retry-After", "1")))
         except Exception as exc:  # noqa: BLE001 — counted as an error
             stats.record("inbound", time.monotonic() - started, False, repr(exc))
             continue
@@ -275,6 +301,9 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--think", type=float, default=1.0, help="agent pause between steps")
+    parser.add_argument(
+        "--asgi", action="store_true", help="the production server (gunicorn_asgi.conf.py)"
+    )
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         raise SystemExit("bench/load needs DATABASE_URL pointing at a PostgreSQL database.")
@@ -290,7 +319,7 @@ def main():
     from conversations.models import Message
 
     port = free_port()
-    server = start_gunicorn(port, args.workers, args.threads)
+    server = start_gunicorn(port, args.workers, args.threads, args.asgi)
     stats = Stats()
     total = args.rate * args.seconds
     run_id = uuid.uuid4().hex[:8]
@@ -309,8 +338,10 @@ def main():
         threading.Thread(target=inbound_loop, args=(port, token, stats, schedule, sent, sent_lock))
         for _ in range(24)
     ]
+    print(f"load average at the start: {os.getloadavg()[0]:.2f}")
     print(
-        f"gunicorn on 127.0.0.1:{port} ({args.workers} workers x {args.threads} threads); "
+        f"gunicorn on 127.0.0.1:{port} ({args.workers} workers"
+        f"{', ASGI' if args.asgi else f' x {args.threads} threads'}); "
         f"{args.agents} agents; {args.rate} inbound/s for {args.seconds} s ({total} messages)"
     )
     try:
@@ -335,6 +366,8 @@ def main():
             f"{percentile(values, 99) * 1000:>8.1f}"
         )
     errors = sum(stats.errors.values())
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+    print(f"retried after 429 + Retry-After: {dict(stats.retried) or 0}")
     inbound = stats.latency.get("inbound", [])
     print(
         f"\ninbound achieved: {len(sent)} stored of {total} scheduled in {elapsed:.1f} s "

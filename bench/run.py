@@ -309,7 +309,8 @@ def section_pages(args) -> list[Result]:
     deep_row = Conversation.objects.not_archived().by_activity()[20_000]
     deep_cursor = encode_cursor("activity", deep_row)
     pages = [
-        ("inbox default", "/inbox/", "page"),
+        ("inbox default (needs me)", "/inbox/", "page"),
+        ("inbox all", "/inbox/?view=all", "page"),
         ("tab New", "/inbox/?status=new", "page"),
         ("tab In progress", "/inbox/?status=in_progress", "page"),
         ("tab In a flow", "/inbox/?status=in_flow", "page"),
@@ -319,12 +320,15 @@ def section_pages(args) -> list[Result]:
         ("tag filter (refund)", "/inbox/?tag=refund", "page"),
         ("assignee filter (busiest agent)", f"/inbox/?assignee={busiest_agent}", "page"),
         ("assignee: unassigned", "/inbox/?assignee=none", "page"),
-        ("second page by cursor", f"/inbox/?cursor={cursor_value}", "page"),
-        ("page after row 20,000 by cursor", f"/inbox/?cursor={deep_cursor}", "page"),
+        ("second page by cursor", f"/inbox/?view=all&cursor={cursor_value}", "page"),
+        ("page after row 20,000 by cursor", f"/inbox/?view=all&cursor={deep_cursor}", "page"),
         ("htmx list partial", "/inbox/?status=new", "page"),
         ("search: common word (refund)", "/inbox/?q=refund", "search"),
         ("search: order number (48213)", "/inbox/?q=48213", "search"),
         ("search: contact name (Okafor)", "/inbox/?q=Okafor", "search"),
+        ("search: name words reversed", "/inbox/?q=Okafor+Quentin&view=all", "search"),
+        ("search: phone digits (6 12 34)", "/inbox/?q=6+12+34&view=all", "search"),
+        ("contact search (Okafor)", "/contacts/?q=Okafor", "search"),
         ("search: archived, word (dishwasher)", "/inbox/?q=dishwasher&archived=yes", "search"),
     ]
     results = []

@@ -158,6 +158,7 @@ def _inbox_params(filters: ConversationFilters) -> QueryDict | None:
     """The API's parameters as the inbox's query string; None when a tag or an
     assignee names nothing (the page is empty)."""
     params = QueryDict(mutable=True)
+    params["view"] = inbox.VIEW_ALL  # the inbox's default view is an agent's; the API lists all
     statuses = [s.strip() for value in filters.status for s in value.split(",") if s.strip()]
     params.setlist("status", statuses)
     params["archived"] = filters.archived

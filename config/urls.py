@@ -2,13 +2,17 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from config import health
 from config.api import api
+from connectors.mail import views as mail_views
 
 admin.site.site_header = "Parley back office"
 admin.site.site_title = "Parley admin"
 admin.site.index_title = "Back office"
 
 urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
@@ -16,5 +20,7 @@ urlpatterns = [
     path("flows/", include("flows.urls")),
     path("reports/", include("reports.urls")),
     path("chat/", include("connectors.urls")),
+    path("", include("connectors.whatsapp.urls")),
+    path("mail/attachments/<int:pk>/", mail_views.attachment, name="mail-attachment"),
     path("", include("inbox.urls")),
 ]

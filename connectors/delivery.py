@@ -5,9 +5,12 @@ receiver here finds the contact's channel and delivers by its kind:
 
 - ``web``: the contact's chat page (``/chat/<channel>/``) polls and shows it, so
   there is nothing to push;
-- ``webhook``: a Delivery row is written in the same transaction (so it exists iff
-  the message does) and a background task POSTs the message as JSON after commit,
-  with retries; the Delivery shows attempts and the last error.
+- ``webhook``, ``whatsapp`` and ``email``: a Delivery row is written in the same
+  transaction (so it exists iff the message does) and a background task sends it
+  after commit (a webhook POST of the message as JSON; WhatsApp: the Graph API
+  request prepared here, text or template; email: over SMTP, ``connectors.mail``),
+  with retries; the Delivery shows attempts and the last error. A paused channel's
+  deliveries are held and sent when it is resumed.
 
 A contact channel without a Channel row is treated as ``web`` when it is the
 default ``web`` channel and gets no delivery otherwise (API clients read replies
@@ -53,9 +56,9 @@ def is_web_chat(slug: str) -> bool:
 
 
 def _enqueue_after_commit(delivery_id: int) -> None:
-    from .tasks import deliver_webhook
+    from .tasks import deliver
 
-    transaction.on_commit(lambda: deliver_webhook.enqueue(delivery_id))
+    transaction.on_commit(lambda: deliver.enqueue(delivery_id))
 
 
 def delivery_retry(*, delivery: Delivery) -> None:
@@ -65,10 +68,46 @@ def delivery_retry(*, delivery: Delivery) -> None:
         _enqueue_after_commit(delivery.pk)
 
 
+def channel_resume(*, channel: Channel) -> int:
+    """Unpause a channel: send its held deliveries and process the webhook events
+    kept meanwhile. Returns how many deliveries were released."""
+    from .tasks import process_whatsapp_event
+
+    with transaction.atomic():
+        # Waits for a delivery task deciding to hold under the channel's share lock.
+        Channel.objects.filter(pk=channel.pk).update(is_paused=False)
+        held = list(
+            Delivery.objects.filter(channel=channel, status=DeliveryStatus.HELD).values_list(
+                "pk", flat=True
+            )
+        )
+        Delivery.objects.filter(pk__in=held).update(status=DeliveryStatus.PENDING)
+        for pk in held:
+            _enqueue_after_commit(pk)
+        for pk in channel.whatsapp_events.filter(processed_at__isnull=True).values_list(
+            "pk", flat=True
+        ):
+            transaction.on_commit(lambda pk=pk: process_whatsapp_event.enqueue(pk))
+    channels.forget()
+    return len(held)
+
+
 @receiver(hooks.message_sent, dispatch_uid="connectors.deliver_outbound")
-def deliver_outbound(sender, *, message: Message, conversation, **kwargs) -> None:
+def deliver_outbound(sender, *, message: Message, conversation, template=None, **kwargs) -> None:
     channel = channel_for(conversation.contact.channel)
     # A web chat's page reads the conversation itself: its delivery is the page's poll.
-    if channel is not None and channel.kind == ChannelKind.WEBHOOK:
-        delivery = Delivery.objects.create(message=message, channel=channel)
-        _enqueue_after_commit(delivery.pk)
+    if channel is None or channel.kind not in (
+        ChannelKind.WEBHOOK,
+        ChannelKind.WHATSAPP,
+        ChannelKind.EMAIL,
+    ):
+        return
+    body = {}
+    if channel.kind == ChannelKind.WHATSAPP:
+        from .whatsapp.outbound import payload
+
+        to = conversation.contact.external_id
+        body = payload(channel=channel, to=to, text=message.text, template=template)
+    # Always queued: the task holds it if the channel is paused by then.
+    delivery = Delivery.objects.create(message=message, channel=channel, payload=body)
+    _enqueue_after_commit(delivery.pk)

@@ -53,7 +53,7 @@ def _wait(seconds: int) -> str:
 def _opens_conversation(channel: str, visitor: str) -> bool:
     return (
         not Conversation.objects.filter(contact__channel=channel, contact__external_id=visitor)
-        .open()
+        .current()
         .exists()
     )
 

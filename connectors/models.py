@@ -53,6 +53,8 @@ class Channel(models.Model):
 
     ``web``: the contact's chat page shows them (it polls). ``webhook``: each
     outbound message is POSTed as JSON to ``webhook_url`` in the background.
+    ``whatsapp``: the Cloud API (``connectors/whatsapp/``). ``email``: IMAP/SMTP.
+    Secrets come from ``secret(name)``; a paused channel holds its outbound messages.
     A contact channel without a Channel row gets no delivery (the API's client
     reads replies through ``GET /api/v1/conversations/{id}``).
     """
@@ -79,6 +81,32 @@ class Channel(models.Model):
         ),
     )
     is_active = models.BooleanField(default=True)
+    is_paused = models.BooleanField(
+        default=False,
+        help_text=(
+            "Paused: messages from contacts are kept and processed when the channel is "
+            "resumed (a web chat refuses them with a sentence); outbound messages are held "
+            "and sent on resume."
+        ),
+    )
+    # name -> "env:VAR" or a Fernet token (connectors.secrets); read with secret(name).
+    secrets = models.JSONField(default=dict, blank=True, editable=False)
+    phone_number_id = models.CharField(
+        max_length=40, blank=True, help_text="WhatsApp: the phone number id (Meta app, API setup)."
+    )
+    business_account_id = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="WhatsApp: the WhatsApp Business Account id (to sync message templates).",
+    )
+    api_base_url = models.URLField(
+        blank=True,
+        help_text="WhatsApp: the Graph API base URL; blank for the WHATSAPP_API_BASE_URL setting.",
+    )
+    # Health, shown in the admin.
+    last_received_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.CharField(max_length=500, blank=True, editable=False)
+    last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["slug"]
@@ -93,16 +121,34 @@ class Channel(models.Model):
     def __str__(self) -> str:
         return f"{self.slug} ({self.get_kind_display()})"
 
+    def secret(self, name: str) -> str:
+        """The named secret in clear ("" when none is set); ``SecretUnavailable`` when
+        it is set but cannot be read (its variable is unset, the key changed)."""
+        from .secrets import unseal
+
+        stored = (self.secrets or {}).get(name, "")
+        return unseal(stored, name=name.replace("_", " ")) if stored else ""
+
+    def set_secret(self, name: str, value: str) -> None:
+        from .secrets import seal
+
+        self.secrets = {**(self.secrets or {}), name: seal(value)}
+
+    @property
+    def graph_base_url(self) -> str:
+        return (self.api_base_url or settings.WHATSAPP_API_BASE_URL).rstrip("/")
+
 
 class DeliveryStatus(models.TextChoices):
     PENDING = "pending", "Pending"
+    HELD = "held", "Held (channel paused)"
     DELIVERED = "delivered", "Delivered"
     FAILED = "failed", "Failed"
 
 
 class Delivery(models.Model):
-    """One outbound message on its way to a webhook channel: attempts and the last
-    error, so failures are visible on the message."""
+    """One outbound message on its way to a webhook or WhatsApp channel: attempts and
+    the last error, so failures are visible on the message."""
 
     message = models.OneToOneField(
         "conversations.Message", on_delete=models.CASCADE, related_name="delivery"
@@ -113,6 +159,9 @@ class Delivery(models.Model):
     )
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    # The request body for channels that need one prepared when the message is sent
+    # (WhatsApp: text or template), empty otherwise.
+    payload = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
@@ -139,3 +188,7 @@ class RateCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}: {self.count} until {self.window_ends_at:%H:%M:%S}"
+
+
+from .mail.models import MailAttachment, Mailbox, MailMessage  # noqa: E402, F401
+from .whatsapp.models import WhatsAppEvent, WhatsAppMessage, WhatsAppTemplate  # noqa: E402, F401

@@ -23,7 +23,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from conversations import services
 from conversations.exceptions import ParleyError
-from conversations.models import Contact, Message
+from conversations.models import Contact, Conversation, Message
+from conversations.transitions import Status
 
 from .delivery import channel_for, is_web_chat
 from .identity import IdentityRefused, Visitor, verified_visitor
@@ -85,15 +86,23 @@ def _context(channel: str, visitor_id: str | None, **extra) -> dict:
         if visitor_id
         else None
     )
-    messages = []
+    messages, survey = [], False
     if contact is not None:
+        # Its satisfaction survey is awaited: the thread offers the ratings as buttons.
+        survey = Conversation.objects.filter(contact=contact, status=Status.RESOLVED).exists()
         latest = (
             Message.objects.filter(conversation__contact=contact)
             .select_related("author")
             .order_by("-created_at", "-id")[:THREAD_LIMIT]
         )
         messages = list(reversed(latest))
-    return {"channel": channel, "contact": contact, "messages": messages, **extra}
+    return {
+        "channel": channel,
+        "contact": contact,
+        "messages": messages,
+        "survey": survey,
+        **extra,
+    }
 
 
 def _is_fetch(request: HttpRequest) -> bool:
@@ -147,6 +156,11 @@ def chat_send(request: HttpRequest, channel: str) -> HttpResponse:
     visitor = signed or _visitor(request, channel) or Visitor(id=secrets.token_urlsafe(16))
     # A signed identity's name wins; an anonymous visitor may give one in the form.
     name = visitor.name if visitor.verified else request.POST.get("name", "")
+    if channel_for(channel).is_paused:
+        detail = "This chat is paused for a moment; your message was not sent. Please try later."
+        return _remember(
+            _refused(request, channel, visitor, text, detail, 503), request, channel, visitor
+        )
     try:
         chat_send_allowed(request, channel=channel, visitor=visitor.id)
         services.message_receive(channel=channel, external_id=visitor.id, text=text, name=name)

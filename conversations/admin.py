@@ -3,14 +3,30 @@ which call the services one conversation at a time and report each refusal."""
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, Q
+from django.contrib.auth import get_user_model
+from django.db import models
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from . import services
 from .exceptions import ParleyError
-from .models import Contact, Conversation, ConversationTag, Message, Source, StatusChange, Tag
-from .transitions import Status
+from .inbox_settings import TIME_ZONES
+from .models import (
+    Activity,
+    Contact,
+    Conversation,
+    ConversationTag,
+    InboxSettings,
+    Message,
+    SavedReply,
+    Source,
+    StatusChange,
+    Tag,
+)
+from .transitions import TAGS_LOCKED, Status
 
 
 def _status_badge(status: str) -> str:
@@ -119,14 +135,15 @@ class TagLinkFormSet(forms.BaseInlineFormSet):
         conversation = self.instance
         if conversation.pk is None:
             return
-        closed = Conversation.objects.filter(pk=conversation.pk, status=Status.CLOSED).exists()
+        closed = Conversation.objects.filter(pk=conversation.pk, status__in=TAGS_LOCKED).exists()
         touched = any(
             form.has_changed() or (self.can_delete and self._should_delete_form(form))
             for form in self.forms
         )
         if closed and touched:
             raise forms.ValidationError(
-                "Tags are locked: this conversation is closed, so its tags can no longer change."
+                "Tags are locked: this conversation is closed or resolved, so its tags can no "
+                "longer change."
             )
 
 
@@ -139,6 +156,17 @@ class TagLinkInline(admin.TabularInline):
     verbose_name = "tag"
     verbose_name_plural = "Tags (locked once the conversation is closed)"
 
+    # A closed conversation's tags are shown, not offered as controls that can only
+    # fail on save.
+    def has_add_permission(self, request, obj=None):
+        return not (obj and obj.is_closed) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return not (obj and obj.is_closed) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return not (obj and obj.is_closed) and super().has_delete_permission(request, obj)
+
 
 class ConversationForm(forms.ModelForm):
     class Meta:
@@ -149,6 +177,8 @@ class ConversationForm(forms.ModelForm):
         assignee = self.cleaned_data.get("assignee")
         if self.instance.is_closed and assignee != self.instance.assignee:
             raise forms.ValidationError("Closed conversations are read-only.")
+        if assignee is not None and not assignee.is_active:
+            raise forms.ValidationError("Conversations can only be assigned to active agents.")
         return assignee
 
 
@@ -173,6 +203,32 @@ class StatusChangeInline(ReadOnlyMixin, admin.TabularInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("actor")
+
+
+class ActivityInline(ReadOnlyMixin, admin.TabularInline):
+    model = Activity
+    fields = ("created_at", "kind", "details", "source", "actor")
+    readonly_fields = fields
+    extra = 0
+    ordering = ("created_at", "id")
+    verbose_name_plural = "Activity (assignments, tags, private notes)"
+
+    def get_queryset(self, request):
+        def username(key):
+            user = get_user_model().objects.filter(
+                pk=Cast(KeyTextTransform(key, OuterRef("data")), models.BigIntegerField())
+            )
+            return Subquery(user.values("username")[:1])
+
+        queryset = super().get_queryset(request).select_related("actor")
+        return queryset.annotate(from_user=username("from"), to_user=username("to"))
+
+    @admin.display(description="Details")
+    def details(self, obj):
+        data = obj.data or {}
+        if obj.kind == Activity.Kind.ASSIGNED:
+            return f"{obj.from_user or 'nobody'} → {obj.to_user or 'nobody'}"
+        return data.get("tag") or data.get("text", "")
 
 
 def _run_action(modeladmin, request, queryset, service, done: str):
@@ -222,17 +278,50 @@ class ConversationAdmin(admin.ModelAdmin):
         "closed_at",
         "closed_by",
         "archived_at",
+        "resolved_at",
+        "rating",
     )
     fields = readonly_fields[:2] + ("assignee",) + readonly_fields[2:]
-    inlines = [TagLinkInline, MessageInline, StatusChangeInline]
+    inlines = [TagLinkInline, MessageInline, StatusChangeInline, ActivityInline]
     actions = ["close_conversations", "archive_conversations", "unarchive_conversations"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("tags")
 
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.is_closed:  # read-only: its assignee is history
+            return (*self.readonly_fields, "assignee")
+        return self.readonly_fields
+
     def has_add_permission(self, request):
         # Conversations start when a contact is created or writes.
         return False
+
+    def save_model(self, request, obj, form, change):
+        # The assignee is the form's only field: it changes through the service,
+        # which records the change in the timeline.
+        if change and "assignee" in form.changed_data:
+            services.conversation_assign(
+                conversation=obj.pk, assignee=obj.assignee, actor=request.user, source=Source.ADMIN
+            )
+
+    def save_formset(self, request, form, formset, change):
+        formset.save()
+        if formset.model is not ConversationTag:
+            return
+        lines = [(Activity.Kind.TAG_ADDED, link) for link in formset.new_objects]
+        lines += [(Activity.Kind.TAG_ADDED, link) for link, _ in formset.changed_objects]
+        lines += [(Activity.Kind.TAG_REMOVED, link) for link in formset.deleted_objects]
+        Activity.objects.bulk_create(
+            Activity(
+                conversation_id=link.conversation_id,
+                kind=kind,
+                actor=request.user,
+                source=Source.ADMIN,
+                data={"tag": link.tag.name},
+            )
+            for kind, link in lines
+        )
 
     def has_delete_permission(self, request, obj=None):
         return False
@@ -337,3 +426,56 @@ class TagAdmin(admin.ModelAdmin):
                     )
                 )
         return deleted, model_count, perms_needed, protected
+
+
+class InboxSettingsForm(forms.ModelForm):
+    time_zone = forms.ChoiceField(
+        label="Business time zone", choices=[(name, name) for name in sorted(TIME_ZONES)]
+    )
+
+    class Meta:
+        model = InboxSettings
+        fields = (
+            "csat_enabled",
+            "csat_question",
+            "csat_window_hours",
+            "archive_on_close",
+            "auto_close_after_hours",
+            "time_zone",
+        )
+
+
+@admin.register(InboxSettings)
+class InboxSettingsAdmin(admin.ModelAdmin):
+    """One row, made when the list is first opened; never added twice nor deleted."""
+
+    form = InboxSettingsForm
+    fieldsets = (
+        (
+            "Satisfaction survey (CSAT)",
+            {"fields": ("csat_enabled", "csat_question", "csat_window_hours")},
+        ),
+        ("Closing", {"fields": ("archive_on_close", "auto_close_after_hours")}),
+        ("Business", {"fields": ("time_zone",)}),
+    )
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        InboxSettings.objects.get_or_create(pk=1)
+        return super().changelist_view(request, extra_context)
+
+
+@admin.register(SavedReply)
+class SavedReplyAdmin(admin.ModelAdmin):
+    list_display = ("title", "owner", "shared", "updated_at")
+    list_filter = ("shared",)
+    search_fields = ("title", "body")
+    list_select_related = ("owner",)
+
+    def get_changeform_initial_data(self, request):
+        return {"owner": request.user.pk, **super().get_changeform_initial_data(request)}

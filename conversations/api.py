@@ -10,13 +10,14 @@ included, so it lives with the API's wiring in config/api.py (the core does not
 import the inbox).
 """
 
+from django.contrib.auth import get_user_model
 from django.db.models import Prefetch
 from django.http import Http404
 from ninja import Router
 from ninja.responses import Status as Respond
 
-from . import services
-from .models import Conversation, Message, Source, StatusChange, Tag
+from . import services, snooze
+from .models import Activity, Conversation, Mention, Message, Source, StatusChange, Tag
 from .schemas import (
     ContactCreatedOut,
     ContactIn,
@@ -26,8 +27,11 @@ from .schemas import (
     Id,
     InboundIn,
     InboundOut,
+    NoteIn,
+    NoteOut,
     ReplyIn,
     ReplyOut,
+    SnoozeIn,
     TagIn,
     TagsOut,
 )
@@ -46,14 +50,29 @@ def conversations_for_api():
 def _get_conversation(conversation_id: int, *, detail: bool = False) -> Conversation:
     queryset = conversations_for_api()
     if detail:
-        queryset = queryset.prefetch_related(
+        mentions = Prefetch("mentions", queryset=Mention.objects.select_related("agent"))
+        activities = Activity.objects.select_related("actor").prefetch_related(mentions)
+        queryset = queryset.select_related("closed_by").prefetch_related(
             Prefetch("messages", queryset=Message.objects.select_related("author")),
             Prefetch("status_changes", queryset=StatusChange.objects.select_related("actor")),
+            Prefetch("activities", queryset=activities),
         )
     conversation = queryset.filter(pk=conversation_id).first()
     if conversation is None:
         raise Http404(f"There is no conversation with id {conversation_id}.")
+    if detail:
+        _name_assignees(conversation.activities.all())
     return conversation
+
+
+def _name_assignees(activities) -> None:
+    """``from_assignee`` / ``to_assignee`` (usernames) on the assignment lines, in one query."""
+    assigned = [a for a in activities if a.kind == Activity.Kind.ASSIGNED]
+    ids = {a.data.get(key) for a in assigned for key in ("from", "to")} - {None}
+    names = dict(get_user_model().objects.filter(pk__in=ids).values_list("pk", "username"))
+    for activity in assigned:
+        activity.from_assignee = names.get(activity.data.get("from"))
+        activity.to_assignee = names.get(activity.data.get("to"))
 
 
 def _require_conversation(conversation_id: int) -> int:
@@ -129,11 +148,36 @@ def conversation_detail(request, conversation_id: Id):
 def conversation_reply(request, conversation_id: Id, payload: ReplyIn):
     _require_conversation(conversation_id)
     message = services.conversation_reply(
-        conversation=conversation_id, agent=request.auth, text=payload.text, source=Source.API
+        conversation=conversation_id,
+        agent=request.auth,
+        text=payload.text,
+        source=Source.API,
+        template={"name": payload.template, "params": payload.template_params}
+        if payload.template
+        else None,
     )
     message.author = request.auth
     conversation = Conversation.objects.only("status").get(pk=conversation_id)
     return Respond(201, {"message": message, "conversation": conversation})
+
+
+@router.post(
+    "/conversations/{conversation_id}/notes",
+    response={201: NoteOut, **ERRORS},
+    summary="Add a private note as the token's user",
+    description="Agents only: never sent to the contact, no status, waiting or ordering "
+    "change; allowed on closed conversations too. `@username` (or `@first name`) mentions "
+    "an agent, who sees it in the inbox's Mentions.",
+)
+def conversation_note(request, conversation_id: Id, payload: NoteIn):
+    _require_conversation(conversation_id)
+    note = services.note_add(
+        conversation=conversation_id, author=request.auth, text=payload.text, source=Source.API
+    )
+    mentions = Prefetch("mentions", queryset=Mention.objects.select_related("agent"))
+    return Respond(
+        201, Activity.objects.select_related("actor").prefetch_related(mentions).get(pk=note.pk)
+    )
 
 
 def _status_action(service, conversation_id: int, actor) -> Conversation:
@@ -146,7 +190,9 @@ def _status_action(service, conversation_id: int, actor) -> Conversation:
     "/conversations/{conversation_id}/close",
     response={200: ConversationOut, **ERRORS},
     summary="Close (tags lock; a running flow is cancelled)",
-    description="409 `illegal_transition` when it is already closed.",
+    description="Answers with the resulting status: `closed`, or `resolved` when satisfaction "
+    "surveys are on and an agent replied (the survey is sent). 409 `illegal_transition` when "
+    "it is already closed or resolved.",
 )
 def conversation_close(request, conversation_id: Id):
     return _status_action(services.conversation_close, conversation_id, request.auth)
@@ -172,6 +218,33 @@ def conversation_unarchive(request, conversation_id: Id):
     return _status_action(services.conversation_unarchive, conversation_id, request.auth)
 
 
+@router.post(
+    "/conversations/{conversation_id}/snooze",
+    response={200: ConversationOut, **ERRORS},
+    summary="Snooze until a time (not a status)",
+    description="It leaves the default views for the Snoozed view and wakes up, unread, "
+    "at `until` or when the contact writes; snoozing again moves the time. 409 "
+    "`illegal_transition` when the conversation is closed; 422 `invalid_input` for a "
+    "time in the past, without a time zone, or more than a year ahead.",
+)
+def conversation_snooze(request, conversation_id: Id, payload: SnoozeIn):
+    _require_conversation(conversation_id)
+    snooze.conversation_snooze(
+        conversation=conversation_id, until=payload.until, actor=request.auth, source=Source.API
+    )
+    return _get_conversation(conversation_id)
+
+
+@router.post(
+    "/conversations/{conversation_id}/unsnooze",
+    response={200: ConversationOut, **ERRORS},
+    summary="Wake a snoozed conversation now",
+    description="409 `not_snoozed` when it is not snoozed.",
+)
+def conversation_unsnooze(request, conversation_id: Id):
+    return _status_action(snooze.conversation_unsnooze, conversation_id, request.auth)
+
+
 def _tags(conversation_id: int) -> dict:
     tags = Tag.objects.filter(conversation_links__conversation_id=conversation_id).order_by("name")
     return {"conversation_id": conversation_id, "tags": list(tags)}
@@ -185,7 +258,9 @@ def _tags(conversation_id: int) -> dict:
 )
 def conversation_tag_add(request, conversation_id: Id, payload: TagIn):
     _require_conversation(conversation_id)
-    services.conversation_tag_add(conversation=conversation_id, tag=payload.name)
+    services.conversation_tag_add(
+        conversation=conversation_id, tag=payload.name, actor=request.auth, source=Source.API
+    )
     return Respond(201, _tags(conversation_id))
 
 
@@ -198,7 +273,9 @@ def conversation_tag_add(request, conversation_id: Id, payload: TagIn):
 )
 def conversation_tag_remove(request, conversation_id: Id, name: str):
     _require_conversation(conversation_id)
-    removed = services.conversation_tag_remove(conversation=conversation_id, tag=name)
+    removed = services.conversation_tag_remove(
+        conversation=conversation_id, tag=name, actor=request.auth, source=Source.API
+    )
     if not removed:
         raise Http404(f"The conversation does not carry the tag {name!r}.")
     return _tags(conversation_id)

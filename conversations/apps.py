@@ -6,4 +6,7 @@ class ConversationsConfig(AppConfig):
     verbose_name = "Conversations"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  (connects the guards)
+        from . import (
+            signals,  # noqa: F401  (connects the guards)
+            tasks,  # noqa: F401  (the settings' save starts the periodic task)
+        )

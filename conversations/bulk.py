@@ -23,14 +23,17 @@ from django.utils import timezone
 
 from . import hooks
 from .exceptions import ConversationClosed, InvalidInput, ParleyError, TagsLocked
+from .inbox_settings import inbox_settings
 from .models import (
     MESSAGE_MAX_LENGTH,
+    Activity,
     Contact,
     Conversation,
     ConversationTag,
     Direction,
     Message,
     SenderKind,
+    Source,
     StatusChange,
     Tag,
 )
@@ -39,8 +42,12 @@ from .transitions import Event, Move, Status, resolve
 
 
 def _resolution_seconds(now):
-    """services._seconds(created_at, now) for a set of rows."""
-    return RawSQL("greatest(0, round(extract(epoch FROM %s - created_at)))::integer", [now])
+    """services._seconds(created_at, now) for a set of rows, once."""
+    return RawSQL(
+        "coalesce(resolution_seconds,"
+        " greatest(0, round(extract(epoch FROM %s - created_at)))::integer)",
+        [now],
+    )
 
 
 def insert_rows(
@@ -148,7 +155,7 @@ def lock_targets(contact_ids: Iterable[int]) -> list[Target]:
         conversation.contact_id: conversation
         for conversation in Conversation.objects.select_for_update(no_key=True)
         .filter(contact_id__in=ids)
-        .open()
+        .current()
         .order_by("pk")
     }
     targets = []
@@ -243,6 +250,10 @@ def apply_event(
         applied.append((target, move))
     # A row gets one pending status change at a time, so the trigger sees each edge.
     flush([t for t, m in applied if m.changes_status and (t.pending_insert or t.pending_from)])
+    archive = inbox_settings().archive_on_close
+    ending = [t for t, m in applied if m.rule.closes_resolved]
+    if ending:  # their survey was awaited: closed without a rating first
+        _close_resolved(ending, event, source=source, actor=actor, note=note, archive=archive)
 
     opened: dict[str, list[Target]] = defaultdict(list)
     for target, move in applied:
@@ -280,7 +291,13 @@ def apply_event(
         fields = {"status": after, "updated_at": now}
         if after == Status.CLOSED:
             fields |= {"closed_at": now, "closed_by_id": actor.pk if actor else None}
-            fields["waiting_since"] = None
+            if archive:
+                fields["archived_at"] = now
+        # As services._waiting_after: nobody waits in a flow; a flow handing it to
+        # the agents (New) starts the wait.
+        if after in (Status.CLOSED, Status.RESOLVED, Status.IN_FLOW) or before == Status.IN_FLOW:
+            fields["waiting_since"] = now if after == Status.NEW else None
+        if after in (Status.CLOSED, Status.RESOLVED):
             fields["resolution_seconds"] = _resolution_seconds(now)
         for target in group:
             target.pending.update(fields)
@@ -292,19 +309,30 @@ def apply_event(
             flush(group)
 
     recorded = [(t, m) for t, m in applied if m.changes_status]
+    _record(recorded, event, source=source, actor=actor, note=note, now=now, defer=defer)
+    if archive:
+        closes = [(t, m) for t, m in recorded if not m.opens_new and m.target == Status.CLOSED]
+        _record_archived(closes, source=source, actor=actor, now=now, defer=defer)
+    return [t for t, _ in applied]
+
+
+def _record(recorded, event, *, source, actor, note, now, defer, from_status=None) -> None:
+    """The history lines of ``recorded`` (target, move) pairs, in one INSERT, and their
+    hooks (now, or at :func:`flush` with ``defer``)."""
     same = {"event": event, "source": source, "actor_id": actor.pk if actor else None}
     same |= {"note": note[:200], "at": now}
+    froms = [from_status or t.from_status for t, _ in recorded]
     each = {
         "conversation_id": [t.conversation.pk for t, _ in recorded],
-        "from_status": [t.from_status for t, _ in recorded],
+        "from_status": froms,
         "to_status": [m.target for _, m in recorded],
     }
     ids = insert_rows(StatusChange, count=len(recorded), same=same, each=each)
-    for (target, move), pk in zip(recorded, ids, strict=True):
+    for (target, move), pk, before in zip(recorded, ids, froms, strict=True):
         change = StatusChange(
             pk=pk,
             conversation=target.conversation,
-            from_status=target.from_status,
+            from_status=before,
             to_status=move.target,
             **same,
         )
@@ -317,7 +345,55 @@ def apply_event(
             change=change,
             rule=move.rule,
         )
-    return [t for t, _ in applied]
+
+
+def _record_archived(closes, *, source, actor, now, defer) -> None:
+    """Archive on close (the settings): the archive lines of conversations just closed."""
+    if closes:
+        move = resolve(Event.ARCHIVE, Status.CLOSED)
+        lines = [(t, move) for t, _ in closes]
+        _record(
+            lines,
+            Event.ARCHIVE,
+            source=source,
+            actor=actor,
+            note="",
+            now=now,
+            defer=defer,
+            from_status=Status.CLOSED,
+        )
+
+
+def _close_resolved(targets, event, *, source, actor, note, archive: bool) -> None:
+    """Close the targets' resolved conversations (no rating), before the rule opens
+    new ones: one UPDATE, their lines in one INSERT."""
+    now = timezone.now()
+    values = {"status": Status.CLOSED, "closed_at": now, "updated_at": now}
+    values |= {"waiting_since": None, "archived_at": now if archive else None}
+    rows = Conversation.objects.filter(
+        pk__in=[t.conversation.pk for t in targets], status=Status.RESOLVED
+    )
+    if rows.update(**values) != len(targets):  # not locked as the caller promised
+        raise RuntimeError("conversations changed under the set")
+    ending = []
+    for target in targets:
+        for name, value in values.items():
+            setattr(target.conversation, name, value)
+        target.conversation._loaded_status = Status.CLOSED
+        rule = resolve(event, Status.RESOLVED).rule
+        ending.append((target, Move(rule=rule, source=Status.RESOLVED, target=Status.CLOSED)))
+    _record(
+        ending,
+        event,
+        source=source,
+        actor=actor,
+        note=note,
+        now=now,
+        defer=False,
+        from_status=Status.RESOLVED,
+    )
+    if archive:
+        _record_archived(ending, source=source, actor=actor, now=now, defer=False)
 
 
 def _next_ids(model, count: int) -> list[int]:
@@ -338,6 +414,7 @@ def send_automated(
     sender_kind: str = SenderKind.FLOW,
     author=None,
     defer: bool = False,
+    templates: Sequence[dict | None] | None = None,
 ) -> list[Message]:
     """``services.message_send_automated`` for each target's conversation (one text
     per target). Refused, as a whole, when one of them is closed: the caller asked
@@ -349,6 +426,11 @@ def send_automated(
     conversations = [t.conversation for t in targets]
     if any(c is None or c.is_closed for c in conversations):
         raise ConversationClosed()
+    templates = templates or [None] * len(targets)
+    texts = [
+        hooks.outbound_text(conversation=c, text=text, sender_kind=sender_kind, template=t)
+        for c, text, t in zip(conversations, texts, templates, strict=True)
+    ]
     now = timezone.now()
     same = {"direction": Direction.OUTBOUND, "sender_kind": sender_kind, "created_at": now}
     same["author_id"] = author.pk if author else None
@@ -360,7 +442,7 @@ def send_automated(
     ids = insert_rows(Message, count=len(conversations), same=same, each=each)
     shared = {k: v for k, v in same.items() if k != "text"}
     messages = []
-    for target, pk, text in zip(targets, ids, texts, strict=True):
+    for target, pk, text, template in zip(targets, ids, texts, templates, strict=True):
         conversation = target.conversation
         message = Message(pk=pk, conversation=conversation, text=text, **shared)
         messages.append(message)
@@ -380,14 +462,23 @@ def send_automated(
             sender=Message,
             message=message,
             conversation=conversation,
+            template=template,
         )
     if not defer:
         flush(targets)
     return messages
 
 
-def tag_add(targets: Sequence[Target], *, tag: Tag, defer: bool = False) -> None:
-    """``services.conversation_tag_add`` for each target's conversation."""
+def tag_add(
+    targets: Sequence[Target],
+    *,
+    tag: Tag,
+    defer: bool = False,
+    actor=None,
+    source: str = Source.BROADCAST,
+) -> None:
+    """``services.conversation_tag_add`` for each target's conversation; the
+    timeline lines of the links added, in one more statement."""
     conversations = [t.conversation for t in targets]
     if any(c is None or c.is_closed for c in conversations):
         raise TagsLocked(
@@ -395,12 +486,28 @@ def tag_add(targets: Sequence[Target], *, tag: Tag, defer: bool = False) -> None
         )
     flush([t for t in targets if t.pending_insert])  # the links need their rows
     now = timezone.now()
-    insert_rows(
+    links = insert_rows(
         ConversationTag,
         count=len(conversations),
         same={"tag_id": tag.pk, "added_at": now},
         each={"conversation_id": [c.pk for c in conversations]},
         ignore_conflicts=True,
+    )
+    tagged = set(links) and set(
+        ConversationTag.objects.filter(pk__in=links).values_list("conversation_id", flat=True)
+    )
+    tagged_ids = [c.pk for c in conversations if c.pk in tagged]
+    insert_rows(
+        Activity,
+        count=len(tagged_ids),
+        same={
+            "kind": Activity.Kind.TAG_ADDED,
+            "actor_id": getattr(actor, "pk", None),
+            "source": source,
+            "data": {"tag": tag.name},
+            "created_at": now,
+        },
+        each={"conversation_id": tagged_ids},
     )
     for target in targets:
         target.pending["updated_at"] = now

@@ -222,8 +222,15 @@ def sse(event: str, data: dict, event_id: int | None = None) -> str:
 
 
 def _conninfo() -> dict:
+    """Straight to PostgreSQL: ``DATABASE_DIRECT_URL`` when the pool's URL goes
+    through a transaction pooler (LISTEN needs a session of its own), else the same
+    server as every other query."""
+    from django.conf import settings
     from django.db import connection
 
+    direct = getattr(settings, "DATABASE_DIRECT", None)
+    if direct:
+        return direct
     params = connection.get_connection_params()
     for key in ("cursor_factory", "context", "prepare_threshold"):
         params.pop(key, None)
@@ -245,12 +252,18 @@ class Bus:
         self.task: asyncio.Task | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ready: asyncio.Event | None = None
+        self.connected = False  # the LISTEN connection is up right now
 
-    async def subscribe(self) -> asyncio.Queue:
+    def start(self) -> asyncio.Event:
+        """Listen on the running event loop (once); set when first listening."""
         loop = asyncio.get_running_loop()
         if self.task is None or self.task.done() or self.loop is not loop:
-            self.loop, self.ready = loop, asyncio.Event()
+            self.loop, self.ready, self.connected = loop, asyncio.Event(), False
             self.task = loop.create_task(self._run())
+        return self.ready
+
+    async def subscribe(self) -> asyncio.Queue:
+        self.start()
         queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
         self.subscribers.add(queue)
         # Listening before the stream replays or answers: nothing falls in between.
@@ -285,6 +298,7 @@ class Bus:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     await conn.execute(f"LISTEN {PRESENCE}")
                     self.ready.set()
+                    self.connected = True
                     if dropped:
                         self.fan_out(Change(everything=True))
                     delay = 0.5
@@ -300,6 +314,7 @@ class Bus:
                 raise
             except Exception:  # the database went away: retry, bounded backoff
                 logger.warning("event bus: LISTEN connection lost; retrying", exc_info=True)
+            self.connected = False
             dropped = True
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)

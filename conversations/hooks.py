@@ -21,3 +21,30 @@ message_received = Signal()
 # An outbound message (agent, flow or broadcast) was stored.
 # kwargs: message, conversation
 message_sent = Signal()
+
+# An outbound message is about to be stored (before anything is written).
+# kwargs: conversation, text, sender_kind, template (a channel's template, opaque
+# here: {"name", "params"} or None). A receiver refuses by raising a ParleyError, or
+# returns the text to store instead (a template's body filled in).
+message_sending = Signal()
+
+
+def outbound_text(*, conversation, text: str, sender_kind: str, template=None) -> str:
+    """The text to store for an outbound message, after its channel has had its say."""
+    answers = message_sending.send(
+        sender=None,
+        conversation=conversation,
+        text=text,
+        sender_kind=sender_kind,
+        template=template,
+    )
+    for _, answer in answers:
+        if answer:
+            text = answer
+    return text
+
+
+# The inbox shows a page of a conversation's messages. kwargs: channel (the contact's
+# channel slug), message_ids. A channel that shows its messages its own way (an
+# email's sanitised HTML, its attachments) returns {message id: markup}.
+message_bodies = Signal()

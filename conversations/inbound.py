@@ -49,7 +49,8 @@ SQL_LOCKED_OPEN = """
            cv.id, cv.contact_id, cv.status, cv.assignee_id, cv.created_at, cv.updated_at,
            cv.last_activity_at, cv.waiting_since, cv.last_message_preview, cv.closed_at,
            cv.closed_by_id, cv.archived_at, cv.first_response_at, cv.first_response_by_id,
-           cv.first_response_seconds, cv.resolution_seconds
+           cv.first_response_seconds, cv.resolution_seconds, cv.resolved_at, cv.rating,
+           cv.snoozed_until
     FROM conversations_contact ct
     JOIN conversations_conversation cv ON cv.contact_id = ct.id AND NOT (cv.status = 'closed')
     WHERE ct.channel = %s AND ct.external_id = %s
@@ -75,7 +76,7 @@ SQL_OPEN_WITH_MESSAGE = """
         RETURNING id, contact_id, status, assignee_id, created_at, updated_at,
             last_activity_at, waiting_since, last_message_preview, closed_at, closed_by_id,
             archived_at, first_response_at, first_response_by_id, first_response_seconds,
-            resolution_seconds
+            resolution_seconds, resolved_at, rating, snoozed_until
     ), sc AS (
         INSERT INTO conversations_statuschange (conversation_id, from_status, to_status, event,
             source, note, at)
@@ -292,6 +293,12 @@ def receive(
         contact, created = _contact_for_inbound(channel, external_id, name, now)
         conversation = None
     move = resolve(Event.CONTACT_WRITES, conversation.status if conversation else None)
+    if move.rule.closes_resolved:  # its survey awaited: an answer, or it closes
+        from .services import survey_reply  # services imports this module
+
+        message = survey_reply(conversation, text=text, source=source)
+        if message is not None:
+            return contact, created, conversation, message
     while move.opens_new:
         opened = _open_with_message(contact, move, text=text, source=source, now=now)
         if opened is not None:

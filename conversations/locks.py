@@ -61,11 +61,12 @@ def lock_conversation(conversation: Conversation | int) -> Conversation:
 
 
 def open_conversation_of(contact: Contact) -> Conversation | None:
-    """The contact's open conversation, locked (the contact must be locked first)."""
+    """The contact's current conversation (open, or resolved with its survey awaited),
+    locked (the contact must be locked first)."""
     return (
         Conversation.objects.select_for_update(no_key=True)
         .filter(contact=contact)
-        .open()
+        .current()
         .order_by("-created_at")
         .first()
     )

@@ -6,23 +6,79 @@ database (constraints here, triggers declared in ``triggers.py``) refuses what t
 signals cannot see.
 """
 
+import re
 import unicodedata
+from functools import reduce
+from operator import and_
 
 from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Func, Q, Value
 from django.db.models.functions import Lower, Upper
 
 from . import events
 from . import triggers as guards
+from .availability import Availability  # noqa: F401 - agents' available/away switch
 from .events import ConversationEvent  # noqa: F401 - the change bus's table
+from .inbox_settings import InboxSettings  # noqa: F401 - the admin-edited settings
 from .reads import ReadMark  # noqa: F401 - unread markers
-from .transitions import EVENT_CHOICES, ONGOING, OPEN, STATUS_CHOICES, Status
+from .saved_replies import validate_placeholders
+from .transitions import EVENT_CHOICES, ONGOING, OPEN, STATUS_CHOICES, TAGS_LOCKED, Status
 
 MESSAGE_MAX_LENGTH = 10_000
 PREVIEW_LENGTH = 160
+
+# Tests of a channel slug: is it a web chat, whose unnamed contacts are anonymous
+# visitors known only by a random cookie id? Filled in by ``connectors`` at start-up
+# (this app imports nothing of ours).
+VISITOR_CHANNEL_CHECKS: list = []
+
+
+def contact_label(name: str, external_id: str, channel: str, pk: int | None) -> str:
+    """How a contact is shown: its name; an unnamed web-chat visitor as "Visitor <id>"
+    (stable and short, never the cookie's random id); else its external id."""
+    if name:
+        return name
+    if pk is not None and any(check(channel) for check in VISITOR_CHANNEL_CHECKS):
+        return f"Visitor {pk}"
+    return external_id
+
+
+def avatar_initial(label: str) -> str:
+    """An avatar's letter: the label's first letter; "#" when it starts with a digit
+    or a sign (a phone number's "+")."""
+    first = next((ch for ch in label if ch.isalnum()), "")
+    return first.upper() if first.isalpha() else "#"
+
+
+# A search term with at least this many digits also looks for them in the external
+# ids' digits (a phone number written "+33 6 12…", "0612…" or "612-…").
+PHONE_DIGITS_MIN = 4
+
+
+def external_id_digits():
+    """The digits of a contact's external id (an expression; trigram-indexed)."""
+    return Func(F("external_id"), Value(r"\D"), Value(""), Value("g"), function="regexp_replace")
+
+
+class ContactQuerySet(models.QuerySet):
+    def matching(self, term: str):
+        """Contacts whose name holds every word of ``term`` in any order ("Sato Dana"
+        finds "Dana Sato"), whose external id is ``term`` (any case), or whose external
+        id's digits contain the term's digits when the term is a phone number or part
+        of one (only digits, spaces and ``+-().``). Every branch has an index."""
+        term = term.strip()
+        words = term.split()
+        if not words:
+            return self.none()
+        found = Q(external_id__iexact=term) | reduce(and_, (Q(name__icontains=w) for w in words))
+        digits = re.sub(r"\D", "", term)
+        if len(digits) >= PHONE_DIGITS_MIN and re.fullmatch(r"[\d\s+().-]+", term):
+            found |= Q(external_digits__contains=digits)
+            return self.alias(external_digits=external_id_digits()).filter(found)
+        return self.filter(found)
 
 
 class Contact(models.Model):
@@ -31,6 +87,8 @@ class Contact(models.Model):
     name = models.CharField(max_length=200, blank=True)
     attributes = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ContactQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -48,6 +106,10 @@ class Contact(models.Model):
             models.Index(Upper("external_id"), name="contact_external_id_upper"),
             # The inbox search: ``icontains`` is ``UPPER(col) LIKE UPPER('%term%')``.
             GinIndex(OpClass(Upper("name"), name="gin_trgm_ops"), name="contact_name_trgm"),
+            # Part of a phone number: the external ids' digits, ``LIKE '%digits%'``.
+            GinIndex(
+                OpClass(external_id_digits(), name="gin_trgm_ops"), name="contact_digits_trgm"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -55,7 +117,11 @@ class Contact(models.Model):
 
     @property
     def display_name(self) -> str:
-        return self.name or self.external_id
+        return contact_label(self.name, self.external_id, self.channel, self.pk)
+
+    @property
+    def initial(self) -> str:
+        return avatar_initial(self.display_name)
 
 
 # Characters a tag name may not hold: controls, format characters (zero-width
@@ -158,11 +224,21 @@ class ConversationQuerySet(models.QuerySet):
     def closed(self):
         return self.filter(status=Status.CLOSED)
 
+    def current(self):
+        """Not closed: open, or resolved (its survey awaited). A contact has at most one."""
+        return self.exclude(status=Status.CLOSED)
+
     def archived(self):
         return self.filter(archived_at__isnull=False)
 
     def not_archived(self):
         return self.filter(archived_at__isnull=True)
+
+    def snoozed(self):
+        return self.filter(snoozed_until__isnull=False)
+
+    def not_snoozed(self):
+        return self.filter(snoozed_until__isnull=True)
 
     def by_activity(self):
         """Most recently active first; ``id`` breaks ties so keyset pages are stable."""
@@ -210,6 +286,12 @@ class Conversation(models.Model):
     )
     first_response_seconds = models.PositiveIntegerField(null=True, blank=True)
     resolution_seconds = models.PositiveIntegerField(null=True, blank=True)
+    # CSAT: when it became Resolved (the survey window runs from then), and the
+    # contact's answer, 1–5 (the agent it rates is ``closed_by``).
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    rating = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Snoozed (not a status): out of the default views until then (conversations.snooze).
+    snoozed_until = models.DateTimeField(null=True, blank=True)
 
     objects = ConversationQuerySet.as_manager()
 
@@ -229,6 +311,14 @@ class Conversation(models.Model):
                     | (~Q(status=Status.CLOSED) & Q(closed_at__isnull=True))
                 ),
                 name="conversation_closed_at_iff_closed",
+            ),
+            models.CheckConstraint(
+                condition=Q(rating__isnull=True) | Q(rating__range=(1, 5), status=Status.CLOSED),
+                name="conversation_rating_1_to_5_when_closed",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=Status.RESOLVED) | Q(resolved_at__isnull=False),
+                name="conversation_resolved_at_when_resolved",
             ),
             models.UniqueConstraint(
                 fields=["contact"],
@@ -272,6 +362,12 @@ class Conversation(models.Model):
                 condition=Q(archived_at__isnull=True),
                 name="conv_assignee_activity",
             ),
+            # The default view (open, mine or unassigned), newest activity first.
+            models.Index(
+                fields=["-last_activity_at", "-id"],
+                condition=Q(archived_at__isnull=True) & ~Q(status=Status.CLOSED),
+                name="conv_open_activity",
+            ),
             # The Mine and Unassigned views' counts (capped, index-only).
             models.Index(
                 fields=["assignee"],
@@ -283,7 +379,25 @@ class Conversation(models.Model):
                 condition=Q(waiting_since__isnull=False),
                 name="conv_waiting",
             ),
+            # The Snoozed view, and the wake query (the earliest due first).
+            models.Index(
+                fields=["-last_activity_at", "-id"],
+                condition=Q(snoozed_until__isnull=False, archived_at__isnull=True),
+                name="conv_snoozed_activity",
+            ),
+            models.Index(
+                fields=["snoozed_until"],
+                condition=Q(snoozed_until__isnull=False),
+                name="conv_snoozed_until",
+            ),
             models.Index(fields=["contact", "-created_at"], name="conv_contact_history"),
+            # The periodic work: surveys whose window ended (idle In progress ones are a
+            # range of conv_inbox_status_activity).
+            models.Index(
+                fields=["resolved_at"],
+                condition=Q(status=Status.RESOLVED),
+                name="conv_survey_awaited",
+            ),
             # The inbox's change fingerprint reads the newest write (a MAX, one index probe).
             models.Index(fields=["updated_at"], name="conv_updated_at"),
         ]
@@ -291,6 +405,7 @@ class Conversation(models.Model):
             guards.status_edges(),
             guards.status_recorded(),
             guards.closed_is_permanent(),
+            guards.snooze_ends_on_close(),
             *guards.conversation_counts(),
             *events.triggers(),
         ]
@@ -311,8 +426,16 @@ class Conversation(models.Model):
         return self.status == Status.CLOSED
 
     @property
+    def tags_locked(self) -> bool:
+        return self.status in TAGS_LOCKED
+
+    @property
     def is_archived(self) -> bool:
         return self.archived_at is not None
+
+    @property
+    def is_snoozed(self) -> bool:
+        return self.snoozed_until is not None
 
 
 class ConversationTag(models.Model):
@@ -349,6 +472,7 @@ class SenderKind(models.TextChoices):
     AGENT = "agent", "Agent"
     FLOW = "flow", "Flow"
     BROADCAST = "broadcast", "Broadcast"
+    SURVEY = "survey", "Survey"
 
 
 class Message(models.Model):
@@ -428,3 +552,93 @@ class StatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.conversation_id}: {self.from_status or '—'} → {self.to_status}"
+
+
+class Activity(models.Model):
+    """A timeline line beyond status changes: assignment changes, tags added and
+    removed, private notes, … (``Kind`` grows as needed; write with
+    ``activity.record_activity`` or, set-based, ``Activity.objects.bulk_create``)."""
+
+    class Kind(models.TextChoices):
+        ASSIGNED = "assigned", "Assigned"
+        TAG_ADDED = "tag_added", "Tag added"
+        TAG_REMOVED = "tag_removed", "Tag removed"
+        NOTE = "note", "Note"
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="activities"
+    )
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    source = models.CharField(max_length=10, choices=Source.choices)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name_plural = "activities"
+        indexes = [
+            models.Index(fields=["conversation", "created_at", "id"], name="activity_timeline")
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.conversation_id}: {self.get_kind_display()}"
+
+
+class Mention(models.Model):
+    """An agent named (``@name``) in a private note: unread until they open the
+    conversation (``read_at``)."""
+
+    note = models.ForeignKey(Activity, on_delete=models.CASCADE, related_name="mentions")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+")
+    agent = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["note", "agent"], name="mention_unique_note_agent")
+        ]
+        indexes = [
+            models.Index(fields=["agent", "-id"], name="mention_agent_newest"),
+            models.Index(
+                fields=["agent", "conversation"],
+                condition=Q(read_at__isnull=True),
+                name="mention_agent_unread",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"@{self.agent_id} in #{self.conversation_id}"
+
+
+class SavedReply(models.Model):
+    """A canned answer an agent inserts with ``/`` in the composer; ``body`` may hold
+    placeholders (``saved_replies.PLACEHOLDERS``), filled when inserted."""
+
+    title = models.CharField(max_length=100)
+    body = models.TextField(
+        max_length=MESSAGE_MAX_LENGTH,
+        validators=[validate_placeholders],
+        help_text="Placeholders: {{contact.name}}, {{contact.first_name}}, {{agent.name}}, "
+        "{{agent.first_name}}, {{conversation.id}}.",
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_replies"
+    )
+    shared = models.BooleanField(default=False, help_text="Visible to every agent.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = [Lower("title"), "id"]
+        verbose_name_plural = "saved replies"
+        indexes = [models.Index(fields=["owner", "shared"], name="savedreply_owner")]
+
+    def __str__(self) -> str:
+        return self.title

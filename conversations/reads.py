@@ -76,3 +76,27 @@ def unread_column(agent_id: int | None) -> RawSQL:
         ) END
     """  # noqa: S608 - a constant; the agent is a parameter
     return RawSQL(sql, [agent_id or 0], output_field=models.IntegerField())  # noqa: S611
+
+
+# The agent's mark (every agent's, without one) moves back to just before the newest
+# contact message: the conversation shows one unread message again. Conversations
+# without a contact message have nothing to show as unread.
+_MARK_UNREAD = """
+    WITH newest AS (
+        SELECT c.id, (SELECT max(m.created_at) FROM conversations_message m
+                      WHERE m.conversation_id = c.id AND m.direction = 'inbound') AS at
+        FROM unnest(%(ids)s::bigint[]) AS c(id)
+    ), moved AS (
+        UPDATE conversations_readmark r SET read_upto = newest.at - interval '1 microsecond'
+        FROM newest
+        WHERE r.conversation_id = newest.id AND newest.at IS NOT NULL
+          AND r.read_upto >= newest.at AND (%(agent)s::bigint IS NULL OR r.agent_id = %(agent)s)
+    )
+    SELECT 1
+"""
+
+
+def mark_unread(conversation_ids: list[int], *, agent_id: int | None = None) -> None:
+    """Make the conversations unread again for ``agent_id`` (None: every agent)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_MARK_UNREAD, {"ids": list(conversation_ids), "agent": agent_id})

@@ -135,6 +135,28 @@ class InboundIn(TextSchema):
 
 class ReplyIn(TextSchema):
     text: Text = Field(description="The agent's reply (not only spaces).")
+    template: Annotated[str, Field(max_length=512)] = Field(
+        default="",
+        description="WhatsApp: the name of an approved template to send instead of the text "
+        "(the thread stores its body filled in). Outside WhatsApp's 24-hour window free text "
+        "is refused with 409 `outside_window`.",
+    )
+    template_params: list[Annotated[str, Field(max_length=1000)]] = Field(
+        default_factory=list, max_length=20, description="The template's {{1}}, {{2}}… values."
+    )
+
+
+class SnoozeIn(Schema):
+    until: datetime = Field(
+        description="When it wakes up: an ISO 8601 date and time with its offset, "
+        "in the future (at most a year ahead)."
+    )
+
+
+class NoteIn(TextSchema):
+    text: Text = Field(
+        description="The private note (agents only; `@username` or `@first name` mentions)."
+    )
 
 
 class TagIn(TextSchema):
@@ -253,7 +275,9 @@ def _username(user) -> str | None:
 class MessageOut(Schema):
     id: int
     direction: str = Field(description="`inbound` or `outbound`.")
-    sender_kind: str = Field(description="`contact`, `agent`, `flow` or `broadcast`.")
+    sender_kind: str = Field(
+        description="`contact`, `agent`, `flow`, `broadcast` or `survey` (the CSAT question)."
+    )
     author: str | None = Field(description="The agent's username, for agent replies.")
     text: str
     created_at: datetime
@@ -295,6 +319,7 @@ class ConversationOut(Schema):
     created_at: datetime
     closed_at: datetime | None
     archived_at: datetime | None
+    snoozed_until: datetime | None
 
     @staticmethod
     def resolve_status_label(conversation) -> str:
@@ -315,13 +340,68 @@ class ConversationOut(Schema):
         return tags if tags is not None else list(conversation.tags.all())
 
 
+class NoteOut(Schema):
+    id: int
+    text: str
+    author: str | None = Field(description="The agent's username.")
+    mentions: list[str] = Field(description="The usernames of the agents it mentions.")
+    created_at: datetime
+
+    @staticmethod
+    def resolve_text(note) -> str:
+        return note.data.get("text", "")
+
+    @staticmethod
+    def resolve_author(note) -> str | None:
+        return _username(note.actor) if note.actor_id else None
+
+    @staticmethod
+    def resolve_mentions(note) -> list[str]:
+        return [mention.agent.get_username() for mention in note.mentions.all()]
+
+
+class ActivityOut(Schema):
+    kind: str = Field(description="`assigned`, `tag_added` or `tag_removed`.")
+    source: str = Field(description="Who or what: contact, agent, flow, broadcast, admin, api.")
+    actor: str | None
+    from_assignee: str | None = Field(None, description="`assigned`: the username before.")
+    to_assignee: str | None = Field(None, description="`assigned`: the username after.")
+    tag: str | None = Field(None, description="`tag_added`, `tag_removed`: the tag's name.")
+    created_at: datetime
+
+    @staticmethod
+    def resolve_actor(activity) -> str | None:
+        return _username(activity.actor) if activity.actor_id else None
+
+    @staticmethod
+    def resolve_tag(activity) -> str | None:
+        return activity.data.get("tag")
+
+
 class ConversationDetailOut(ConversationOut):
     messages: list[MessageOut]
     status_history: list[StatusChangeOut]
+    rating: int | None = Field(description="The contact's satisfaction rating (1–5), if any.")
+    rated_agent: str | None = Field(description="The agent the rating is for (who closed it).")
+
+    @staticmethod
+    def resolve_rated_agent(conversation) -> str | None:
+        return _username(conversation.closed_by) if conversation.rating else None
+
+    notes: list[NoteOut] = Field(description="Private notes (agents only), oldest first.")
+    activity: list[ActivityOut] = Field(description="Assignment and tag changes, oldest first.")
 
     @staticmethod
     def resolve_status_history(conversation):
         return conversation.status_changes.all()
+
+    @staticmethod
+    def resolve_notes(conversation):
+        return [a for a in conversation.activities.all() if a.kind == "note"]
+
+    @staticmethod
+    def resolve_activity(conversation):
+        return [a for a in conversation.activities.all() if a.kind != "note"]
 
 
 class ConversationPageOut(Schema):

@@ -15,14 +15,16 @@ TABS: tuple[tuple[str, str], ...] = (
     (Status.IN_PROGRESS, "In progress"),
     (Status.IN_FLOW, "In a flow"),
     (Status.NOT_CONTACTED, "Not contacted"),
+    (Status.RESOLVED, "Resolved"),  # only while CSAT is on (inbox.views.build_tabs)
     (Status.CLOSED, "Closed"),
     ("archived", "Archived"),
 )
 
 
 def status_counts() -> dict[str, int]:
-    """Every tab badge in one query. Status tabs count non-archived conversations;
-    ``archived`` counts the archive; ``all`` the default view.
+    """Every tab badge in one query. Status tabs count conversations neither archived
+    nor snoozed; ``archived`` counts the archive, ``snoozed`` the Snoozed view;
+    ``all`` the default view.
 
     The counters that the database's triggers keep (``parley_counts``, declared on
     the models) answer in a fraction of a millisecond whatever the archive's size."""
@@ -31,6 +33,7 @@ def status_counts() -> dict[str, int]:
         kept = {bucket: int(n) for bucket, n in cursor.fetchall()}
     counts = {str(status): kept.get(str(status), 0) for status in Status}
     counts["archived"] = kept.get("archived", 0)
+    counts["snoozed"] = kept.get("snoozed", 0)
     counts["all"] = sum(counts[str(status)] for status in Status)
     return counts
 

@@ -19,7 +19,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import events, hooks, inbound
+from . import events, hooks, inbound, snooze
+from .activity import mentioned_agents, record_activity
 from .exceptions import (
     ChangedMeanwhile,
     ContactExists,
@@ -27,13 +28,16 @@ from .exceptions import (
     InvalidInput,
     TagsLocked,
 )
+from .inbox_settings import inbox_settings
 from .locks import lock_contact, lock_conversation, open_conversation_of, retrying_atomic
 from .models import (
     MESSAGE_MAX_LENGTH,
+    Activity,
     Contact,
     Conversation,
     ConversationTag,
     Direction,
+    Mention,
     Message,
     SenderKind,
     Source,
@@ -42,7 +46,7 @@ from .models import (
     clean_tag_name,
 )
 from .text import clean_channel, clean_text, preview
-from .transitions import Event, Move, Status, resolve
+from .transitions import ONGOING, Event, Move, Status, resolve
 
 TAG_COLOUR_DEFAULT = "#64748b"
 
@@ -95,25 +99,42 @@ def _change_status(
 ) -> tuple[list[str], StatusChange]:
     """Apply ``move`` to a locked conversation and record it: the fields changed and
     the history line. With ``save=False`` the caller saves the fields together with
-    its own (one update of the row per transaction, see ``locks``)."""
+    its own (one update of the row per transaction, see ``locks``).
+
+    A close also archives the conversation when the settings say so (recorded as
+    its own line, as an archive is)."""
+    now = now or timezone.now()
     before = conversation.status
-    fields = ["status", "updated_at"]
+    fields = ["status", "updated_at", "waiting_since"]
     conversation.status = move.target
+    archived = False
+    if move.target in (Status.CLOSED, Status.RESOLVED):
+        conversation.snoozed_until = None  # as the database's trigger does
+        if before != Status.RESOLVED:  # the agent who resolved it keeps the rating
+            conversation.closed_by = actor
+            fields.append("closed_by")
+    if move.target == Status.RESOLVED:
+        conversation.resolved_at = now
+        fields.append("resolved_at")
     if move.target == Status.CLOSED:
-        conversation.closed_at = now or timezone.now()
-        conversation.closed_by = actor
-        conversation.waiting_since = None
-        fields += ["closed_at", "closed_by", "waiting_since"]
-        if conversation.resolution_seconds is None:
-            conversation.resolution_seconds = _seconds(
-                conversation.created_at, conversation.closed_at
-            )
-            fields.append("resolution_seconds")
+        conversation.closed_at = now
+        fields.append("closed_at")
+        if inbox_settings().archive_on_close:
+            conversation.archived_at = now
+            fields.append("archived_at")
+            archived = True
+    if move.target in (Status.CLOSED, Status.RESOLVED) and conversation.resolution_seconds is None:
+        conversation.resolution_seconds = _seconds(conversation.created_at, now)
+        fields.append("resolution_seconds")
+    conversation.waiting_since = _waiting_after(conversation, before, move.target, now)
     if save:
         conversation.save(update_fields=fields)
     change = _record(
         conversation, from_status=before, move=move, source=source, actor=actor, note=note
     )
+    if archived:
+        archive = resolve(Event.ARCHIVE, Status.CLOSED)
+        _record(conversation, from_status=Status.CLOSED, move=archive, source=source, actor=actor)
     return fields, change
 
 
@@ -133,6 +154,23 @@ def _first_response(conversation: Conversation, message: Message) -> list[str]:
             conversation.waiting_since, message.created_at
         )
     return ["first_response_at", "first_response_by", "first_response_seconds"]
+
+
+def _close_resolved(conversation: Conversation, move: Move, *, source: str, actor, note="") -> None:
+    """A rule that opens a new conversation for a contact whose survey is awaited
+    closes the resolved one first, without a rating (recorded under the rule's event)."""
+    ending = Move(rule=move.rule, source=Status.RESOLVED, target=Status.CLOSED)
+    _change_status(conversation, ending, source=source, actor=actor, note=note)
+
+
+def _waiting_after(conversation: Conversation, before: str, target: str, now):
+    """Nobody waits for an agent in a flow, nor once it closes; a flow handing the
+    conversation to the agents (New) starts the wait."""
+    if target in (Status.IN_FLOW, Status.CLOSED, Status.RESOLVED):
+        return None
+    if before == Status.IN_FLOW:
+        return (now or timezone.now()) if target == Status.NEW else None
+    return conversation.waiting_since
 
 
 def _touch(
@@ -213,6 +251,8 @@ def message_receive(
     contact, created, conversation, message = inbound.receive(
         channel, external_id, name, text, source
     )
+    if conversation.is_snoozed:
+        snooze.wake(conversation=conversation, source=Source.CONTACT, note="the contact wrote")
     if name and not created and contact.name != name:
         contact.name = name
         contact.save(update_fields=["name"])
@@ -230,13 +270,25 @@ def message_receive(
 
 @retrying_atomic
 def conversation_reply(
-    *, conversation: Conversation | int, agent, text: str, source: str = Source.AGENT
+    *,
+    conversation: Conversation | int,
+    agent,
+    text: str,
+    source: str = Source.AGENT,
+    template: dict | None = None,
 ) -> Message:
     """An agent answers. Takes over from a running flow; assigns the conversation
-    to the agent when nobody has it; refused on a closed conversation."""
+    to the agent when nobody has it; refused on a closed conversation, and by the
+    contact's channel (``hooks.message_sending``: e.g. WhatsApp's 24-hour window).
+    ``template``: a channel's message template to send instead of free text."""
+    if template and not (text or "").strip():
+        text = str(template.get("name", ""))
     text = clean_text(text, field="Reply", max_length=MESSAGE_MAX_LENGTH)
     conversation = lock_conversation(conversation)
     move = resolve(Event.AGENT_REPLY, conversation.status, conversation.is_archived)
+    text = hooks.outbound_text(
+        conversation=conversation, text=text, sender_kind=SenderKind.AGENT, template=template
+    )
     fields = []
     if move.changes_status:
         fields += _change_status(conversation, move, source=source, actor=agent, save=False)[0]
@@ -250,11 +302,21 @@ def conversation_reply(
     if conversation.assignee_id is None:
         conversation.assignee = agent
         fields.append("assignee")
+        record_activity(
+            conversation,
+            Activity.Kind.ASSIGNED,
+            actor=agent,
+            source=source,
+            to=agent.pk,
+            **{"from": None},
+        )
     fields += _first_response(conversation, message)
     fields += _touch(conversation, message, waiting=False, save=False)
     # One update of the row (status, assignee and inbox columns together).
     conversation.save(update_fields=list(dict.fromkeys(fields)))
-    hooks.message_sent.send(sender=Message, message=message, conversation=conversation)
+    hooks.message_sent.send(
+        sender=Message, message=message, conversation=conversation, template=template
+    )
     return message
 
 
@@ -265,15 +327,25 @@ def message_send_automated(
     text: str,
     sender_kind: str = SenderKind.FLOW,
     author=None,
+    template: dict | None = None,
 ) -> Message:
     """A flow or a broadcast sends a message. No status change; refused when the
-    conversation is closed."""
+    conversation is closed, or by its channel (as :func:`conversation_reply`)."""
     if sender_kind not in (SenderKind.FLOW, SenderKind.BROADCAST):
         raise InvalidInput("Automated messages are sent by a flow or a broadcast.")
     text = clean_text(text, field="Message", max_length=MESSAGE_MAX_LENGTH)
     conversation = lock_conversation(conversation)
-    if conversation.is_closed:
+    if conversation.tags_locked:  # closed, or resolved (only its survey goes out)
         raise ConversationClosed()
+    text = hooks.outbound_text(
+        conversation=conversation, text=text, sender_kind=sender_kind, template=template
+    )
+    return _send(conversation, text, sender_kind=sender_kind, author=author, template=template)
+
+
+def _send(
+    conversation: Conversation, text: str, *, sender_kind: str, author=None, template=None
+) -> Message:
     message = Message.objects.create(
         conversation=conversation,
         direction=Direction.OUTBOUND,
@@ -282,8 +354,31 @@ def message_send_automated(
         text=text,
     )
     _touch(conversation, message, waiting=None)
-    hooks.message_sent.send(sender=Message, message=message, conversation=conversation)
+    hooks.message_sent.send(
+        sender=Message, message=message, conversation=conversation, template=template
+    )
     return message
+
+
+@retrying_atomic
+def note_add(
+    *, conversation: Conversation | int, author, text: str, source: str = Source.AGENT
+) -> Activity:
+    """A private note: agents only, never sent to the contact; no status, waiting or
+    ordering change; allowed on closed conversations too (history may be annotated).
+    Each agent it mentions (``@name``, not the author) gets an unread Mention."""
+    text = clean_text(text, field="Note", max_length=MESSAGE_MAX_LENGTH)
+    conversation = lock_conversation(conversation)
+    events.set_actor(author)
+    mentioned = [pk for pk in mentioned_agents(text) if pk != author.pk]
+    note = record_activity(
+        conversation, Activity.Kind.NOTE, actor=author, source=source, text=text, mentions=mentioned
+    )
+    Mention.objects.bulk_create(
+        Mention(note=note, conversation=conversation, agent_id=pk) for pk in mentioned
+    )
+    conversation.save(update_fields=["updated_at"])  # the change bus: open panes refresh
+    return note
 
 
 @dataclass(frozen=True)
@@ -334,6 +429,8 @@ def apply_event(
         target.status if target else None,
         status_before_flow=status_before_flow,
     )
+    if move.rule.closes_resolved:
+        _close_resolved(target, move, source=source, actor=actor, note=note)
     if move.opens_new:
         opened, change = _start_conversation(
             locked_contact, move, source=source, actor=actor, note=note
@@ -350,11 +447,53 @@ def conversation_close(
     *, conversation: Conversation | int, actor=None, source: str = Source.AGENT, note: str = ""
 ) -> Conversation:
     """Close (agent, admin, API): history from now on; tags lock; a running flow
-    run is cancelled (the flows app listens to ``hooks.status_changed``)."""
+    run is cancelled (the flows app listens to ``hooks.status_changed``).
+
+    With CSAT on and an agent having replied, it becomes Resolved instead and the
+    survey is sent through the conversation's channel (``hooks.message_sent``)."""
     conversation = lock_conversation(conversation)
-    move = resolve(Event.CLOSE, conversation.status, conversation.is_archived)
+    event = Event.CLOSE
+    if (
+        conversation.status in ONGOING
+        and inbox_settings().csat_enabled
+        and conversation.messages.filter(sender_kind=SenderKind.AGENT).exists()
+    ):
+        event = Event.CLOSE_WITH_SURVEY
+    move = resolve(event, conversation.status, conversation.is_archived)
     _change_status(conversation, move, source=source, actor=actor, note=note)
+    if move.target == Status.RESOLVED:
+        _send(conversation, inbox_settings().csat_question, sender_kind=SenderKind.SURVEY)
     return conversation
+
+
+def survey_rating(text: str) -> int | None:
+    """The rating a survey answer gives: a lone digit from 1 to 5 (a button's value,
+    or typed), else None."""
+    text = text.strip().rstrip(".!⭐ ")
+    return int(text) if len(text) == 1 and text in "12345" else None
+
+
+def survey_reply(conversation: Conversation, *, text: str, source: str) -> Message | None:
+    """A contact's message to its resolved (locked) conversation: a rating is stored
+    in it and closes it (returned); anything else closes it without a rating (None:
+    the caller opens a new conversation for the message)."""
+    rating = survey_rating(text)
+    if rating is None:
+        move = resolve(Event.CONTACT_WRITES, Status.RESOLVED)
+        _close_resolved(conversation, move, source=source, actor=None)
+        return None
+    message = Message.objects.create(
+        conversation=conversation,
+        direction=Direction.INBOUND,
+        sender_kind=SenderKind.CONTACT,
+        text=text,
+    )
+    conversation.rating = rating
+    fields = ["rating", *_touch(conversation, message, waiting=None, save=False)]
+    move = resolve(Event.SURVEY_ANSWER, Status.RESOLVED)
+    fields += _change_status(conversation, move, source=source, actor=None, save=False)[0]
+    conversation.save(update_fields=list(dict.fromkeys(fields)))
+    return message
 
 
 @retrying_atomic
@@ -386,7 +525,12 @@ ANY = object()
 
 @retrying_atomic
 def conversation_assign(
-    *, conversation: Conversation | int, assignee, actor=None, expected_assignee=ANY
+    *,
+    conversation: Conversation | int,
+    assignee,
+    actor=None,
+    expected_assignee=ANY,
+    source: str = Source.AGENT,
 ) -> Conversation:
     """Give the conversation to an agent (or to nobody with ``assignee=None``).
 
@@ -398,15 +542,25 @@ def conversation_assign(
         events.set_actor(actor)
     if expected_assignee is not ANY and conversation.assignee_id != expected_assignee:
         raise ChangedMeanwhile(_changed_by(conversation))
-    if conversation.is_closed:
+    if conversation.tags_locked:
         raise ConversationClosed(
-            "Cannot assign: the conversation is closed, and closed conversations are read-only."
+            f"Cannot assign: the conversation is {conversation.get_status_display().lower()}, "
+            "and such conversations are read-only."
         )
     if assignee is not None and not assignee.is_active:
         raise InvalidInput("Conversations can only be assigned to active agents.")
     if conversation.assignee_id != (assignee.pk if assignee else None):
+        before = conversation.assignee_id
         conversation.assignee = assignee
         conversation.save(update_fields=["assignee", "updated_at"])
+        record_activity(
+            conversation,
+            Activity.Kind.ASSIGNED,
+            actor=actor,
+            source=source,
+            to=conversation.assignee_id,
+            **{"from": before},
+        )
     return conversation
 
 
@@ -453,9 +607,10 @@ def tag_get_or_create(*, name: str, colour: str | None = None) -> Tag:
 
 def _locked_open_conversation(conversation: Conversation | int) -> Conversation:
     conversation = lock_conversation(conversation)
-    if conversation.is_closed:
+    if conversation.tags_locked:
         raise TagsLocked(
-            "Tags are locked: the conversation is closed, so its tags can no longer change."
+            f"Tags are locked: the conversation is {conversation.get_status_display().lower()}, "
+            "so its tags can no longer change."
         )
     return conversation
 
@@ -465,6 +620,8 @@ def conversation_tag_add(
     *,
     conversation: Conversation | int,
     tag: Tag | str,
+    actor=None,
+    source: str = Source.AGENT,
 ) -> Tag:
     """Add a tag (created on first use when given by name) to an open conversation."""
     conversation = _locked_open_conversation(conversation)
@@ -473,6 +630,9 @@ def conversation_tag_add(
     _, created = ConversationTag.objects.get_or_create(conversation=conversation, tag=tag)
     if created:
         conversation.save(update_fields=["updated_at"])  # the inbox's change marker
+        record_activity(
+            conversation, Activity.Kind.TAG_ADDED, actor=actor, source=source, tag=tag.name
+        )
     return tag
 
 
@@ -481,6 +641,8 @@ def conversation_tag_remove(
     *,
     conversation: Conversation | int,
     tag: Tag | str,
+    actor=None,
+    source: str = Source.AGENT,
 ) -> bool:
     """Remove a tag from an open conversation; returns whether it carried it."""
     conversation = _locked_open_conversation(conversation)
@@ -493,4 +655,32 @@ def conversation_tag_remove(
         return False
     link.delete()
     conversation.save(update_fields=["updated_at"])  # the inbox's change marker
+    record_activity(
+        conversation, Activity.Kind.TAG_REMOVED, actor=actor, source=source, tag=tag.name
+    )
     return True
+
+
+ATTRIBUTES_MAX = 50
+ATTRIBUTE_KEY_MAX = 50
+ATTRIBUTE_VALUE_MAX = 500
+
+
+@retrying_atomic
+def contact_update(*, contact: Contact | int, name: str, attributes: dict) -> Contact:
+    """Rename a contact and replace its attributes (text keys and values). Its open
+    conversation is touched, so the inboxes showing it refresh."""
+    name = clean_text(name, field="Name", max_length=200, required=False)
+    if not isinstance(attributes, dict) or len(attributes) > ATTRIBUTES_MAX:
+        raise InvalidInput(f"Attributes must be at most {ATTRIBUTES_MAX} keys and values.")
+    cleaned = {}
+    for key, value in attributes.items():
+        key = clean_text(key, field="An attribute's name", max_length=ATTRIBUTE_KEY_MAX)
+        cleaned[key] = clean_text(
+            value, field=f"“{key}”", max_length=ATTRIBUTE_VALUE_MAX, required=False
+        )
+    contact = lock_contact(contact)
+    contact.name, contact.attributes = name, cleaned
+    contact.save(update_fields=["name", "attributes"])
+    Conversation.objects.filter(contact=contact).open().update(updated_at=timezone.now())
+    return contact

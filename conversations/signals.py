@@ -25,7 +25,7 @@ from django.dispatch import receiver
 
 from .exceptions import IllegalTransition, TagsLocked
 from .models import Conversation, ConversationTag, Tag
-from .transitions import ALLOWED_EDGES, INITIAL_STATUSES, STATUS_LABELS, Status
+from .transitions import ALLOWED_EDGES, INITIAL_STATUSES, STATUS_LABELS, TAGS_LOCKED, Status
 
 
 def _label(status: str) -> str:
@@ -71,11 +71,11 @@ def refuse_tag_change_on_closed(sender, instance, action, reverse, model, pk_set
         return
     if not reverse:
         # instance is a Conversation; trust the database, not a stale instance.
-        if Conversation.objects.filter(pk=instance.pk, status=Status.CLOSED).exists():
+        if Conversation.objects.filter(pk=instance.pk, status__in=TAGS_LOCKED).exists():
             raise TagsLocked()
         return
     # instance is a Tag; pk_set holds conversation ids (None for clear).
-    closed = Conversation.objects.closed()
+    closed = Conversation.objects.filter(status__in=TAGS_LOCKED)
     if action == "pre_add":
         closed = closed.filter(pk__in=pk_set or ())
     elif action == "pre_remove":
@@ -92,19 +92,19 @@ def refuse_tag_change_on_closed(sender, instance, action, reverse, model, pk_set
 def refuse_link_on_closed(sender, instance: ConversationTag, raw: bool, **kwargs) -> None:
     if raw:
         return
-    if Conversation.objects.filter(pk=instance.conversation_id, status=Status.CLOSED).exists():
+    if Conversation.objects.filter(pk=instance.conversation_id, status__in=TAGS_LOCKED).exists():
         raise TagsLocked()
 
 
 @receiver(pre_delete, sender=ConversationTag)
 def refuse_unlink_on_closed(sender, instance: ConversationTag, **kwargs) -> None:
-    if Conversation.objects.filter(pk=instance.conversation_id, status=Status.CLOSED).exists():
+    if Conversation.objects.filter(pk=instance.conversation_id, status__in=TAGS_LOCKED).exists():
         raise TagsLocked()
 
 
 @receiver(pre_delete, sender=Tag)
 def refuse_deleting_locked_tag(sender, instance: Tag, **kwargs) -> None:
-    carried = Conversation.objects.closed().filter(tags=instance).count()
+    carried = Conversation.objects.filter(status__in=TAGS_LOCKED, tags=instance).count()
     if carried:
         raise TagsLocked(
             f"The tag “{instance.name}” is carried by {carried} closed "

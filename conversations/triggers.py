@@ -31,9 +31,9 @@ bench/seed does.
 
 import pgtrigger
 
-from .transitions import ALLOWED_EDGES, Status
+from .transitions import ALLOWED_EDGES, TAGS_LOCKED, Status
 
-# Statuses whose conversation is history (read-only, tags locked).
+# Statuses whose conversation is history (read-only, permanent).
 LOCKED_STATUSES: tuple[str, ...] = (str(Status.CLOSED),)
 
 
@@ -42,6 +42,8 @@ def _sql_list(values) -> str:
 
 
 _LOCKED = _sql_list(LOCKED_STATUSES)
+# Closed or resolved: tags lock (a resolved conversation still takes the survey's answer).
+_TAGS_LOCKED = _sql_list(TAGS_LOCKED)
 
 
 def _refuse(code: str, sentence: str, *args: str) -> str:
@@ -129,14 +131,16 @@ def conversation_counts() -> list[pgtrigger.Trigger]:
             when=pgtrigger.After,
             operation=pgtrigger.Insert
             | pgtrigger.Delete
-            | pgtrigger.UpdateOf("status", "archived_at"),
+            | pgtrigger.UpdateOf("status", "archived_at", "snoozed_until"),
             declare=[("before", "text"), ("after", "text")],
             func="""
                 IF TG_OP <> 'INSERT' THEN
-                    before := CASE WHEN OLD.archived_at IS NULL THEN OLD.status ELSE 'archived' END;
+                    before := CASE WHEN OLD.archived_at IS NOT NULL THEN 'archived'
+                        WHEN OLD.snoozed_until IS NOT NULL THEN 'snoozed' ELSE OLD.status END;
                 END IF;
                 IF TG_OP <> 'DELETE' THEN
-                    after := CASE WHEN NEW.archived_at IS NULL THEN NEW.status ELSE 'archived' END;
+                    after := CASE WHEN NEW.archived_at IS NOT NULL THEN 'archived'
+                        WHEN NEW.snoozed_until IS NOT NULL THEN 'snoozed' ELSE NEW.status END;
                 END IF;
                 IF before IS NOT DISTINCT FROM after THEN
                     RETURN NULL;
@@ -163,13 +167,28 @@ def conversation_counts() -> list[pgtrigger.Trigger]:
     ]
 
 
+def snooze_ends_on_close() -> pgtrigger.Trigger:
+    """A conversation that stops being open is no longer snoozed, whatever closes it
+    (services, bulk statements, raw SQL): only open conversations wait in Snoozed."""
+    return pgtrigger.Trigger(
+        name="snooze_ends_on_close",
+        when=pgtrigger.Before,
+        operation=pgtrigger.UpdateOf("status"),
+        condition=pgtrigger.Condition(
+            f"NEW.status IN ({_LOCKED}) AND NEW.snoozed_until IS NOT NULL"
+        ),
+        func="NEW.snoozed_until := NULL; RETURN NEW;",
+    )
+
+
 def tags_locked() -> pgtrigger.Trigger:
-    """The tag links of a closed conversation cannot be inserted, moved or deleted; so a
-    tag that a closed conversation carries cannot be deleted either."""
+    """The tag links of a closed or resolved conversation cannot be inserted, moved or
+    deleted; so a tag that such a conversation carries cannot be deleted either."""
     return _closed_guard(
         "tags_locked",
         operation=pgtrigger.Insert | pgtrigger.Update | pgtrigger.Delete,
-        refusal=_refuse("tags_locked", "the tags of a closed conversation are locked"),
+        refusal=_refuse("tags_locked", "the tags of a closed or resolved conversation are locked"),
+        statuses=_TAGS_LOCKED,
         lock=" FOR SHARE",
         note="\n            -- FOR SHARE waits for a close in flight, so a link cannot slip in"
         " beside it.",
@@ -205,7 +224,9 @@ def _history_of_closed(name: str, *, operation, what: str) -> pgtrigger.Trigger:
     return _closed_guard(name, operation=operation, refusal=refusal)
 
 
-def _closed_guard(name: str, *, operation, refusal: str, lock="", note="") -> pgtrigger.Trigger:
+def _closed_guard(
+    name: str, *, operation, refusal: str, statuses=_LOCKED, lock="", note=""
+) -> pgtrigger.Trigger:
     """Refuses ``operation`` on a row (old or new) of a closed conversation."""
     return pgtrigger.Trigger(
         name=name,
@@ -221,7 +242,7 @@ def _closed_guard(name: str, *, operation, refusal: str, lock="", note="") -> pg
                 ids := ARRAY[OLD.conversation_id, NEW.conversation_id];
             END IF;{note}
             PERFORM 1 FROM conversations_conversation
-                WHERE id = ANY (ids) AND status IN ({_LOCKED}){lock};
+                WHERE id = ANY (ids) AND status IN ({statuses}){lock};
             IF FOUND THEN
                 {refusal}
             END IF;

@@ -13,7 +13,20 @@ from .models import Broadcast, BroadcastDelivery, Flow, FlowRun, FlowStep
 class FlowStepInline(admin.TabularInline):
     model = FlowStep
     extra = 1
-    fields = ("position", "kind", "text", "attribute", "tag")
+    fields = (
+        "position",
+        "kind",
+        "text",
+        "attribute",
+        "expects",
+        "min_value",
+        "max_value",
+        "choices",
+        "tag",
+        "agent",
+        "template",
+        "template_params",
+    )
     ordering = ("position", "id")
 
 

@@ -113,14 +113,17 @@ def flow_start(request, flow_id: Id, payload: FlowStartIn):
 
 @router.post(
     "/broadcasts",
-    response={201: BroadcastOut, **ERRORS},
+    response={201: BroadcastOut, 403: ErrorOut, **ERRORS},
     summary="Start a broadcast: one flow for every contact of a segment",
     description=(
         "Runs in the background; follow it with `GET /broadcasts/{id}`. Contacts whose "
-        "conversation is ongoing are skipped unless `has_priority` is true."
+        "conversation is ongoing are skipped unless `has_priority` is true. The token's "
+        "user needs the broadcast permission (staff have it): else 403 "
+        "`broadcast_not_permitted`."
     ),
 )
 def broadcast_create(request, payload: BroadcastIn):
+    broadcasts.check_may_broadcast(request.auth)
     flow = _flow(payload.flow_id)
     broadcast = broadcasts.broadcast_create(
         flow=flow,

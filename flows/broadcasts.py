@@ -13,7 +13,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Count, Exists, F, OuterRef
+from django.dispatch import Signal
 from django.utils import timezone
 
 from conversations import bulk
@@ -28,7 +29,7 @@ from conversations.models import (
     Source,
     tag_key,
 )
-from conversations.transitions import STATUS_LABELS, Event, Status
+from conversations.transitions import ENGAGED, STATUS_LABELS, Event, Status
 
 from .engine import (
     ENDING_EVENTS,
@@ -39,6 +40,7 @@ from .engine import (
     flow_start,
     log_step,
     render_text,
+    step_template,
     steps_of,
 )
 from .models import (
@@ -58,6 +60,51 @@ from .models import (
 logger = logging.getLogger(__name__)
 
 BROADCAST_CHUNK_SIZE = 1000
+BROADCAST_PERMISSION = "flows.start_broadcast"
+
+
+class BroadcastNotPermitted(ParleyError):
+    code = "broadcast_not_permitted"
+    http_status = 403
+    default_detail = (
+        "Broadcasting needs the “Can start a broadcast to a segment” permission; "
+        "an admin can grant it to you."
+    )
+
+
+def may_broadcast(user) -> bool:
+    """Staff may broadcast; another user needs the permission (granted in the admin,
+    to them or to one of their groups)."""
+    return bool(user and user.is_active and (user.is_staff or user.has_perm(BROADCAST_PERMISSION)))
+
+
+def check_may_broadcast(user) -> None:
+    if not may_broadcast(user):
+        raise BroadcastNotPermitted()
+
+
+def skipped_conversations():
+    """The conversations whose contact a broadcast without priority skips: ongoing,
+    or resolved (its satisfaction survey is awaited)."""
+    return Conversation.objects.filter(status__in=ENGAGED)
+
+
+def broadcast_preview(*, segment: str, value: str = "", has_priority=False) -> tuple[int, int]:
+    """How many contacts the segment reaches, and how many of them would be skipped
+    (ongoing, or a survey awaited; none with priority): one aggregate query."""
+    segment, value = clean_segment(segment, value)
+    skipped = Exists(skipped_conversations().filter(contact=OuterRef("pk")))
+    counts = segment_contacts(segment=segment, value=value).aggregate(
+        total=Count("pk"), skipped=Count("pk", filter=skipped)
+    )
+    return counts["total"], 0 if has_priority else counts["skipped"]
+
+
+# Sent before a broadcast is created, so a channel can refuse it up front (WhatsApp:
+# contacts outside the 24-hour window need a template). kwargs: flow,
+# first_message_step (a FlowStep or None), contacts (the segment, a queryset).
+# A receiver refuses by raising a ParleyError.
+broadcast_requested = Signal()
 
 
 def segment_contacts(*, segment: str, value: str = ""):
@@ -92,7 +139,11 @@ def clean_segment(segment: str, value: str) -> tuple[str, str]:
     if segment == Segment.ALL:
         return segment, ""
     if not value:
-        raise InvalidInput(f"{Segment(segment).label} needs a value.")
+        raise InvalidInput(
+            {Segment.TAG: "Choose a tag.", Segment.CHANNEL: "Choose a channel."}.get(
+                segment, "Choose a status."
+            )
+        )
     if segment == Segment.STATUS and value not in STATUS_LABELS:
         raise InvalidInput(
             "Status must be one of: " + ", ".join(str(s) for s in STATUS_LABELS) + "."
@@ -123,6 +174,13 @@ def broadcast_create(
     if not flow.is_active:
         raise FlowInactive(f"The flow “{flow.name}” is inactive and cannot be broadcast.")
     segment, segment_value = clean_segment(segment, segment_value)
+    first = next((step for step in steps_of(flow) if step.sends_message), None)
+    broadcast_requested.send(
+        sender=Broadcast,
+        flow=flow,
+        first_message_step=first,
+        contacts=segment_contacts(segment=segment, value=segment_value),
+    )
     broadcast = Broadcast.objects.create(
         flow=flow,
         segment=segment,
@@ -187,18 +245,21 @@ def _deliver_many(broadcast: Broadcast, contact_ids: list[int]) -> list[Broadcas
     per step for the whole chunk); if that fails, roll it back and deliver contact
     by contact, so one contact's failure is recorded on its own row and the others
     still get the broadcast."""
-    try:
-        with transaction.atomic():
-            return _deliver_set(broadcast, contact_ids)
-    except Exception as exc:
-        if is_retryable(exc):  # a deadlock: the whole chunk runs again (retrying_atomic)
-            raise
-        logger.warning(
-            "Broadcast %s: the set-based delivery of %d contacts failed; delivering one by one",
-            broadcast.pk,
-            len(contact_ids),
-            exc_info=True,
-        )
+    # An assign step picks an agent per conversation (the least-loaded one changes
+    # as it goes): contact by contact.
+    if not any(step.kind == StepKind.ASSIGN for step in steps_of(broadcast.flow)):
+        try:
+            with transaction.atomic():
+                return _deliver_set(broadcast, contact_ids)
+        except Exception as exc:
+            if is_retryable(exc):  # a deadlock: the whole chunk runs again
+                raise
+            logger.warning(
+                "Broadcast %s: the set-based delivery of %d contacts failed; delivering one by one",
+                broadcast.pk,
+                len(contact_ids),
+                exc_info=True,
+            )
     contacts = Contact.objects.in_bulk(contact_ids)
     new_runs: list[FlowRun] = []  # inserted in bulk at the end
     rows = [
@@ -302,6 +363,7 @@ def _walk_steps(run: FlowRun, targets: list, *, common: dict, carried: list) -> 
                 [render_text(step.text, t.conversation) for t in targets],
                 sender_kind=SenderKind.BROADCAST,
                 defer=True,
+                templates=[step_template(step, t.conversation) for t in targets],
             )
             log_step(run, step)
             if step.kind == StepKind.ASK:
@@ -440,18 +502,20 @@ def broadcast_run_chunk(*, chunk_id: int) -> int:
     rows: list[BroadcastDelivery] = []
     ongoing: set[int] = set()
     if batch and not broadcast.has_priority:
-        # Classify the whole chunk in one query: ongoing contacts are skipped.
-        ongoing = set(
-            Conversation.objects.ongoing()
-            .filter(contact_id__in=batch)
-            .values_list("contact_id", flat=True)
+        # Classify the whole chunk in one query: ongoing contacts are skipped, and so
+        # are those whose satisfaction survey is awaited.
+        engaged = dict(
+            skipped_conversations().filter(contact_id__in=batch).values_list("contact_id", "status")
         )
+        ongoing = set(engaged)
         rows = [
             BroadcastDelivery(
                 broadcast=broadcast,
                 contact_id=contact_id,
                 outcome=DeliveryOutcome.SKIPPED,
-                reason="The conversation is ongoing.",
+                reason="Its satisfaction survey is awaited."
+                if engaged[contact_id] == Status.RESOLVED
+                else "The conversation is ongoing.",
             )
             for contact_id in sorted(ongoing)
         ]

@@ -16,11 +16,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from conversations import services as core
+from conversations.availability import least_loaded_agent
 from conversations.exceptions import ConversationOngoing, InvalidInput
 from conversations.locks import lock_conversation, retrying_atomic
 from conversations.models import Contact, Conversation, Direction, SenderKind, Source
+from conversations.reads import mark_unread
 from conversations.transitions import Event, Status, allowed
 
+from . import answers
 from .models import Broadcast, Flow, FlowRun, FlowStep, RunState, StepKind, Trigger
 
 logger = logging.getLogger(__name__)
@@ -38,6 +41,7 @@ ENDING_EVENTS: dict[str, Event] = {
 class Outcome:
     MARKED_IN_PROGRESS = "mark_in_progress"
     HANDED_OFF = "hand_off"
+    ASSIGNED = "assign"
     CLOSED = "close"
     COMPLETED = "completed"
     TAKEOVER = "takeover"
@@ -75,6 +79,14 @@ def render_text(text: str, conversation: Conversation) -> str:
         return values.get(match.group(1), match.group(0))
 
     return _PLACEHOLDER.sub(sub, text)
+
+
+def step_template(step: FlowStep, conversation: Conversation) -> dict | None:
+    """The channel template a message step names, its parameters filled in."""
+    if not step.template:
+        return None
+    params = [render_text(line.strip(), conversation) for line in step.template_params.splitlines()]
+    return {"name": step.template, "params": [p for p in params if p]}
 
 
 def steps_of(flow: Flow) -> list[FlowStep]:
@@ -139,6 +151,7 @@ def _advance(run: FlowRun, conversation: Conversation, *, new_runs: list | None 
                 conversation=conversation,
                 text=render_text(step.text, conversation),
                 sender_kind=sender_kind,
+                template=step_template(step, conversation),
             )
             log_step(run, step)
             if step.kind == StepKind.ASK:
@@ -146,7 +159,7 @@ def _advance(run: FlowRun, conversation: Conversation, *, new_runs: list | None 
                 return _save(run, new_runs)
         elif step.kind == StepKind.ADD_TAG:
             if step.tag_id is not None:
-                core.conversation_tag_add(conversation=conversation, tag=step.tag)
+                core.conversation_tag_add(conversation=conversation, tag=step.tag, source=source)
             log_step(run, step, step.tag.name if step.tag_id else "no tag: skipped")
         elif step.kind in ENDING_EVENTS:
             core.apply_event(
@@ -155,6 +168,12 @@ def _advance(run: FlowRun, conversation: Conversation, *, new_runs: list | None 
             log_step(run, step)
             run.cursor += 1
             end_run(run, state=RunState.FINISHED, outcome=ENDING_OUTCOMES[step.kind])
+            return _save(run, new_runs)
+        elif step.kind == StepKind.ASSIGN:
+            outcome, detail = _assign(step, conversation, source=source, note=note)
+            log_step(run, step, detail)
+            run.cursor += 1
+            end_run(run, state=RunState.FINISHED, outcome=outcome, detail=detail)
             return _save(run, new_runs)
         run.cursor += 1
     core.apply_event(
@@ -166,6 +185,26 @@ def _advance(run: FlowRun, conversation: Conversation, *, new_runs: list | None 
     )
     end_run(run, state=RunState.FINISHED, outcome=Outcome.COMPLETED)
     return _save(run, new_runs)
+
+
+def _assign(step: FlowStep, conversation: Conversation, *, source: str, note: str):
+    """The *assign* step: to the step's agent, or to the least-loaded available one,
+    In progress and unread for them; with nobody available, handed off to the queue
+    (New, unassigned), saying why. Returns the run's outcome and detail."""
+    agent = step.agent if step.agent_id and step.agent.is_active else least_loaded_agent()
+    if agent is None:
+        why = "No agent is available (everyone is away): handed off to the queue."
+        core.apply_event(
+            event=Event.FLOW_HAND_OFF,
+            source=source,
+            conversation=conversation,
+            note=f"{note}. {why}",
+        )
+        return Outcome.HANDED_OFF, why
+    core.apply_event(event=Event.FLOW_ASSIGN, source=source, conversation=conversation, note=note)
+    core.conversation_assign(conversation=conversation.pk, assignee=agent)
+    mark_unread([conversation.pk], agent_id=agent.pk)
+    return Outcome.ASSIGNED, f"Assigned to {agent.get_full_name() or agent.get_username()}"
 
 
 @retrying_atomic
@@ -263,20 +302,20 @@ def flow_resume(*, run: FlowRun, text: str) -> FlowRun:
     steps = steps_of(run.flow)
     if run.cursor < len(steps) and steps[run.cursor].kind == StepKind.ASK:
         step = steps[run.cursor]
-        contact.attributes = {
-            **(contact.attributes or {}),
-            step.attribute: text[:ATTRIBUTE_VALUE_MAX_LENGTH],
-        }
+        value, ask_again = answers.accept(step, text[:ATTRIBUTE_VALUE_MAX_LENGTH])
+        entry = {"position": step.position, "kind": "reply", "at": timezone.now().isoformat()}
+        if value is None:
+            core.message_send_automated(
+                conversation=conversation,
+                text=ask_again,
+                sender_kind=SenderKind.BROADCAST if run.broadcast_id else SenderKind.FLOW,
+            )
+            run.log = [*run.log, entry | {"detail": f"not accepted: {text[:120]}"}]
+            run.save(update_fields=["log"])
+            return run
+        contact.attributes = {**(contact.attributes or {}), step.attribute: value}
         contact.save(update_fields=["attributes"])
-        run.log = [
-            *run.log,
-            {
-                "position": step.position,
-                "kind": "reply",
-                "at": timezone.now().isoformat(),
-                "detail": f"{step.attribute} = {text[:150]}",
-            },
-        ]
+        run.log = [*run.log, entry | {"detail": f"{step.attribute} = {str(value)[:150]}"}]
     run.cursor += 1
     run.state = RunState.RUNNING
     conversation.contact = contact
@@ -326,10 +365,15 @@ def handle_inbound(*, message, conversation: Conversation) -> FlowRun | None:
         flow = keyword_flow(message.text)
         if flow is None:
             return None
+        before = _status_before_message(conversation)
+        # §3: only the message that starts a conversation (or the first from Not
+        # contacted) starts a flow; a contact already waiting for an agent stays queued.
+        if before == Status.NEW:
+            return None
         return flow_start(
             flow=flow,
             contact=conversation.contact_id,
             trigger=Trigger.KEYWORD,
             keyword=True,
-            status_before_flow=_status_before_message(conversation) or "",
+            status_before_flow=before or "",
         )

@@ -13,7 +13,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from conversations.models import Contact, Conversation, Tag
-from conversations.transitions import STATUS_CHOICES
+from conversations.transitions import STATUS_CHOICES, STATUS_LABELS, Status
 
 KEYWORD_MAX_LENGTH = 50
 
@@ -58,7 +58,15 @@ class StepKind(models.TextChoices):
     ADD_TAG = "add_tag", "Add tag"
     MARK_IN_PROGRESS = "mark_in_progress", "Mark in progress (ends the run)"
     HAND_OFF = "hand_off", "Hand off to an agent (ends the run)"
+    ASSIGN = "assign", "Assign to an agent (ends the run)"
     CLOSE = "close", "Close (ends the run)"
+
+
+class Expect(models.TextChoices):
+    TEXT = "text", "Any text"
+    NAME = "name", "A name (“My name is Eve” gives Eve)"
+    NUMBER = "number", "A whole number in a range"
+    CHOICE = "choice", "One of some choices"
 
 
 class FlowStep(models.Model):
@@ -77,6 +85,41 @@ class FlowStep(models.Model):
     tag = models.ForeignKey(
         Tag, on_delete=models.PROTECT, null=True, blank=True, related_name="flow_steps"
     )
+    expects = models.CharField(
+        max_length=10,
+        choices=Expect.choices,
+        default=Expect.TEXT,
+        blank=True,  # a form that leaves it out means any text
+        help_text="Ask: what the reply must be; a reply that does not fit is asked again.",
+    )
+    min_value = models.IntegerField(null=True, blank=True, help_text="Ask a number: the lowest.")
+    max_value = models.IntegerField(null=True, blank=True, help_text="Ask a number: the highest.")
+    choices = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Ask one of some choices: the answers accepted, comma-separated (any case).",
+    )
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Assign: this agent; empty = the least-loaded available agent.",
+    )
+    template = models.CharField(
+        max_length=512,
+        blank=True,
+        help_text=(
+            "Send message, ask: on WhatsApp, send this approved template instead of the text "
+            "(needed outside WhatsApp's 24-hour window, e.g. a broadcast's first message)."
+        ),
+    )
+    template_params = models.TextField(
+        blank=True,
+        help_text="The template's parameters {{1}}, {{2}}…, one per line; {name} and "
+        "{attribute} are filled in.",
+    )
 
     class Meta:
         ordering = ["flow", "position", "id"]
@@ -87,7 +130,12 @@ class FlowStep(models.Model):
     def __str__(self) -> str:
         return f"{self.position}. {self.get_kind_display()}"
 
+    @property
+    def sends_message(self) -> bool:
+        return self.kind in (StepKind.SEND_MESSAGE, StepKind.ASK)
+
     def clean(self) -> None:
+        self.expects = self.expects or Expect.TEXT
         errors = {}
         if self.kind in (StepKind.SEND_MESSAGE, StepKind.ASK) and not self.text.strip():
             errors["text"] = "This step sends a message: write its text."
@@ -95,8 +143,29 @@ class FlowStep(models.Model):
             errors["attribute"] = "Name the contact attribute that stores the reply."
         if self.kind == StepKind.ADD_TAG and self.tag_id is None:
             errors["tag"] = "Choose the tag to add."
+        if self.kind == StepKind.ASK:
+            errors |= self._expectation_errors()
+        if self.agent_id is not None and self.kind != StepKind.ASSIGN:
+            errors["agent"] = "Only an assign step names an agent."
+        elif self.agent_id is not None and not self.agent.is_active:
+            errors["agent"] = "This agent's account is inactive; choose an active agent."
         if errors:
             raise ValidationError(errors)
+
+    def _expectation_errors(self) -> dict:
+        errors = {}
+        if self.expects == Expect.NUMBER:
+            if self.min_value is None or self.max_value is None:
+                errors["max_value"] = "Give the lowest and the highest number accepted."
+            elif self.min_value > self.max_value:
+                errors["max_value"] = "The highest number is below the lowest."
+        if self.expects == Expect.CHOICE and len(self.choice_list) < 2:
+            errors["choices"] = "Give at least two answers, separated by commas."
+        return errors
+
+    @property
+    def choice_list(self) -> list[str]:
+        return [c.strip() for c in self.choices.split(",") if c.strip()]
 
 
 class RunState(models.TextChoices):
@@ -167,10 +236,24 @@ class FlowRun(models.Model):
 
 
 class Segment(models.TextChoices):
-    ALL = "all", "All contacts"
-    TAG = "tag", "By tag"
-    CHANNEL = "channel", "By channel"
-    STATUS = "status", "By status of the current conversation"
+    ALL = "all", "Everyone"
+    TAG = "tag", "Tagged …"
+    CHANNEL = "channel", "On channel …"
+    STATUS = "status", "Whose conversation is …"
+
+
+def segment_label(segment: str, value: str) -> str:
+    """A segment in words: "Everyone", "Tagged “vip”", "On channel web", "Whose
+    conversation is In progress" (Closed: no open conversation)."""
+    if segment == Segment.TAG:
+        return f"Tagged “{value}”"
+    if segment == Segment.CHANNEL:
+        return f"On channel {value}"
+    if segment == Segment.STATUS:
+        if value == Status.CLOSED:
+            return "Whose conversation is closed (none open)"
+        return f"Whose conversation is {STATUS_LABELS.get(value, value)}"
+    return "Everyone"
 
 
 class BroadcastState(models.TextChoices):
@@ -203,6 +286,8 @@ class Broadcast(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # Staff have it without a grant (PRODUCT.md §10; flows.broadcasts.may_broadcast).
+        permissions = [("start_broadcast", "Can start a broadcast to a segment")]
 
     def __str__(self) -> str:
         return f"Broadcast #{self.pk}: {self.flow}"
@@ -225,9 +310,7 @@ class Broadcast(models.Model):
 
     @property
     def segment_label(self) -> str:
-        if self.segment == Segment.ALL:
-            return "All contacts"
-        return f"{self.get_segment_display()}: {self.segment_value}"
+        return segment_label(self.segment, self.segment_value)
 
 
 class BroadcastChunkQuerySet(models.QuerySet):

@@ -8,16 +8,17 @@ message in a 200 fragment (htmx does not swap 4xx), never a 500.
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import trigger_client_event
 
-from conversations.exceptions import ParleyError
+from conversations.exceptions import ConversationOngoing, ParleyError
 from conversations.models import Conversation
 
 from . import broadcasts, engine, selectors
 from .decorators import agent_required
 from .forms import BroadcastForm, StartFlowForm
-from .models import Broadcast, Trigger
+from .models import Broadcast, Trigger, segment_label
 
 CHANGED = "conversationChanged"
 
@@ -52,14 +53,24 @@ def start_flow(request, conversation_id: int):
                     trigger=Trigger.AGENT,
                     actor=request.user,
                 )
+            except ConversationOngoing as exc:
+                notice, level = _ongoing_elsewhere(conversation) or exc.detail, "error"
             except ParleyError as exc:
                 notice, level = exc.detail, "error"
             else:
                 run.conversation.refresh_from_db(fields=["status"])
-                notice = f"Flow “{flow.name}” started"
+                status = run.conversation.get_status_display()
                 if run.conversation_id != conversation.pk:
-                    notice += f" on a new conversation (#{run.conversation_id})"
-                notice += f"; the conversation is now {run.conversation.get_status_display()}."
+                    notice = format_html(
+                        "Flow “{}” started on a new conversation, "
+                        '<a href="{}">#{}</a>; it is now {}.',
+                        flow.name,
+                        reverse("inbox:pane", args=[run.conversation_id]),
+                        run.conversation_id,
+                        status,
+                    )
+                else:
+                    notice = f"Flow “{flow.name}” started; the conversation is now {status}."
                 level = "success"
                 conversation.refresh_from_db()
         # With htmx from the pane: the pane re-renders itself on conversationChanged
@@ -90,28 +101,81 @@ def start_flow(request, conversation_id: int):
     return render(request, "flows/start_flow_page.html", context)
 
 
+def _ongoing_elsewhere(conversation: Conversation):
+    """A flow refused on a closed conversation because the contact has another one
+    ongoing: say so, with a link to that one."""
+    if not conversation.is_closed:
+        return None
+    current = conversation.contact.conversations.open().first()
+    if current is None:
+        return None
+    return format_html(
+        "This conversation is closed, so the flow would start on {}’s current "
+        'conversation, <a href="{}">#{}</a>, which is {}: a flow can only interrupt it '
+        "when started with priority.",
+        conversation.contact.display_name,
+        reverse("inbox:pane", args=[current.pk]),
+        current.pk,
+        current.get_status_display().lower(),
+    )
+
+
 @agent_required
 @require_GET
 def index(request):
     """``/flows/``: the flows, the recent broadcasts and the form for a new one."""
-    return render(request, "flows/index.html", _index_context(BroadcastForm()))
+    return render(request, "flows/index.html", _index_context(request, BroadcastForm()))
 
 
-def _index_context(form, notice: str = "") -> dict:
+def _index_context(request, form, notice: str = "") -> dict:
     return {
         "flows": list(selectors.flow_overview()),
         "broadcasts": list(selectors.recent_broadcasts()),
         "form": form,
         "notice": notice,
+        "may_broadcast": broadcasts.may_broadcast(request.user),
+        "not_permitted": broadcasts.BroadcastNotPermitted.default_detail,
     }
+
+
+@agent_required
+@require_GET
+def broadcast_preview(request):
+    """The new-broadcast form's count (htmx, on every change of the form): how many
+    contacts the segment reaches and how many would be skipped as ongoing."""
+    form = BroadcastForm(request.GET)
+    form.is_valid()
+    data = form.cleaned_data
+    context = {"has_priority": data.get("has_priority", False)}
+    try:
+        for name in ("segment", "tag", "channel", "status"):
+            if form.has_error(name):
+                raise ParleyError(form.errors[name][0])
+        reach, skipped = broadcasts.broadcast_preview(
+            segment=data["segment"],
+            value=form.segment_value(),
+            has_priority=context["has_priority"],
+        )
+    except ParleyError as exc:
+        context["error"] = exc.detail
+    else:
+        label = segment_label(data["segment"], form.segment_value())
+        context |= {"reach": reach, "skipped": skipped, "sent": reach - skipped, "label": label}
+    return render(request, "flows/index.html#broadcast-preview", context)
 
 
 @agent_required
 @require_POST
 def broadcast_create(request):
+    if not broadcasts.may_broadcast(request.user):
+        notice = broadcasts.BroadcastNotPermitted.default_detail
+        context = _index_context(request, BroadcastForm(), notice)
+        return render(request, "flows/index.html", context, status=403)
     form = BroadcastForm(request.POST)
     if not form.is_valid():
-        return render(request, "flows/index.html", _index_context(form, _first_error(form)))
+        return render(
+            request, "flows/index.html", _index_context(request, form, _first_error(form))
+        )
     try:
         broadcast = broadcasts.broadcast_create(
             flow=form.cleaned_data["flow"],
@@ -121,7 +185,7 @@ def broadcast_create(request):
             actor=request.user,
         )
     except ParleyError as exc:
-        return render(request, "flows/index.html", _index_context(form, exc.detail))
+        return render(request, "flows/index.html", _index_context(request, form, exc.detail))
     messages.success(request, f"Broadcast #{broadcast.pk} queued for {broadcast.total} contacts.")
     return redirect("flows:broadcast", pk=broadcast.pk)
 

@@ -52,6 +52,7 @@ class FlowChoice(NamedTuple):
 
 
 _agents = Memo(seconds=SECONDS, watch=["auth.User"], size=1)
+_usernames = Memo(seconds=SECONDS, watch=["auth.User"], size=1)
 _tags = Memo(seconds=SECONDS, watch=[Tag], size=1)
 _channels = Memo(seconds=SECONDS, watch=[Contact], size=1)
 _flows = Memo(seconds=SECONDS, watch=["flows.Flow"], size=1)
@@ -78,6 +79,17 @@ def _load_flows() -> tuple[FlowChoice, ...]:
 def agents() -> tuple[tuple[int, str], ...]:
     """The active agents as (id, label), by first name (the label as ``agent_label``)."""
     return _agents.get(None, _load_agents)
+
+
+def mention_agents() -> tuple[dict, ...]:
+    """The active agents as ``{"username", "name"}``, for the notes' @ suggestions."""
+
+    def load():
+        users = get_user_model().objects.filter(is_active=True).order_by("username")
+        rows = users.values_list("username", "first_name", "last_name")
+        return tuple({"username": u, "name": name_label(f, la, u)} for u, f, la in rows)
+
+    return _usernames.get(None, load)
 
 
 def tags() -> Tags:
@@ -147,6 +159,7 @@ def channels_knowing(channel: str | None) -> tuple[str, ...]:
 def forget() -> None:
     """Forget every choice (tests: their rows roll back without a signal)."""
     _agents.forget()
+    _usernames.forget()
     _tags.forget()
     _channels.forget()
     _flows.forget()

@@ -18,7 +18,19 @@ from django.utils import timezone
 from django.utils.dates import MONTHS_3
 from markupsafe import Markup
 
-from conversations.models import Conversation, SenderKind, Source, StatusChange
+from connectors.models import DeliveryStatus
+from connectors.whatsapp.models import Receipt
+from conversations import hooks
+from conversations.activity import MENTION
+from conversations.models import (
+    Activity,
+    Conversation,
+    Message,
+    SenderKind,
+    Source,
+    StatusChange,
+    contact_label,
+)
 from conversations.reads import UNREAD_CAP
 from conversations.transitions import STATUS_LABELS
 
@@ -159,7 +171,7 @@ def list_rows(rows: list[ListRow], list_suffix: str, tags_by_id: dict) -> Markup
             RowView(
                 pk=row.pk,
                 url=f"{pane_url(row.pk)}{list_suffix}",
-                name=row.contact_name or row.external_id,
+                name=contact_label(row.contact_name, row.external_id, row.channel, row.contact_id),
                 iso=iso,
                 title=title,
                 ago=clock.ago(row.last_activity_at),
@@ -185,6 +197,7 @@ def list_rows(rows: list[ListRow], list_suffix: str, tags_by_id: dict) -> Markup
 
 EVENT_LABELS = dict(StatusChange._meta.get_field("event").flatchoices)
 SOURCE_LABELS = dict(Source.choices)
+ACTIVITY_LABELS = dict(Activity.Kind.choices)
 
 
 def _sender(message: MessageRow, contact_name: str, labels: dict[int, str]) -> str:
@@ -192,7 +205,7 @@ def _sender(message: MessageRow, contact_name: str, labels: dict[int, str]) -> s
         return contact_name
     if message.sender_kind == SenderKind.AGENT:
         return labels.get(message.author_id, "An agent")
-    return "Flow" if message.sender_kind == SenderKind.FLOW else "Broadcast"
+    return SenderKind(message.sender_kind).label
 
 
 def _actor(change: ChangeRow, labels: dict[int, str]) -> str:
@@ -211,6 +224,35 @@ class MessageView(NamedTuple):
     when: str
     text: str  # markup: escaped, line breaks as <br> (Django's linebreaksbr)
     message: bool = True
+    activity: bool = False
+    ticks: str = ""  # the delivery state, short ("✓✓") …
+    state: str = ""  # … and in words, with its error
+    media_url: str = ""
+    media_image: bool = False
+
+
+RECEIPT_TICKS = {
+    Receipt.SENT: ("✓", "Sent"),
+    Receipt.DELIVERED: ("✓✓", "Delivered"),
+    Receipt.READ: ("✓✓", "Read"),
+}
+DELIVERY_STATES = {
+    DeliveryStatus.PENDING: ("…", "Sending"),
+    DeliveryStatus.HELD: ("…", "Held: the channel is paused"),
+    DeliveryStatus.FAILED: ("!", "Not sent"),
+}
+
+
+def _delivery(m: MessageRow) -> tuple[str, str]:
+    """The ticks and words for an outbound message's delivery ("" when none)."""
+    if m.receipt == Receipt.FAILED:
+        return "!", f"Failed: {m.receipt_error or 'WhatsApp could not deliver it.'}"
+    if m.receipt in RECEIPT_TICKS:
+        return RECEIPT_TICKS[m.receipt]
+    if m.delivery_status in DELIVERY_STATES:
+        ticks, words = DELIVERY_STATES[m.delivery_status]
+        return ticks, f"{words}: {m.delivery_error}" if m.delivery_error else words
+    return "", ""
 
 
 class EventView(NamedTuple):
@@ -222,30 +264,98 @@ class EventView(NamedTuple):
     iso: str
     when: str
     message: bool = False
+    activity: bool = False
 
 
-def thread_html(thread, contact_name: str, earlier_url: str) -> Markup:
+class ActivityView(NamedTuple):
+    """An assignment change, a tag added or removed, or a private note (``text``)."""
+
+    kind: str
+    label: str
+    detail: str
+    actor: str
+    iso: str
+    when: str
+    text: Markup | str = ""
+    message: bool = False
+    activity: bool = True
+
+
+def note_html(text: str) -> Markup:
+    """A note's text: escaped, line breaks kept, ``@name`` mentions marked."""
+    html = linebreaksbr(text, autoescape=True)
+    return Markup(MENTION.sub(r'<span class="mention">@\1</span>', html))  # noqa: S704
+
+
+def _activity_view(item, labels: dict[int, str], clock: Clock) -> ActivityView:
+    data = item.data or {}
+    actor = labels.get(item.actor_id) if item.actor_id else None
+    actor = actor or (
+        "the contact"
+        if item.source == Source.CONTACT
+        else SOURCE_LABELS.get(item.source, item.source)
+    )
+    if item.kind == Activity.Kind.ASSIGNED:
+
+        def who(pk):
+            return labels.get(pk, "an agent") if pk else "nobody"
+
+        detail = f"{who(data.get('from'))} → {who(data.get('to'))}"
+    else:
+        detail = str(data.get("tag", ""))
+    iso, when = clock.short(item.created_at)
+    is_note = item.kind == Activity.Kind.NOTE
+    return ActivityView(
+        kind=item.kind,
+        label="Private note" if is_note else ACTIVITY_LABELS.get(item.kind, item.kind),
+        detail="" if is_note else detail,
+        actor=actor,
+        iso=iso,
+        when=when,
+        text=note_html(str(data.get("text", ""))) if is_note else "",
+    )
+
+
+def thread_html(thread, contact_name: str, earlier_url: str, channel: str = "") -> Markup:
     """The thread's entries (``inbox/thread.html``, Jinja2), oldest first, with the
-    "Show earlier messages" link when there are older ones."""
+    "Show earlier messages" link when there are older ones; messages whose channel
+    shows them its own way (``hooks.message_bodies``) with that markup."""
     clock = Clock()
+    bodies = {}
+    message_ids = [entry.item.pk for entry in thread.entries if entry.kind == "message"]
+    if message_ids:
+        for _, shown in hooks.message_bodies.send(
+            sender=Message, channel=channel, message_ids=message_ids
+        ):
+            bodies.update(shown)
     people = [
         entry.item.author_id if entry.kind == "message" else entry.item.actor_id
         for entry in thread.entries
     ]
+    for entry in thread.entries:
+        if entry.kind == "activity" and entry.item.kind == Activity.Kind.ASSIGNED:
+            people += [entry.item.data.get("from"), entry.item.data.get("to")]
     labels = user_labels(pk for pk in people if pk is not None)
     views = []
     for entry in thread.entries:
-        if entry.kind == "message":
+        if entry.kind == "activity":
+            views.append(_activity_view(entry.item, labels, clock))
+        elif entry.kind == "message":
             m = entry.item
             iso, when = clock.short(m.created_at)
+            ticks, state = _delivery(m)
             views.append(
                 MessageView(
+                    ticks=ticks,
+                    state=state,
+                    media_url=reverse("whatsapp:media", args=[m.media_id]) if m.media_id else "",
+                    media_image=bool(m.media_type and m.media_type.startswith("image/")),
                     direction=m.direction,
                     sender_kind=m.sender_kind,
                     author=_sender(m, contact_name, labels),
                     iso=iso,
                     when=when,
-                    text=linebreaksbr(m.text, autoescape=True),
+                    text=bodies.get(m.pk) or linebreaksbr(m.text, autoescape=True),
                 )
             )
         else:

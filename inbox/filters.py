@@ -16,11 +16,12 @@ from django.utils import timezone
 from django.utils.safestring import mark_safe
 
 from conversations.models import Contact, ConversationTag, Message
-from conversations.transitions import STATUS_CHOICES
+from conversations.transitions import OPEN, STATUS_CHOICES, Status
 
 from . import choices
 
 ARCHIVED_CHOICES = [("no", "Not archived"), ("yes", "Archived only"), ("any", "Any")]
+SNOOZED_CHOICES = [("no", "Not snoozed"), ("yes", "Snoozed only"), ("any", "Any")]
 SORT_ACTIVITY = "activity"
 SORT_WAITING = "waiting"
 SORT_CHOICES = [(SORT_ACTIVITY, "Last activity"), (SORT_WAITING, "Longest waiting")]
@@ -31,14 +32,22 @@ SEARCH_RARE_LIMIT = 200
 SEARCH_CONTACTS_LISTED = 5000
 ASSIGNEE_ME = "me"
 ASSIGNEE_NONE = "none"
+# The default view is what needs the agent: open conversations assigned to them or
+# to nobody. A URL choosing a status, the archive or an assignee chooses among all.
+VIEW_NEEDS_ME = "needs_me"
+VIEW_ALL = "all"
+VIEW_CHOICES = [(VIEW_NEEDS_ME, "Needs me (open: mine or unassigned)"), (VIEW_ALL, "All")]
+NOT_OPEN = [str(status) for status in Status if status not in OPEN]
 
 # Values the inbox assumes when a parameter is missing; they are left out of URLs.
-DEFAULTS = {"archived": "no", "sort": SORT_ACTIVITY}
+DEFAULTS = {"archived": "no", "snoozed": "no", "sort": SORT_ACTIVITY}
 # Every parameter the filter form understands, in the order URLs spell them.
 FILTER_PARAMS = (
+    "view",
     "q",
     "status",
     "archived",
+    "snoozed",
     "assignee",
     "tag",
     "channel",
@@ -46,6 +55,13 @@ FILTER_PARAMS = (
     "active_to",
     "sort",
 )
+
+
+def implied_view(params) -> str:
+    """The view of a URL without ``view``."""
+    archived = params.get("archived") or DEFAULTS["archived"]
+    chooses = params.getlist("status") or archived != DEFAULTS["archived"] or params.get("assignee")
+    return VIEW_ALL if chooses else VIEW_NEEDS_ME
 
 
 def agent_label(user) -> str:
@@ -184,11 +200,20 @@ def start_of_day(day: date) -> datetime | None:
 
 
 class ConversationFilter(django_filters.FilterSet):
+    view = django_filters.ChoiceFilter(
+        label="View",
+        choices=VIEW_CHOICES,
+        method="filter_view",
+        empty_label=None,
+        widget=FastSelect,
+    )
     q = django_filters.CharFilter(
         label="Search",
         method="filter_text",
         max_length=200,
-        widget=SearchInput(attrs={"type": "search", "placeholder": "Search name or message text…"}),
+        widget=SearchInput(
+            attrs={"type": "search", "placeholder": "Search name, phone or message text…"}
+        ),
     )
     status = django_filters.MultipleChoiceFilter(
         label="Status",
@@ -200,6 +225,13 @@ class ConversationFilter(django_filters.FilterSet):
         label="Archived",
         choices=ARCHIVED_CHOICES,
         method="filter_archived",
+        empty_label=None,
+        widget=FastSelect,
+    )
+    snoozed = django_filters.ChoiceFilter(
+        label="Snoozed",
+        choices=SNOOZED_CHOICES,
+        method="filter_snoozed",
         empty_label=None,
         widget=FastSelect,
     )
@@ -241,6 +273,8 @@ class ConversationFilter(django_filters.FilterSet):
     def __init__(self, data=None, *args, **kwargs):
         if data is not None:
             data = data.copy()
+            if not data.get("view"):
+                data["view"] = implied_view(data)
             for key, default in DEFAULTS.items():
                 if not data.get(key):
                     data[key] = default
@@ -288,7 +322,7 @@ class ConversationFilter(django_filters.FilterSet):
         # messages come from the trigram indexes, and the conversations are fetched by
         # key. A common term: walk the conversations newest first and probe each one's
         # messages (Exists, so many matches are still one row); the page fills fast.
-        contacts = Contact.objects.filter(Q(name__icontains=value) | Q(external_id__iexact=value))
+        contacts = Contact.objects.matching(value)
         messages = Message.objects.filter(text__icontains=value).order_by()
         listed = max(SEARCH_CONTACTS_LISTED, SEARCH_RARE_LIMIT)
         contact_ids = list(contacts.values_list("pk", flat=True)[: listed + 1])
@@ -314,12 +348,30 @@ class ConversationFilter(django_filters.FilterSet):
             by_message = Q(pk__in=set(found))
         return queryset.filter(by_contact | by_message)
 
+    def filter_view(self, queryset, name, value):
+        user = getattr(self.request, "user", None)
+        if value != VIEW_NEEDS_ME or user is None or not user.is_authenticated:
+            return queryset  # no agent (a FilterSet used without a request): all
+        # The condition of the index conv_open_activity: its walk, newest first.
+        return (
+            queryset.filter(archived_at__isnull=True)
+            .exclude(status__in=NOT_OPEN)
+            .filter(Q(assignee=user) | Q(assignee__isnull=True))
+        )
+
     def filter_archived(self, queryset, name, value):
         if value == "yes":
             return queryset.archived()
         if value == "any":
             return queryset
         return queryset.not_archived()
+
+    def filter_snoozed(self, queryset, name, value):
+        if value == "yes":
+            return queryset.snoozed()
+        if value == "any":
+            return queryset
+        return queryset.not_snoozed()
 
     def filter_assignee(self, queryset, name, value):
         if value == ASSIGNEE_ME:

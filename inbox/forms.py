@@ -91,3 +91,42 @@ class BulkActionForm(forms.Form):
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
+
+
+class ContactForm(forms.Form):
+    """A contact's name and its attributes as rows of (name, value) inputs
+    (``attr_key`` and ``attr_value``, repeated); a row left empty is dropped."""
+
+    BLANK_ROWS = 2
+    name = forms.CharField(required=False, max_length=200, label="Name")
+
+    def __init__(self, data=None, *, contact):
+        initial_rows = [
+            (k, v if isinstance(v, str) else str(v)) for k, v in contact.attributes.items()
+        ]
+        if data is None:
+            self.rows = initial_rows
+        else:
+            keys, values = data.getlist("attr_key"), data.getlist("attr_value")
+            self.rows = list(zip(keys, values + [""] * (len(keys) - len(values)), strict=False))
+        super().__init__(data, initial={"name": contact.name})
+
+    def row_fields(self) -> list[tuple[int, str, str]]:
+        """The rows to draw: the attributes, then blank rows to add new ones."""
+        rows = [*self.rows, *[("", "")] * self.BLANK_ROWS]
+        return [(n, key, value) for n, (key, value) in enumerate(rows, start=1)]
+
+    def clean(self):
+        cleaned = super().clean()
+        attributes = {}
+        for key, value in self.rows:
+            key, value = key.strip(), value.strip()
+            if not key and not value:
+                continue
+            if not key:
+                raise forms.ValidationError(f"The value “{value[:40]}” needs a name.")
+            if key in attributes:
+                raise forms.ValidationError(f"“{key}” is there twice; keep one.")
+            attributes[key] = value
+        cleaned["attributes"] = attributes
+        return cleaned

@@ -14,14 +14,21 @@ from typing import NamedTuple
 from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
-from django.db.models import Exists, F, Max, OuterRef, Q, Value
+from django.db.models import Case, Exists, F, Max, OuterRef, Q, Value, When
 from django.db.models.expressions import RawSQL
 from django.http import QueryDict
 
-from conversations.models import Conversation, ConversationTag, Message, StatusChange
+from conversations.models import (
+    Activity,
+    Contact,
+    Conversation,
+    ConversationTag,
+    Message,
+    StatusChange,
+)
 from conversations.reads import unread_column
 from conversations.selectors import status_counts
-from conversations.transitions import Status
+from conversations.transitions import OPEN, Status
 
 from . import choices
 from .filters import (
@@ -29,7 +36,10 @@ from .filters import (
     FILTER_PARAMS,
     SORT_ACTIVITY,
     SORT_WAITING,
+    VIEW_ALL,
+    VIEW_NEEDS_ME,
     ConversationFilter,
+    implied_view,
 )
 from .forms import BULK_LIMIT
 
@@ -129,6 +139,8 @@ class InboxPage:
     query: QueryDict = field(default_factory=QueryDict)
     # Every tag by id, knowing the rows' tags (inbox.choices).
     tags_by_id: dict = field(default_factory=dict)
+    # A search that found nothing here: its matches in other views (``elsewhere``).
+    elsewhere: "Elsewhere | None" = None
 
 
 def _error_messages(form) -> list[str]:
@@ -150,6 +162,8 @@ def canonical_query(params: QueryDict, form=None) -> QueryDict:
             continue
         values = [v for v in params.getlist(name) if v.strip()]
         if not values or (len(values) == 1 and DEFAULTS.get(name) == values[0]):
+            continue
+        if name == "view" and values == [implied_view(params)]:
             continue
         query.setlist(name, values)
     return query
@@ -177,7 +191,11 @@ def _set_total(page: InboxPage, filterset, queryset) -> bool:
     True when the total has to be counted: the rows' query then counts it too (a
     subquery), one round trip fewer."""
     data = filterset.form.cleaned_data
-    if any(data.get(name) for name in COUNTED_FILTERS):
+    if (
+        data.get("view") == VIEW_NEEDS_ME
+        or any(data.get(name) for name in COUNTED_FILTERS)
+        or data.get("snoozed") not in ("", "no")
+    ):
         return not getattr(filterset, "search_is_broad", False)
     counts = status_counts()
     statuses = data.get("status") or [str(status) for status in Status]
@@ -212,6 +230,7 @@ class ListRow(NamedTuple):
     last_activity_at: datetime
     waiting_since: datetime | None
     last_message_preview: str
+    contact_id: int
     contact_name: str
     external_id: str
     channel: str
@@ -239,6 +258,7 @@ ROW_VALUES = (
     "last_activity_at",
     "waiting_since",
     "last_message_preview",
+    "contact_id",
     "contact__name",
     "contact__external_id",
     "contact__channel",
@@ -322,10 +342,56 @@ def conversation_list(*, request, params: QueryDict, with_total: bool = True) ->
     if len(rows) > limit:
         rows = rows[:limit]
         page.next_cursor = encode_cursor(sort, rows[-1])
+    if not rows and cursor is None and filterset.form.cleaned_data.get("q"):
+        page.elsewhere = elsewhere(page.query, request)
     # A tag created a moment ago by another process: the memory reloads once.
     page.tags_by_id = choices.tags_knowing(ids={pk for row in rows for pk in row.tag_ids}).by_id
     page.rows = rows
     return page
+
+
+ELSEWHERE_CAP = 100
+
+
+@dataclass
+class Elsewhere:
+    """Conversations a search finds outside the view, status and archive filters
+    (open: outside the status filter or assigned to someone else)."""
+
+    closed: int  # closed, not archived
+    archived: int
+    open: int  # open, outside the view (assigned to another agent)
+    query: QueryDict  # the list that shows them
+    capped: bool = False
+
+    @property
+    def total(self) -> int:
+        return self.closed + self.archived + self.open
+
+
+def elsewhere(query: QueryDict, request) -> Elsewhere | None:
+    """The matches of a search that found nothing in ``query``'s view, everywhere
+    else (at most ELSEWHERE_CAP of them read); None when there are none."""
+    wider = query.copy()
+    for name in ("view", "status", "archived"):
+        wider.pop(name, None)
+    wider["view"], wider["archived"] = VIEW_ALL, "any"
+    filterset, errors = filtered_conversations(params=wider, request=request)
+    if errors:
+        return None
+    found = list(filterset.qs.order_by().values_list("status", "archived_at")[: ELSEWHERE_CAP + 1])
+    if not found:
+        return None
+    capped, found = len(found) > ELSEWHERE_CAP, found[:ELSEWHERE_CAP]
+    archived = sum(1 for _, at in found if at is not None)
+    closed = sum(1 for status, at in found if at is None and status not in OPEN)
+    return Elsewhere(
+        closed=closed,
+        archived=archived,
+        open=len(found) - closed - archived,
+        query=canonical_query(wider),
+        capped=capped,
+    )
 
 
 def _agent_id(request) -> int | None:
@@ -342,13 +408,17 @@ class Heads(NamedTuple):
     version: str  # the heartbeat's fingerprint (``inbox_version``)
     mine: int  # open conversations assigned to the agent, capped (VIEW_COUNT_CAP + 1)
     unassigned: int  # open conversations assigned to nobody, capped
+    mentions: int  # the agent's unread mentions in notes, capped
+    away: bool = False  # the agent's available/away switch (the top bar)
 
 
 def inbox_heads(*, agent_id: int | None) -> Heads:
-    """``inbox_version`` and the Mine and Unassigned counts in one query (each
-    count an index-only walk of ``conv_open_assignee``, at most a hundred entries)."""
+    """``inbox_version``, the Mine and Unassigned counts and the agent's away
+    switch in one query (each
+    count a walk of ``conv_open_assignee``, at most a hundred entries; snoozed
+    conversations are left out, as from every default view)."""
     cap = VIEW_COUNT_CAP + 1
-    open_rows = "archived_at IS NULL AND status <> 'closed'"
+    open_rows = "archived_at IS NULL AND status <> 'closed' AND snoozed_until IS NULL"
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
@@ -356,12 +426,16 @@ def inbox_heads(*, agent_id: int | None) -> Heads:
                 (SELECT count(*) FROM (SELECT 1 FROM conversations_conversation
                     WHERE {open_rows} AND assignee_id = %s LIMIT {cap}) mine),
                 (SELECT count(*) FROM (SELECT 1 FROM conversations_conversation
-                    WHERE {open_rows} AND assignee_id IS NULL LIMIT {cap}) nobody)
+                    WHERE {open_rows} AND assignee_id IS NULL LIMIT {cap}) nobody),
+                (SELECT count(*) FROM (SELECT 1 FROM conversations_mention
+                    WHERE agent_id = %s AND read_at IS NULL LIMIT {cap}) mentions),
+                EXISTS (SELECT 1 FROM conversations_availability
+                    WHERE user_id = %s AND is_away)
             """,  # noqa: S608 - constants; the agent is a parameter
-            [agent_id or 0],
+            [agent_id or 0] * 3,
         )
-        newest, mine, unassigned = cursor.fetchone()
-    return Heads(_fingerprint(newest), mine, unassigned)
+        newest, mine, unassigned, mentions, away = cursor.fetchone()
+    return Heads(_fingerprint(newest), mine, unassigned, mentions, away)
 
 
 def _fingerprint(newest) -> str:
@@ -387,7 +461,7 @@ def inbox_version() -> str:
 THREAD_PAGE = 50
 # A refresh keeps every entry the reader has loaded, up to this many.
 THREAD_MAX = 1000
-_KIND_RANK = {"status": 0, "message": 1}
+_KIND_RANK = {"status": 0, "message": 1, "activity": 2}
 
 
 # The thread's rows carry their author's (actor's) id, not a join to the users:
@@ -402,6 +476,24 @@ class MessageRow(NamedTuple):
     sender_kind: str
     text: str
     author_id: int | None
+    # Its channel's side (connectors): the delivery, WhatsApp receipts and media.
+    delivery_status: str | None = None
+    delivery_error: str | None = None
+    receipt: int | None = None
+    receipt_error: str | None = None
+    media_id: int | None = None
+    media_type: str | None = None
+
+
+# The connector columns of MessageRow: one LEFT JOIN each, in the thread's query.
+_CHANNEL_COLUMNS = {
+    "delivery_status": F("delivery__status"),
+    "delivery_error": F("delivery__last_error"),
+    "receipt": F("whatsapp__receipt"),
+    "receipt_error": F("whatsapp__error"),
+    "media_id": Case(When(~Q(whatsapp__media=""), then=F("whatsapp__id"))),
+    "media_type": F("whatsapp__media_type"),
+}
 
 
 class ChangeRow(NamedTuple):
@@ -415,11 +507,20 @@ class ChangeRow(NamedTuple):
     actor_id: int | None
 
 
+class ActivityRow(NamedTuple):
+    pk: int
+    created_at: datetime
+    kind: str
+    source: str
+    data: dict
+    actor_id: int | None
+
+
 @dataclass(frozen=True)
 class ThreadEntry:
     at: datetime
-    kind: str  # "message" or "status"
-    item: MessageRow | ChangeRow
+    kind: str  # "message", "status" or "activity"
+    item: MessageRow | ChangeRow | ActivityRow
 
     @property
     def key(self) -> tuple[datetime, int, int]:
@@ -445,7 +546,7 @@ def thread_cursor(entry: ThreadEntry) -> str:
 def decode_thread_cursor(value: str) -> tuple[datetime, int, int]:
     try:
         kind, moment, rank, pk = cursor_unpack(value)
-        if kind != "thread" or rank not in (0, 1) or isinstance(rank, bool):
+        if kind != "thread" or rank not in (0, 1, 2) or isinstance(rank, bool):
             raise BadCursor
         if not isinstance(pk, int) or isinstance(pk, bool) or not isinstance(moment, str):
             raise BadCursor
@@ -489,25 +590,37 @@ def conversation_thread(
     THREAD_MAX, the newest). A bad cursor raises ``BadCursor``."""
     all_messages = Message.objects.filter(conversation=conversation)
     all_changes = StatusChange.objects.filter(conversation=conversation)
-    messages, changes = all_messages, all_changes
+    all_activities = Activity.objects.filter(conversation=conversation)
+    messages, changes, activities = all_messages, all_changes, all_activities
     size = THREAD_PAGE
     if before:
         key = decode_thread_cursor(before)
         messages = _before(messages, "created_at", 1, key)
         changes = _before(changes, "at", 0, key)
+        activities = _before(activities, "created_at", 2, key)
     elif since:
         key = decode_thread_cursor(since)
         messages = _from(messages, "created_at", 1, key)
         changes = _from(changes, "at", 0, key)
+        activities = _from(activities, "created_at", 2, key)
         size = THREAD_MAX
     # Plain rows, not model instances (100 of them, and their authors, per pane).
-    newest_messages = messages.order_by("-created_at", "-id").values_list(*MessageRow._fields)
+    newest_messages = (
+        messages.annotate(**_CHANNEL_COLUMNS)
+        .order_by("-created_at", "-id")
+        .values_list(*MessageRow._fields)
+    )
     newest_changes = changes.order_by("-at", "-id").values_list(*ChangeRow._fields)
     entries = [
         ThreadEntry(row[1], "message", MessageRow._make(row)) for row in newest_messages[: size + 1]
     ]
+    newest_activities = activities.order_by("-created_at", "-id").values_list(*ActivityRow._fields)
     entries += [
         ThreadEntry(row[1], "status", ChangeRow._make(row)) for row in newest_changes[: size + 1]
+    ]
+    entries += [
+        ThreadEntry(row[1], "activity", ActivityRow._make(row))
+        for row in newest_activities[: size + 1]
     ]
     entries.sort(key=lambda entry: entry.key, reverse=True)
     shown = entries[:size]
@@ -526,7 +639,42 @@ def conversation_thread(
         older = Conversation.objects.filter(pk=conversation.pk).values_list(
             Exists(_before(all_messages, "created_at", 1, key)),
             Exists(_before(all_changes, "at", 0, key)),
+            Exists(_before(all_activities, "created_at", 2, key)),
         )
         if any(older.get()):
             thread.earlier = thread.oldest
     return thread
+
+
+# --- the contact search -----------------------------------------------------------
+
+
+@dataclass
+class ContactPage:
+    contacts: list
+    next_cursor: str | None = None
+    error: str = ""
+
+
+CONTACT_PAGE_SIZE = 50
+
+
+def contact_search(*, term: str, cursor: str = "") -> ContactPage:
+    """Contacts matching ``term`` (``Contact.objects.matching``: name words in any
+    order, external id, part of a phone number), or every contact; newest first,
+    keyset-paginated by id."""
+    contacts = Contact.objects.matching(term) if term.strip() else Contact.objects.all()
+    if cursor:
+        try:
+            kind, last = cursor_unpack(cursor)
+            if kind != "contacts" or not isinstance(last, int) or isinstance(last, bool):
+                raise BadCursor
+        except (BadCursor, ValueError, TypeError):
+            return ContactPage([], error="The link to more contacts is not valid.")
+        contacts = contacts.filter(pk__lt=last)
+    limit = CONTACT_PAGE_SIZE
+    rows = list(contacts.order_by("-pk")[: limit + 1])
+    page = ContactPage(rows[:limit])
+    if len(rows) > limit:
+        page.next_cursor = cursor_pack("contacts", rows[limit - 1].pk)
+    return page

@@ -19,22 +19,27 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import push_url, trigger_client_event
 
-from conversations import services
-from conversations.exceptions import ParleyError
-from conversations.models import Contact, Conversation, Direction, StatusChange
+from connectors.whatsapp.outbound import templates_for
+from conversations import services, snooze
+from conversations.availability import set_away
+from conversations.exceptions import IllegalTransition, InvalidInput, ParleyError
+from conversations.inbox_settings import business_timezone, inbox_settings
+from conversations.models import Contact, Conversation, Direction, Mention, StatusChange
 from conversations.reads import mark_read
 from conversations.selectors import TABS, contact_history, status_counts
-from conversations.transitions import OPEN, Event, Status, allowed
+from conversations.transitions import OPEN, STATUS_LABELS, Event, Status, allowed
 from flows.decorators import agent_required
 
 from . import choices
-from .display import agent_options, list_rows, thread_html
-from .filters import ASSIGNEE_ME, ASSIGNEE_NONE, agent_label
-from .forms import BULK_LIMIT, AssignForm, BulkActionForm
+from .choices import user_labels
+from .display import agent_options, list_rows, note_html, thread_html
+from .filters import ASSIGNEE_ME, ASSIGNEE_NONE, VIEW_ALL, agent_label
+from .forms import BULK_LIMIT, AssignForm, BulkActionForm, ContactForm
 from .selectors import (
     VIEW_COUNT_CAP,
     BadCursor,
@@ -42,6 +47,7 @@ from .selectors import (
     InboxPage,
     attach_tags,
     canonical_query,
+    contact_search,
     conversation_list,
     conversation_thread,
     filtered_conversations,
@@ -74,13 +80,17 @@ def list_url(query: QueryDict) -> str:
 
 
 def build_tabs(page: InboxPage, counts: dict[str, int]) -> list[dict]:
-    """The status tabs: each a link that keeps the other filters."""
+    """The status tabs: each a link that keeps the other filters (the tabs choose
+    among all conversations, not the default view)."""
     statuses = page.query.getlist("status")
     archived = page.query.get("archived", "no")
+    if page.query.get("snoozed", "no") != "no":  # the Snoozed view, not a status tab
+        archived = None
+    view = page.filterset.form.cleaned_data.get("view") if not page.errors else None
 
     def link(**changes) -> str:
         query = page.query.copy()
-        for key in ("status", "archived"):
+        for key in ("status", "archived", "snoozed", "view"):
             query.pop(key, None)
         for key, value in changes.items():
             query[key] = value
@@ -91,11 +101,14 @@ def build_tabs(page: InboxPage, counts: dict[str, int]) -> list[dict]:
             "key": "all",
             "label": "All",
             "count": counts["all"],
-            "url": link(),
-            "active": not statuses and archived == "no",
+            "url": link(view=VIEW_ALL),
+            "active": view == VIEW_ALL and not statuses and archived == "no",
         }
     ]
+    csat = inbox_settings().csat_enabled
     for key, label in TABS:
+        if key == Status.RESOLVED and not (csat or statuses == [key]):
+            continue
         if key == "archived":
             url, active = link(archived="yes"), archived == "yes" and not statuses
         else:
@@ -129,13 +142,25 @@ def view_url(assignee: str) -> str:
     return list_url(query)
 
 
-def build_views(page: InboxPage, heads: Heads) -> list[dict]:
+SNOOZED_URL_QUERY = QueryDict("snoozed=yes")
+
+
+def build_views(page: InboxPage, heads: Heads, counts: dict[str, int]) -> list[dict]:
     statuses = sorted(page.query.getlist("status"))
     others = [name for name in page.query if name not in ("assignee", "status")]
-    views = []
+    views = [
+        {
+            "key": "needs-me",
+            "label": "Needs me",
+            "count": "",
+            "url": reverse("inbox:list"),
+            "active": not page.query and not page.errors,
+        }
+    ]
     for key, label, assignee, count in (
         ("mine", "Mine", ASSIGNEE_ME, heads.mine),
         ("unassigned", "Unassigned", ASSIGNEE_NONE, heads.unassigned),
+        ("mentions", "Mentions", None, heads.mentions),
     ):
         active = (
             page.query.get("assignee") == assignee
@@ -143,8 +168,19 @@ def build_views(page: InboxPage, heads: Heads) -> list[dict]:
             and not others
         )
         shown = f"{VIEW_COUNT_CAP}+" if count > VIEW_COUNT_CAP else str(count)
-        url = view_url(assignee)
+        url = view_url(assignee) if assignee else reverse("inbox:mentions")
+        if not assignee:  # a page of its own, not a filter of the list
+            active = False
         views.append({"key": key, "label": label, "count": shown, "url": url, "active": active})
+    views.append(
+        {
+            "key": "snoozed",
+            "label": "Snoozed",
+            "count": str(counts["snoozed"]),
+            "url": list_url(SNOOZED_URL_QUERY),
+            "active": page.query == SNOOZED_URL_QUERY,
+        }
+    )
     return views
 
 
@@ -152,19 +188,23 @@ def list_context(request, page: InboxPage) -> dict:
     filterset = page.filterset
     form = filterset.form
     # Status has its tabs and search its box; the other filters live in the panel.
-    in_panel = [name for name in page.query if name not in ("q", "status")]
+    in_panel = [name for name in page.query if name not in ("q", "status", "view")]
     heads = inbox_heads(agent_id=request.user.pk)
+    counts = page.counts if page.counts is not None else status_counts()
     return {
         **rows_context(page),
         "form": form,
-        "tabs": build_tabs(page, page.counts if page.counts is not None else status_counts()),
+        "tabs": build_tabs(page, counts),
         "version": heads.version,
         # Server push needs the ASGI server (bin/run); elsewhere the heartbeat serves.
         "live": isinstance(request, ASGIRequest),
-        "views": build_views(page, heads),
+        "views": build_views(page, heads, counts),
+        "agent_away": heads.away,  # read here, not by the context processor
         "bulk_agent_options": agent_options(filterset.agents),
         "tag_names": filterset.tag_names,
-        "active_filter_count": len([name for name in page.query if name != "q"]),
+        "active_filter_count": len([name for name in page.query if name not in ("q", "view")]),
+        # The tab counts are the whole inbox's (kept by triggers), whatever the view.
+        "counts_note": page.query.dict() != {"view": VIEW_ALL},
         "open_filter_panel": bool(in_panel or page.errors),
         "bulk_limit": BULK_LIMIT,
     }
@@ -200,7 +240,9 @@ def thread_context(
         earlier_url = f"{pane_url}?{query.urlencode()}"
     return {
         "thread": thread,
-        "thread_html": thread_html(thread, conversation.contact.display_name, earlier_url),
+        "thread_html": thread_html(
+            thread, conversation.contact.display_name, earlier_url, conversation.contact.channel
+        ),
         "newest_url": pane_url + query_suffix(list_query),
     }
 
@@ -213,8 +255,13 @@ def pane_context(
     level: str = "success",
     draft: str = "",
     keep_draft: bool = True,
+    composer: str = "",
 ) -> dict:
-    """What the pane shows; the agents and the tags come from the choices memory."""
+    """What the pane shows; the agents and the tags come from the choices memory.
+    ``composer``: "note" shows the note box (else the one the page had, see inbox.js)."""
+    if not composer:
+        asked = request.GET.get("composer") or request.POST.get("composer")
+        composer = "note" if asked == "note" else "reply"
     status, archived = conversation.status, conversation.is_archived
     # An inactive assignee is not among the choices (as before): no reload for it.
     agents = choices.agents()
@@ -234,20 +281,32 @@ def pane_context(
             "close": allowed(Event.CLOSE, status, archived),
             "archive": allowed(Event.ARCHIVE, status, archived),
             "unarchive": allowed(Event.UNARCHIVE, status, archived),
-            # The tag lock and assignment follow the services: open conversations only.
-            "edit_tags": not conversation.is_closed,
-            "assign": not conversation.is_closed,
+            # The tag lock and assignment follow the services: not closed or resolved.
+            "edit_tags": not conversation.tags_locked,
+            "assign": not conversation.tags_locked,
+            "snooze": status in OPEN,
         },
+        "snooze_presets": snooze.presets() if status in OPEN else [],
+        "snoozed_until": snooze.describe(conversation.snoozed_until)
+        if conversation.is_snoozed
+        else "",
         # The "Start flow" form's choices (flows/partials/start_flow.html).
         "flows": choices.flows(),
+        "whatsapp_templates": templates_for(conversation.contact.channel)
+        if allowed(Event.AGENT_REPLY, status, archived)
+        else [],
         "pane_agent_options": agent_options(
             agents, selected=conversation.assignee_id, me=request.user.pk
         ),
         "tag_suggestions": [tag.name for tag in tags.all if tag.name.lower() not in on_it],
         "notice": notice,
         "notice_level": level,
-        "draft": draft,
+        "draft": draft if composer == "reply" else "",
+        "note_draft": draft if composer == "note" else "",
         "keep_draft": keep_draft,
+        "composer": composer,
+        "mention_agents": choices.mention_agents(),
+        "mentions_read_url": mentions_read_url(conversation.pk, thread["thread"], request.user.pk),
         "list_suffix": query_suffix(list_query),
         "pane_url": reverse("inbox:pane", args=[conversation.pk]) + query_suffix(list_query),
         "action_urls": action_urls(conversation.pk, query_suffix(list_query)),
@@ -271,7 +330,27 @@ def read_url(pk: int, thread) -> str:
     return reverse("inbox:read", args=[pk]) + "?" + query.urlencode()
 
 
-PANE_ACTIONS = ("reply", "close", "archive", "unarchive", "assign", "tag_add", "tag_remove")
+def mentions_read_url(pk: int, thread, agent_id: int) -> str:
+    """Where the pane says "I saw the notes mentioning me" ("" when it shows none)."""
+    for entry in thread.entries:
+        if entry.kind == "activity" and agent_id in (entry.item.data or {}).get("mentions", ()):
+            return reverse("inbox:mentions_read", args=[pk])
+    return ""
+
+
+PANE_ACTIONS = (
+    "reply",
+    "note",
+    "close",
+    "archive",
+    "unarchive",
+    "assign",
+    "tag_add",
+    "tag_remove",
+    "snooze",
+    "unsnooze",
+    "contact_edit",
+)
 
 
 def action_urls(pk: int, suffix: str) -> dict[str, str]:
@@ -362,7 +441,9 @@ def pane(request, pk: int):
     return response
 
 
-def pane_action(request, pk: int, action, *, success="", draft: str | None = None):
+def pane_action(
+    request, pk: int, action, *, success="", draft: str | None = None, composer: str = ""
+):
     """Run ``action`` (a service call); answer with the pane re-read from the
     database, showing the outcome: a refusal is a message in the pane, status 200,
     so htmx swaps it in. ``draft`` is the reply text: kept when refused, cleared
@@ -389,7 +470,13 @@ def pane_action(request, pk: int, action, *, success="", draft: str | None = Non
         return redirect(pane_url)
     conversation = load_conversation(pk)
     context = pane_context(
-        request, conversation, notice=notice, level=level, draft=draft or "", keep_draft=keep_draft
+        request,
+        conversation,
+        notice=notice,
+        level=level,
+        draft=draft or "",
+        keep_draft=keep_draft,
+        composer=composer,
     )
     response = render(request, "inbox/pane.html", context)
     # The pane is already fresh; the list and the tabs refresh themselves.
@@ -404,7 +491,7 @@ def refused_reply_notice(pk: int, detail: str) -> str:
         .order_by("-at", "-id")
         .first()
     )
-    if change is None or change.to_status != Status.CLOSED:
+    if change is None or change.to_status not in (Status.CLOSED, Status.RESOLVED):
         return detail
     who = agent_label(change.actor) if change.actor else "someone else"
     return f"Closed a moment ago by {who}. {detail} Your reply was not sent; it is kept below."
@@ -414,12 +501,70 @@ def refused_reply_notice(pk: int, detail: str) -> str:
 @agent_required
 def reply(request, pk: int):
     text = request.POST.get("text", "")
+    template = None
+    if request.POST.get("template"):
+        params = request.POST.get("template_params", "").splitlines()
+        template = {"name": request.POST["template"], "params": [p for p in params if p.strip()]}
     return pane_action(
         request,
         pk,
-        lambda: services.conversation_reply(conversation=pk, agent=request.user, text=text),
+        lambda: services.conversation_reply(
+            conversation=pk, agent=request.user, text=text, template=template
+        ),
         draft=text,
     )
+
+
+@require_POST
+@agent_required
+def note(request, pk: int):
+    text = request.POST.get("note", "")
+    return pane_action(
+        request,
+        pk,
+        lambda: services.note_add(conversation=pk, author=request.user, text=text),
+        success="Note added. Only agents see it.",
+        draft=text,
+        composer="note",
+    )
+
+
+@require_POST
+@agent_required
+def mentions_read(request, pk: int):
+    """The pane showed the notes mentioning the agent: they are read."""
+    Mention.objects.filter(agent=request.user, conversation_id=pk, read_at__isnull=True).update(
+        read_at=timezone.now()
+    )
+    return trigger_client_event(HttpResponse(), "mentionsRead", {"id": pk})
+
+
+MENTIONS_PAGE = 50
+
+
+@never_cache
+@require_GET
+@agent_required
+def mentions(request):
+    """The notes that mention the agent, newest first (keyset pages: ``?before=<id>``)."""
+    rows = Mention.objects.filter(agent=request.user).select_related(
+        "note", "conversation__contact"
+    )
+    before = request.GET.get("before", "")
+    if before.isdigit() and len(before) < 19:
+        rows = rows.filter(pk__lt=int(before))
+    rows = list(rows.order_by("-id")[: MENTIONS_PAGE + 1])
+    labels = user_labels(row.note.actor_id for row in rows if row.note.actor_id)
+    items = [
+        {
+            "mention": row,
+            "author": labels.get(row.note.actor_id, "An agent"),
+            "text": note_html(row.note.data.get("text", "")),
+        }
+        for row in rows[:MENTIONS_PAGE]
+    ]
+    more = rows[MENTIONS_PAGE - 1].pk if len(rows) > MENTIONS_PAGE else None
+    return render(request, "inbox/mentions.html", {"items": items, "more": more})
 
 
 @require_POST
@@ -429,8 +574,15 @@ def close(request, pk: int):
         request,
         pk,
         lambda: services.conversation_close(conversation=pk, actor=request.user),
-        success="Closed. The conversation is now read-only and its tags are locked.",
+        success=lambda conversation: CLOSE_NOTICES[conversation.status],
     )
+
+
+CLOSE_NOTICES = {
+    Status.CLOSED: "Closed. The conversation is now read-only and its tags are locked.",
+    Status.RESOLVED: "Resolved. The satisfaction survey was sent; the contact's answer (or the "
+    "end of its window) closes it. Its tags are locked.",
+}
 
 
 @require_POST
@@ -453,6 +605,67 @@ def unarchive(request, pk: int):
         lambda: services.conversation_unarchive(conversation=pk, actor=request.user),
         success="Unarchived. It is back among the closed conversations.",
     )
+
+
+def snooze_time(data) -> datetime:
+    """The pane's choice: a preset, or a date and time in the business's time zone."""
+    preset = data.get("preset")
+    if preset:
+        for key, _, moment in snooze.presets():
+            if key == preset:
+                return moment
+        raise InvalidInput("Choose one of the snooze times offered.")
+    try:
+        moment = datetime.fromisoformat(data.get("until", ""))
+    except ValueError:
+        raise InvalidInput("Choose a date and time to snooze until.") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=business_timezone())
+
+
+@require_POST
+@agent_required
+def snooze_view(request, pk: int):
+    return pane_action(
+        request,
+        pk,
+        lambda: snooze.conversation_snooze(
+            conversation=pk, until=snooze_time(request.POST), actor=request.user
+        ),
+        success=lambda conversation: (
+            f"Snoozed until {snooze.describe(conversation.snoozed_until)}. "
+            "It is in the Snoozed view until then, or until the contact writes."
+        ),
+    )
+
+
+@require_POST
+@agent_required
+def unsnooze_view(request, pk: int):
+    return pane_action(
+        request,
+        pk,
+        lambda: snooze.conversation_unsnooze(conversation=pk, actor=request.user),
+        success="Woken up: it is back in the inbox.",
+    )
+
+
+@require_POST
+@agent_required
+def availability_view(request):
+    """The top bar's switch: available or away (an away agent gets no assignment
+    from a flow's least-loaded pick)."""
+    away = request.POST.get("away") == "yes"
+    set_away(user=request.user, away=away)
+    messages.success(
+        request,
+        "You are away: flows assign you nothing until you are back."
+        if away
+        else "You are available: flows may assign you conversations.",
+    )
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()):
+        back = reverse("inbox:list")
+    return redirect(back)
 
 
 def expected_assignee(data):
@@ -498,7 +711,7 @@ def tag_add(request, pk: int):
     return pane_action(
         request,
         pk,
-        lambda: services.conversation_tag_add(conversation=pk, tag=name),
+        lambda: services.conversation_tag_add(conversation=pk, tag=name, actor=request.user),
         success=lambda tag: f"Tag “{tag.name}” added.",
     )
 
@@ -510,11 +723,39 @@ def tag_remove(request, pk: int):
     return pane_action(
         request,
         pk,
-        lambda: services.conversation_tag_remove(conversation=pk, tag=name),
+        lambda: services.conversation_tag_remove(conversation=pk, tag=name, actor=request.user),
         success=lambda removed: (
             f"Tag “{name.strip()}” removed." if removed else "That tag was not on it."
         ),
     )
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@agent_required
+def contact_edit(request, pk: int):
+    """The pane with its contact's form open (name and attributes); POST saves it.
+    A refusal keeps the form open with its errors."""
+    conversation = load_conversation(pk)
+    data = request.POST if request.method == "POST" else None
+    form = ContactForm(data, contact=conversation.contact)
+    if data is not None and form.is_valid():
+        try:
+            services.contact_update(
+                contact=conversation.contact_id,
+                name=form.cleaned_data["name"],
+                attributes=form.cleaned_data["attributes"],
+            )
+        except ParleyError as exc:
+            form.add_error(None, exc.detail)
+        else:
+            return pane_action(request, pk, lambda: None, success="Contact saved.")
+    context = pane_context(request, conversation) | {"contact_form": form}
+    if htmx_partial(request):
+        return render(request, "inbox/pane.html", context)
+    page = conversation_list(request=request, params=request.GET)
+    context = list_context(request, page) | context | {"pane_open": True}
+    return render(request, "inbox/inbox.html", context)
 
 
 @require_POST
@@ -540,10 +781,7 @@ def read(request, pk: int):
 @require_GET
 @agent_required
 def home(request):
-    """Where an agent lands: *Mine* when they have open conversations assigned,
-    else the whole inbox."""
-    if inbox_heads(agent_id=request.user.pk).mine:
-        return redirect(view_url(ASSIGNEE_ME))
+    """Where an agent lands: the inbox's default view, what needs them."""
     return redirect("inbox:list")
 
 
@@ -578,12 +816,37 @@ def _bulk_step(request, form, pk: int) -> None:
     elif action == "archive":
         services.conversation_archive(conversation=pk, actor=request.user)
     elif action == "assign":
-        services.conversation_assign(conversation=pk, assignee=form.cleaned_data["assignee_user"])
+        services.conversation_assign(
+            conversation=pk, assignee=form.cleaned_data["assignee_user"], actor=request.user
+        )
     else:
-        services.conversation_tag_add(conversation=pk, tag=form.cleaned_data["tag"])
+        services.conversation_tag_add(
+            conversation=pk, tag=form.cleaned_data["tag"], actor=request.user
+        )
 
 
-def bulk_summary(form, done: int, refused: list[tuple[int, str]]) -> str:
+def refusal_groups(refused: list[tuple[int, ParleyError | None]]) -> dict[tuple, list[int]]:
+    """The refused rows grouped by reason: a refused status change by the status
+    that refuses it ("they are In a flow"), another refusal by its sentence, a
+    missing row as such. One query for the statuses."""
+    statuses = dict(
+        Conversation.objects.filter(pk__in=[pk for pk, _ in refused]).values_list("pk", "status")
+    )
+    groups: dict[tuple, list[int]] = {}
+    for pk, refusal in refused:
+        status = statuses.get(pk)
+        if status is None:
+            reason = ("missing", "")
+        elif isinstance(refusal, IllegalTransition):
+            reason = ("status", STATUS_LABELS.get(status, status))
+        else:
+            reason = ("other", refusal.detail.rstrip("."))
+        groups.setdefault(reason, []).append(pk)
+    return groups
+
+
+def bulk_summary(form, done: int, refused: list[tuple[int, ParleyError | None]]) -> str:
+    """ "40 closed; 45 not closed: they are Closed (#1, #2, … and 35 more)." """
     action = form.cleaned_data["action"]
     verb = BULK_VERBS[action]
     if action == "assign":
@@ -591,14 +854,20 @@ def bulk_summary(form, done: int, refused: list[tuple[int, str]]) -> str:
         verb = f"assigned to {agent_label(assignee)}" if assignee else "unassigned"
     elif action == "tag":
         verb = f"tagged “{form.cleaned_data['tag']}”"
-    summary = f"{done} {verb}"
-    if refused:
-        shown = ", ".join(f"#{pk} ({reason})" for pk, reason in refused[:SHOW_REFUSALS])
-        more = len(refused) - SHOW_REFUSALS
-        summary += f"; {len(refused)} refused: {shown}"
-        if more > 0:
-            summary += f", and {more} more"
-    return summary + "."
+    parts = [f"{done} {verb}"]
+    for (kind, text), pks in refusal_groups(refused).items():
+        one = len(pks) == 1
+        if kind == "status":
+            reason = f"{'it is' if one else 'they are'} {text}"
+        elif kind == "missing":
+            reason = "it does not exist" if one else "they do not exist"
+        else:
+            reason = text
+        shown = ", ".join(f"#{pk}" for pk in pks[:SHOW_REFUSALS])
+        if len(pks) > SHOW_REFUSALS:
+            shown += f" and {len(pks) - SHOW_REFUSALS} more"
+        parts.append(f"{len(pks)} not {verb}: {reason} ({shown})")
+    return "; ".join(parts) + "."
 
 
 @require_POST
@@ -619,15 +888,15 @@ def bulk(request):
             existing = set(Conversation.objects.filter(pk__in=ids).values_list("pk", flat=True))
             for pk in ids:
                 if pk not in existing:
-                    refused.append((pk, "it does not exist"))
+                    refused.append((pk, None))
                     continue
                 try:
                     _bulk_step(request, form, pk)
                     done += 1
                 except ParleyError as exc:
-                    refused.append((pk, exc.detail))
+                    refused.append((pk, exc))
                 except Conversation.DoesNotExist:  # deleted a moment ago
-                    refused.append((pk, "it does not exist"))
+                    refused.append((pk, None))
             notice = bulk_summary(form, done, refused)
             level = "error" if not done else "warning" if refused else "success"
     if not htmx_partial(request):
@@ -641,10 +910,8 @@ def bulk(request):
     response = render(
         request, "inbox/inbox.html#bulk-result", {"notice": notice, "notice_level": level}
     )
-    if done or refused:
+    if done or refused:  # the list refreshes; the ticked rows stay ticked (inbox.js)
         changed(response, source="bulk")
-    if done:
-        trigger_client_event(response, "bulkDone")
     return response
 
 
@@ -659,3 +926,22 @@ def contact(request, pk: int):
     contact = get_object_or_404(Contact, pk=pk)
     history = list(contact_history(contact=contact))
     return render(request, "inbox/contact.html", {"contact": contact, "history": history})
+
+
+@never_cache
+@require_GET
+@agent_required
+def contacts(request):
+    """``/contacts/``: find a contact by name (words in any order), external id or
+    part of a phone number; newest first, "More" pages by keyset."""
+    term = request.GET.get("q", "")[:200]
+    page = contact_search(term=term, cursor=request.GET.get("cursor", ""))
+    more_url = ""
+    if page.next_cursor:
+        query = QueryDict(mutable=True)
+        if term:
+            query["q"] = term
+        query["cursor"] = page.next_cursor
+        more_url = f"{reverse('inbox:contacts')}?{query.urlencode()}"
+    context = {"term": term, "page": page, "more_url": more_url}
+    return render(request, "inbox/contacts.html", context, status=400 if page.error else 200)

@@ -15,13 +15,16 @@ def _fresh_process_caches():
     """Each test's rows roll back with it; so must the per-process memories (channels,
     the inbox's choices)."""
     from connectors import delivery
+    from conversations import inbox_settings
     from inbox import choices
 
     delivery.channels.forget()
     choices.forget()
+    inbox_settings.forget()
     yield
     delivery.channels.forget()
     choices.forget()
+    inbox_settings.forget()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import factory
 from django.contrib.auth import get_user_model
 
 from conversations import services
-from conversations.models import Contact, Conversation, Source, Tag
+from conversations.models import Contact, Conversation, InboxSettings, Source, Tag
 from conversations.transitions import Event, Status
 
 PASSWORD = "correct-horse-battery"
@@ -63,6 +63,16 @@ class ContactFactory(factory.django.DjangoModelFactory):
         return services.contact_create(**kwargs, source=Source.ADMIN)
 
 
+def inbox_settings_set(**values) -> InboxSettings:
+    """Save the inbox settings as an admin would (e.g. ``csat_enabled=True``)."""
+    row = InboxSettings.objects.filter(pk=1).first() or InboxSettings()
+    for name, value in values.items():
+        setattr(row, name, value)
+    row.full_clean()
+    row.save()
+    return row
+
+
 def conversation_in(
     status: str,
     *,
@@ -99,8 +109,25 @@ def conversation_in(
             channel=contact.channel, external_id=contact.external_id, text=text
         )
         services.conversation_close(conversation=conversation, actor=agent)
+    elif status == Status.RESOLVED:
+        # An agent replied, then closed it with the survey on (as it was, after).
+        conversation = conversation_in(Status.IN_PROGRESS, contact=contact, agent=agent, text=text)
+        before = InboxSettings.objects.filter(pk=1).first()
+        inbox_settings_set(csat_enabled=True)
+        services.conversation_close(conversation=conversation, actor=agent or UserFactory())
+        if before is None:
+            InboxSettings.objects.filter(pk=1).delete()
+        else:
+            before.save()
     else:
         raise ValueError(status)
     if archived:
         services.conversation_archive(conversation=conversation, actor=agent)
     return Conversation.objects.get(pk=conversation.pk)
+
+
+def grant_broadcast(user) -> None:
+    """Give a (non-staff) user the broadcast permission, as an admin does."""
+    from django.contrib.auth.models import Permission
+
+    user.user_permissions.add(Permission.objects.get(codename="start_broadcast"))

@@ -4,15 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('connectors', '0003_identity_secret_and_rate_counters'),
+        ("connectors", "0003_identity_secret_and_rate_counters"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='channel',
-            name='kind',
-            field=models.CharField(choices=[('web', 'Web chat'), ('webhook', 'Webhook'), ('whatsapp', 'WhatsApp'), ('email', 'Email')], default='web', max_length=10),
+            model_name="channel",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("web", "Web chat"),
+                    ("webhook", "Webhook"),
+                    ("whatsapp", "WhatsApp"),
+                    ("email", "Email"),
+                ],
+                default="web",
+                max_length=10,
+            ),
         ),
     ]

@@ -61,6 +61,21 @@
       button.disabled = false;
     }
   });
+  // The satisfaction survey's rating buttons (in the thread, so re-rendered with it).
+  thread.addEventListener("submit", async function (event) {
+    if (!event.target.matches("form.survey")) return;
+    event.preventDefault();
+    const body = new FormData(event.target, event.submitter);
+    event.target.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+    try {
+      const response = await fetch(event.target.action, { method: "POST", body, headers });
+      if (response.ok) { errorBox.innerHTML = ""; show(await response.text()); listen(); }
+      else { errorBox.innerHTML = '<p class="error">The rating could not be sent; please try again.</p>'; refresh(); }
+    } catch (e) {
+      errorBox.innerHTML = '<p class="error">The rating could not be sent; please try again.</p>';
+      refresh();
+    }
+  });
   form.elements.text.addEventListener("keydown", function (event) {
     if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); form.requestSubmit(); }
   });

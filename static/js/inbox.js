@@ -1,6 +1,6 @@
 /* Parley inbox: the little that htmx attributes do not cover.
  *  - the list refresh asks for as many rows as are shown ("load more" pages stay);
- *  - ticked rows stay ticked when the list refreshes itself, until a bulk action is done;
+ *  - ticked rows stay ticked when the list refreshes itself, a bulk action's too;
  *  - the bulk bar counts the selection; "select all" ticks the rows shown;
  *  - the open conversation's row is marked, the thread scrolls to the newest message;
  *  - the pane's refreshes and actions keep the earlier messages the reader loaded,
@@ -87,6 +87,8 @@
     if (!target || target.id !== PANE || !event.detail.elt.closest("#" + PANE)) return;
     const oldest = document.querySelector("#thread [data-cursor]");
     if (oldest) event.detail.parameters.since = oldest.dataset.cursor;
+    // The composer stays in the mode the agent chose (Reply or Note).
+    if (document.querySelector("#" + PANE + " .mode-note:checked")) event.detail.parameters.composer = "note";
   });
 
   // Earlier entries go above the ones being read: keep those where they are.
@@ -150,13 +152,6 @@
     threadPlace = null;
   });
 
-  // A bulk action is done: start the next selection from scratch.
-  document.addEventListener("bulkDone", () => {
-    document.querySelectorAll("#" + LIST + " input[name=ids], #scope-all").forEach((box) => { box.checked = false; });
-    keep = null;
-    keepAll = false;
-    updateBulkBar();
-  });
 
   document.addEventListener("change", (event) => {
     const target = event.target;

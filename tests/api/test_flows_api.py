@@ -5,7 +5,7 @@ from conversations.models import Conversation
 from conversations.transitions import Status
 from flows import broadcasts
 from flows.models import Broadcast, Flow, FlowRun, FlowStep, StepKind
-from tests.factories import ContactFactory, conversation_in
+from tests.factories import ContactFactory, conversation_in, grant_broadcast
 
 pytestmark = pytest.mark.django_db
 
@@ -83,6 +83,7 @@ def test_flow_start_refusals(api):
 
 
 def test_a_broadcast_is_started_and_followed_to_its_counts(api, agent):
+    grant_broadcast(agent)
     flow = _flow(waits=False)
     ContactFactory()  # not contacted: gets it
     conversation_in(Status.NEW)  # ongoing: skipped
@@ -101,7 +102,8 @@ def test_a_broadcast_is_started_and_followed_to_its_counts(api, agent):
     assert (done.body["sent"], done.body["skipped"], done.body["failed"]) == (1, 1, 0)
 
 
-def test_broadcast_refusals(api):
+def test_broadcast_refusals(api, agent):
+    grant_broadcast(agent)
     flow = _flow()
     inactive = _flow(is_active=False)
     cases = [

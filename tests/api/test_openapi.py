@@ -11,6 +11,8 @@ ENDPOINTS = {
     ("post", "/api/v1/conversations/{conversation_id}/close"): {"200", "404", "409"},
     ("post", "/api/v1/conversations/{conversation_id}/archive"): {"200", "404", "409"},
     ("post", "/api/v1/conversations/{conversation_id}/unarchive"): {"200", "404", "409"},
+    ("post", "/api/v1/conversations/{conversation_id}/snooze"): {"200", "404", "409", "422"},
+    ("post", "/api/v1/conversations/{conversation_id}/unsnooze"): {"200", "404", "409"},
     ("post", "/api/v1/conversations/{conversation_id}/tags"): {"201", "404", "409", "422"},
     ("delete", "/api/v1/conversations/{conversation_id}/tags/{name}"): {"200", "404", "409"},
     ("post", "/api/v1/flows/{flow_id}/start"): {"201", "401", "404", "409", "422"},

@@ -8,7 +8,7 @@ import pytest
 from django_tasks_db.models import DBTaskResult
 
 from connectors.models import Channel, ChannelKind, Delivery, DeliveryStatus
-from connectors.tasks import MAX_ATTEMPTS, deliver_webhook
+from connectors.tasks import MAX_ATTEMPTS, deliver
 from conversations import services
 from conversations.exceptions import IllegalTransition
 from conversations.transitions import Status
@@ -111,7 +111,7 @@ def test_an_unreachable_webhook_is_retried_later_through_the_queue(
         )
     delivery = Delivery.objects.get(message=message)
     assert DBTaskResult.objects.count() == 1  # enqueued after commit, not run yet
-    assert deliver_webhook.call(delivery.pk) == "retrying"
+    assert deliver.call(delivery.pk) == "retrying"
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == ("pending", 1)
     assert "URLError" in delivery.last_error or "Connection" in delivery.last_error
@@ -128,7 +128,7 @@ def test_a_delivered_message_is_never_posted_twice(
         message = services.conversation_reply(
             conversation=hook_conversation, agent=agent, text="Once"
         )
-    assert deliver_webhook.call(message.delivery.pk) == "nothing to do"
+    assert deliver.call(message.delivery.pk) == "nothing to do"
     assert len(receiver.received) == 1
 
 

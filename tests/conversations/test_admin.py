@@ -5,6 +5,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from conversations import services
 from conversations.models import Contact, Conversation, ConversationTag, Tag
 from tests.factories import TagFactory, conversation_in
 
@@ -136,6 +137,8 @@ def _change_form_data(conversation, tag_rows):
         "messages-INITIAL_FORMS": "0",
         "status_changes-TOTAL_FORMS": "0",
         "status_changes-INITIAL_FORMS": "0",
+        "activities-TOTAL_FORMS": "0",
+        "activities-INITIAL_FORMS": "0",
     }
     for index, row in enumerate(tag_rows):
         for key, value in row.items():
@@ -153,21 +156,32 @@ def test_editing_tags_of_open_conversation_in_admin(staff_client):
     assert list(conversation.tags.all()) == [tag]
 
 
-def test_editing_tags_of_closed_conversation_shows_a_form_error(staff_client):
+def test_a_closed_conversation_shows_its_assignee_and_tags_read_only(staff_client, agent):
+    # #15: no controls that can only fail on save (it used to be a form error).
     tag = TagFactory(name="vip")
-    closed = conversation_in("closed", tags=[tag])
+    closed = conversation_in("in_progress", agent=agent, tags=[tag])
+    services.conversation_close(conversation=closed, actor=agent)
     link = ConversationTag.objects.get(conversation=closed)
     url = reverse("admin:conversations_conversation_change", args=[closed.pk])
+    page = staff_client.get(url).content.decode()
+    assert 'name="assignee"' not in page
+    assert 'name="tag_links-0-tag"' not in page and "tag_links-__prefix__" not in page
+    assert "vip" in page and "alice" in page
+    open_page = staff_client.get(
+        reverse("admin:conversations_conversation_change", args=[conversation_in("new").pk])
+    ).content.decode()
+    assert 'name="assignee"' in open_page and "tag_links-__prefix__" in open_page
+    # A crafted post (add a tag, remove one, change the assignee) changes nothing.
     other = TagFactory(name="other")
-    # Add a tag, then remove the existing one: both refused with a form error.
     for rows in (
         [{"id": link.pk, "tag": tag.pk}, {"tag": other.pk}],
         [{"id": link.pk, "tag": tag.pk, "DELETE": "on"}],
     ):
-        response = staff_client.post(url, _change_form_data(closed, rows))
-        assert response.status_code == 200
-        assert "Tags are locked" in response.content.decode()
+        data = _change_form_data(closed, rows) | {"assignee": ""}
+        response = staff_client.post(url, data)
+        assert response.status_code == 302
         assert list(closed.tags.all()) == [tag]
+        assert Conversation.objects.get(pk=closed.pk).assignee == agent
 
 
 def test_status_is_not_editable_in_the_form(staff_client):

@@ -33,7 +33,8 @@ def _raw_move(conversation_id: int, target: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE conversations_conversation SET status = %s, "
-            "closed_at = CASE WHEN %s = 'closed' THEN now() END, archived_at = NULL "
+            "closed_at = CASE WHEN %s = 'closed' THEN now() END, archived_at = NULL, "
+            "resolved_at = coalesce(resolved_at, now()) "
             "WHERE id = %s",
             [target, target, conversation_id],
         )

@@ -51,18 +51,38 @@ def test_a_message_that_is_no_keyword_costs_no_flow_query():
 
 def test_a_keyword_starts_its_flow_and_the_answer_says_so():
     flow = _flow("menu")
-    conversation = conversation_in(Status.NEW)
-    _receive(conversation, "first")  # loads the keywords
-    inbound, _ = _receive(conversation, "  MENU ")
+    _receive(conversation_in(Status.NEW), "first")  # loads the keywords
+    closed = conversation_in(Status.CLOSED)
+    inbound, _ = _receive(closed, "  MENU ")
     assert inbound.conversation.status == Status.IN_FLOW
-    assert flow.runs.get().conversation_id == conversation.pk
+    assert inbound.conversation.pk != closed.pk  # the message opened a new one
+    assert flow.runs.get().conversation_id == inbound.conversation.pk
+
+
+def test_a_keyword_starts_a_flow_only_at_the_start_of_a_conversation():
+    """§3: from Not contacted or on the opening message; a contact already waiting in
+    New stays in the agents' queue (the keyword is an ordinary message)."""
+    flow = _flow("menu")
+    waiting = conversation_in(Status.NEW)
+    inbound, _ = _receive(waiting, "menu")
+    assert inbound.conversation.status == Status.NEW
+    assert inbound.conversation.waiting_since is not None
+    assert not flow.runs.exists()
+    fresh = conversation_in(Status.NOT_CONTACTED)
+    inbound, _ = _receive(fresh, "menu")
+    assert (inbound.conversation.pk, inbound.conversation.status) == (fresh.pk, Status.IN_FLOW)
+    # Not waiting for an agent while in the flow (no "waiting" badge).
+    assert inbound.conversation.waiting_since is None
+    in_progress = conversation_in(Status.IN_PROGRESS)
+    inbound, _ = _receive(in_progress, "menu")
+    assert inbound.conversation.status == Status.IN_PROGRESS
+    assert flow.runs.count() == 1
 
 
 def test_a_flow_saved_in_this_process_counts_at_once():
-    conversation = conversation_in(Status.NEW)
-    _receive(conversation, "first")  # loads the keywords: none
+    _receive(conversation_in(Status.NEW), "first")  # loads the keywords: none
     _flow("menu")
-    inbound, _ = _receive(conversation, "menu")
+    inbound, _ = _receive(conversation_in(Status.NOT_CONTACTED), "menu")
     assert inbound.conversation.status == Status.IN_FLOW
 
 
@@ -70,13 +90,12 @@ def test_a_flow_changed_by_another_process_counts_after_the_cache_delay(monkeypa
     now = [1000.0]
     monkeypatch.setattr(Memo, "clock", staticmethod(lambda: now[0]))
     flow = _flow("menu", is_active=False)
-    conversation = conversation_in(Status.NEW)
-    _receive(conversation, "first")  # loads the keywords: none active
+    _receive(conversation_in(Status.NEW), "first")  # loads the keywords: none active
     Flow.objects.filter(pk=flow.pk).update(is_active=True)  # no signal: as if elsewhere
-    inbound, _ = _receive(conversation, "menu")
+    inbound, _ = _receive(conversation_in(Status.NOT_CONTACTED), "menu")
     assert inbound.conversation.status == Status.NEW  # not seen yet
     now[0] += keywords.KEYWORD_CACHE_SECONDS
-    inbound, _ = _receive(conversation, "menu")
+    inbound, _ = _receive(conversation_in(Status.NOT_CONTACTED), "menu")
     assert inbound.conversation.status == Status.IN_FLOW
 
 

@@ -87,7 +87,12 @@ def test_demo_data_covers_every_status_and_is_idempotent(capsys):
     contacts, conversations = Contact.objects.count(), Conversation.objects.count()
     assert 50 <= contacts <= 80
     statuses = set(Conversation.objects.values_list("status", flat=True))
-    assert statuses == {"not_contacted", "new", "in_progress", "in_flow", "closed"}
+    assert statuses == {"not_contacted", "new", "in_progress", "in_flow", "closed", "resolved"}
+    # CSAT is on in the demo: surveys awaited, and ratings stored for their agents.
+    awaited = Conversation.objects.filter(status="resolved")
+    assert awaited.count() == awaited.filter(messages__sender_kind="survey").count() > 0
+    rated = Conversation.objects.filter(rating__isnull=False)
+    assert rated.count() >= 5 and not rated.filter(closed_by__isnull=True).exists()
     assert Conversation.objects.archived().exists()
     assert Conversation.objects.closed().filter(tags__isnull=False).exists()
     # Some contacts have several conversations in their history.

@@ -184,19 +184,21 @@ def test_timeline_mixes_messages_and_status_events_in_order(agent):
 def test_status_counts_in_one_query(django_assert_num_queries):
     from conversations.selectors import status_counts
 
-    for status in ("not_contacted", "new", "new", "in_progress", "in_flow", "closed"):
+    for status in ("not_contacted", "new", "new", "in_progress", "in_flow", "closed", "resolved"):
         conversation_in(status)
     conversation_in("closed", archived=True)
     with django_assert_num_queries(1):
         counts = status_counts()
     assert counts == {
+        "resolved": 1,
         "not_contacted": 1,
         "new": 2,
         "in_progress": 1,
         "in_flow": 1,
         "closed": 1,
         "archived": 1,
-        "all": 6,
+        "snoozed": 0,
+        "all": 7,
     }
 
 

@@ -17,15 +17,16 @@ from tests.factories import ContactFactory, UserFactory, conversation_in
 
 pytestmark = pytest.mark.django_db
 
-NC, NEW, IP, IF, CLOSED, ARCHIVED = (
+NC, NEW, IP, IF, CLOSED, ARCHIVED, RESOLVED = (
     "not_contacted",
     "new",
     "in_progress",
     "in_flow",
     "closed",
     "archived",
+    "resolved",
 )
-STATES = (NC, NEW, IP, IF, CLOSED, ARCHIVED)
+STATES = (NC, NEW, IP, IF, CLOSED, ARCHIVED, RESOLVED)
 
 
 class Fresh:
@@ -59,6 +60,7 @@ EXPECTED = {
         IF: IF,
         CLOSED: Fresh(NEW),
         ARCHIVED: Fresh(NEW),
+        RESOLVED: Fresh(NEW),
     },
     Event.KEYWORD: {
         NC: IF,
@@ -67,8 +69,17 @@ EXPECTED = {
         IF: ILLEGAL,
         CLOSED: Fresh(IF),
         ARCHIVED: Fresh(IF),
+        RESOLVED: Fresh(IF),
     },
-    Event.AGENT_REPLY: {NC: IP, NEW: IP, IP: IP, IF: IP, CLOSED: ILLEGAL, ARCHIVED: ILLEGAL},
+    Event.AGENT_REPLY: {
+        NC: IP,
+        NEW: IP,
+        IP: IP,
+        IF: IP,
+        CLOSED: ILLEGAL,
+        ARCHIVED: ILLEGAL,
+        RESOLVED: ILLEGAL,
+    },
     Event.FLOW_START: {
         NC: IF,
         NEW: ONGOING,
@@ -76,6 +87,7 @@ EXPECTED = {
         IF: ONGOING,
         CLOSED: Fresh(IF),
         ARCHIVED: Fresh(IF),
+        RESOLVED: ONGOING,
     },
     Event.FLOW_START_PRIORITY: {
         NC: IF,
@@ -84,6 +96,7 @@ EXPECTED = {
         IF: IF,
         CLOSED: Fresh(IF),
         ARCHIVED: Fresh(IF),
+        RESOLVED: Fresh(IF),
     },
     Event.FLOW_MARK_IN_PROGRESS: {
         NC: ILLEGAL,
@@ -92,6 +105,7 @@ EXPECTED = {
         IF: IP,
         CLOSED: ILLEGAL,
         ARCHIVED: ILLEGAL,
+        RESOLVED: ILLEGAL,
     },
     Event.FLOW_HAND_OFF: {
         NC: ILLEGAL,
@@ -100,6 +114,7 @@ EXPECTED = {
         IF: NEW,
         CLOSED: ILLEGAL,
         ARCHIVED: ILLEGAL,
+        RESOLVED: ILLEGAL,
     },
     Event.FLOW_CLOSE: {
         NC: ILLEGAL,
@@ -108,6 +123,7 @@ EXPECTED = {
         IF: CLOSED,
         CLOSED: ILLEGAL,
         ARCHIVED: ILLEGAL,
+        RESOLVED: ILLEGAL,
     },
     Event.CLOSE: {
         NC: CLOSED,
@@ -116,6 +132,7 @@ EXPECTED = {
         IF: CLOSED,
         CLOSED: ILLEGAL,
         ARCHIVED: ILLEGAL,
+        RESOLVED: ILLEGAL,
     },
     Event.ARCHIVE: {
         NC: NOT_ARCHIVABLE,
@@ -124,6 +141,7 @@ EXPECTED = {
         IF: NOT_ARCHIVABLE,
         CLOSED: ARCHIVED,
         ARCHIVED: NOT_ARCHIVABLE,
+        RESOLVED: NOT_ARCHIVABLE,
     },
     Event.UNARCHIVE: {
         NC: ILLEGAL,
@@ -132,6 +150,44 @@ EXPECTED = {
         IF: ILLEGAL,
         CLOSED: ILLEGAL,
         ARCHIVED: CLOSED,
+        RESOLVED: ILLEGAL,
+    },
+    # With CSAT on an agent's close is this event (services choose it; see test_csat.py).
+    Event.CLOSE_WITH_SURVEY: {
+        NC: ILLEGAL,
+        NEW: RESOLVED,
+        IP: RESOLVED,
+        IF: RESOLVED,
+        CLOSED: ILLEGAL,
+        ARCHIVED: ILLEGAL,
+        RESOLVED: ILLEGAL,
+    },
+    Event.SURVEY_ANSWER: {
+        NC: ILLEGAL,
+        NEW: ILLEGAL,
+        IP: ILLEGAL,
+        IF: ILLEGAL,
+        CLOSED: ILLEGAL,
+        ARCHIVED: ILLEGAL,
+        RESOLVED: CLOSED,
+    },
+    Event.SURVEY_EXPIRE: {
+        NC: ILLEGAL,
+        NEW: ILLEGAL,
+        IP: ILLEGAL,
+        IF: ILLEGAL,
+        CLOSED: ILLEGAL,
+        ARCHIVED: ILLEGAL,
+        RESOLVED: CLOSED,
+    },
+    Event.AUTO_CLOSE: {
+        NC: ILLEGAL,
+        NEW: ILLEGAL,
+        IP: CLOSED,
+        IF: ILLEGAL,
+        CLOSED: ILLEGAL,
+        ARCHIVED: ILLEGAL,
+        RESOLVED: ILLEGAL,
     },
 }
 
@@ -202,8 +258,14 @@ def test_transition_through_services(event, state, expected):
         assert result.pk != conversation.pk
         assert result.status == expected.status
         assert result.contact_id == conversation.contact_id
-        # The closed one stays in history untouched.
+        # The closed one stays in history untouched; a resolved one is closed first,
+        # without a rating, its line naming the event.
         assert conversation.status == CLOSED
+        if state == RESOLVED:
+            assert conversation.rating is None
+            line = conversation.status_changes.order_by("-id").first()
+            assert (line.from_status, line.to_status, line.event) == (RESOLVED, CLOSED, event)
+            before_changes += 1
         assert conversation.status_changes.count() == before_changes
         assert result.status_changes.get().to_status == expected.status
         assert Conversation.objects.filter(contact=conversation.contact).open().count() == 1
@@ -267,9 +329,13 @@ def test_unknown_contact_writing_gets_a_new_conversation():
 
 # --- plain save() and bulk SQL: every ordered pair of statuses ---------------------
 
-STATUSES = (NC, NEW, IP, IF, CLOSED)
+STATUSES = (NC, NEW, IP, IF, CLOSED, RESOLVED)
 # From §3: every status change an existing conversation may make.
 EXPECTED_EDGES = {
+    (NEW, RESOLVED),
+    (IP, RESOLVED),
+    (IF, RESOLVED),
+    (RESOLVED, CLOSED),
     (NC, NEW),
     (NC, IP),
     (NC, IF),
@@ -294,7 +360,10 @@ def test_the_table_module_has_exactly_the_product_edges():
 def _force_fields(conversation, target):
     """Side fields the database requires for ``target`` (so only the status
     edge itself decides)."""
-    return {"closed_at": timezone.now() if target == CLOSED else None}
+    return {
+        "closed_at": timezone.now() if target == CLOSED else None,
+        "resolved_at": conversation.resolved_at or timezone.now(),
+    }
 
 
 def _record_and_commit_check(conversation, source, target):

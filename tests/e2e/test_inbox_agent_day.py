@@ -63,8 +63,9 @@ def test_an_agents_day(page: Page, live_server, team):
     dana = team["Dana Scully"]
     log_in(page, live_server)
 
-    # The default view: every non-archived conversation, most recent first.
-    expect(tab(page, "all")).to_have_attribute("aria-current", "page")
+    # The default view (#15): what needs her (open, hers or nobody's), most recent first.
+    expect(page.locator(".tab-needs-me")).to_have_attribute("aria-current", "page")
+    expect(page.locator("#conversation-list .conv-row")).to_have_count(5)
     expect(page.locator("#conversation-list .conv-row").first).to_contain_text("Dana Scully")
     expect(count(page, "new")).to_have_text("4")
 
@@ -125,7 +126,7 @@ def test_an_agents_day(page: Page, live_server, team):
     expect(pane.locator(".notice-success")).to_contain_text("Archived.")
     expect(pane.get_by_role("button", name="Unarchive")).to_be_visible()
     tab(page, "all").click()
-    expect(page).to_have_url(f"{live_server.url}/inbox/")
+    expect(page).to_have_url(f"{live_server.url}/inbox/?view=all")
     expect(page.locator("#conversation-list .conv-row")).to_have_count(4)
     expect(row(page, "Dana Scully")).to_have_count(0)
     expect(page.locator("#conversation-pane")).to_contain_text("No conversation selected")
@@ -142,7 +143,7 @@ def test_an_agents_day(page: Page, live_server, team):
     expect(tab(page, "archived")).to_have_attribute("aria-current", "page")
     expect(page.locator("#conversation-list .conv-row")).to_have_count(1)
     page.go_back()
-    expect(page).to_have_url(f"{live_server.url}/inbox/")
+    expect(page).to_have_url(f"{live_server.url}/inbox/?view=all")
     expect(tab(page, "all")).to_have_attribute("aria-current", "page")
     expect(row(page, "Dana Scully")).to_have_count(0)
     page.go_forward()
@@ -213,13 +214,14 @@ def test_filters_live_in_the_url(page: Page, live_server, team):
     page.locator("#bulk-bar").get_by_role("button", name="Assign").click()
     expect(page.locator("#bulk-result")).to_contain_text("1 assigned to Alice Martin.")
     expect(row(page, "Fox Mulder")).to_contain_text("Alice Martin")
-    expect(page.locator("#scope-all")).not_to_be_checked()
+    expect(page.locator("#scope-all")).to_be_checked()  # #15: the selection is kept
 
     # The tabs keep the other filters.
     tab(page, "in_progress").click()
     expect(page).to_have_url(f"{live_server.url}/inbox/?q=parcel&status=in_progress&sort=waiting")
     expect(page.locator("#conversation-list .conv-row")).to_have_count(0)
-    expect(page.locator("#conversation-list")).to_contain_text("Nothing matches these filters.")
+    # #15: the search finds Fox elsewhere (New), and says so with a link.
+    expect(page.locator("#elsewhere")).to_contain_text("1 conversation elsewhere matches: 1 open.")
 
     # A bad link shows what is wrong instead of failing.
     page.goto(f"{live_server.url}/inbox/?archived=maybe")

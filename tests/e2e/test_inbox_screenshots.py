@@ -34,11 +34,12 @@ def test_inbox_and_pane_on_the_demo_data(page: Page, live_server, tmp_path):
     page.get_by_label("Username").fill("alice")
     page.get_by_label("Password").fill(DEMO_PASSWORD)
     page.get_by_role("button", name="Log in").click()
-    # Alice has conversations assigned: she lands on Mine; then the whole inbox.
-    expect(page.locator(".tab-mine")).to_have_attribute("aria-current", "page")
-    page.goto(f"{live_server.url}/inbox/")
+    # She lands on what needs her (#15); then the whole inbox.
+    expect(page.locator(".tab-needs-me")).to_have_attribute("aria-current", "page")
+    page.goto(f"{live_server.url}/inbox/?view=all")
     expect(page.locator("#conversation-list .conv-row").first).to_be_visible()
-    shown = Conversation.objects.not_archived().count()
+    shown = Conversation.objects.not_archived().not_snoozed().count()
+    expect(page.locator('[data-view-count="snoozed"]')).to_have_text("2")
     expect(page.locator('[data-tab-count="all"]')).to_have_text(str(shown))
     # Two rows ticked, so the bulk actions show.
     boxes = page.locator("#conversation-list .conv-row input[name=ids]")
@@ -52,6 +53,7 @@ def test_inbox_and_pane_on_the_demo_data(page: Page, live_server, tmp_path):
     # A conversation with a thread, tags and an agent.
     conversation = (
         Conversation.objects.filter(status=Status.IN_PROGRESS, tags__isnull=False)
+        .not_snoozed()
         .order_by("-last_activity_at")
         .first()
     )

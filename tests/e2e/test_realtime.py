@@ -170,10 +170,10 @@ def test_two_agents_see_each_other_and_nothing_is_silently_lost(asgi_server, bro
     stale.route("**/inbox/poll/**", lambda route: route.abort())
     stale.goto(url)
     bobs.locator(PANE).get_by_label("Assignee").select_option(label="Bob (me)")
-    bobs.locator(PANE).get_by_role("button", name="Assign").click()
+    bobs.locator(PANE).get_by_role("button", name="Assign", exact=True).click()
     expect(bobs.locator("#pane-notices")).to_contain_text("Assigned to you.")
     stale.locator(PANE).get_by_label("Assignee").select_option(label="Carol")
-    stale.locator(PANE).get_by_role("button", name="Assign").click()
+    stale.locator(PANE).get_by_role("button", name="Assign", exact=True).click()
     expect(stale.locator("#pane-notices")).to_contain_text(
         "Changed a moment ago by Bob: it is now assigned to Bob."
     )
@@ -216,9 +216,10 @@ def test_unread_markers_and_landing_on_mine(asgi_server, browser):
     mine = Conversation.objects.get(contact__name="Mia Mine")
     services.conversation_assign(conversation=mine.pk, assignee=alice, actor=alice)
 
-    # Alice has a conversation assigned: she lands on Mine.
+    # She lands on what needs her (#15), her conversation among them.
     page = log_in(browser, asgi_server, "alice")
-    expect(page.locator(".tab-mine")).to_have_attribute("aria-current", "page")
+    expect(page.locator(".tab-needs-me")).to_have_attribute("aria-current", "page")
+    expect(page.locator(f'{LIST} .conv-row[data-id="{mine.pk}"]')).to_be_visible()
     expect(page.locator('[data-view-count="mine"]')).to_have_text("1")
     page.goto(f"{asgi_server}/inbox/")
     wait_live(page)

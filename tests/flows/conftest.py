@@ -8,7 +8,7 @@ def make_flow(*steps, name=None, keyword="", is_active=True) -> Flow:
     """A flow from ``(kind, text_or_attribute_or_tag...)`` tuples, in order.
 
     ("send_message", text) · ("ask", text, attribute) · ("add_tag", tag_name) ·
-    ("mark_in_progress",) · ("hand_off",) · ("close",)
+    ("mark_in_progress",) · ("hand_off",) · ("close",) · ("assign", agent?)
     """
     make_flow.counter = getattr(make_flow, "counter", 0) + 1
     flow = Flow.objects.create(
@@ -22,6 +22,8 @@ def make_flow(*steps, name=None, keyword="", is_active=True) -> Flow:
             step.attribute = args[1]
         if kind == StepKind.ADD_TAG:
             step.tag = TagFactory(name=args[0])
+        if kind == StepKind.ASSIGN and args:
+            step.agent = args[0]
         step.full_clean()
         step.save()
     return flow

@@ -273,7 +273,7 @@ def test_a_flow_status_step_does_not_cancel_its_own_run():
     ("state", "text", "starts", "new_conversation"),
     [
         (S.NOT_CONTACTED, "hi", True, False),
-        (S.NEW, "  HI ", True, False),
+        (S.NEW, "  HI ", False, False),  # already waiting for an agent: stays queued
         (S.CLOSED, "Hi", True, True),
         (ARCHIVED, "hi", True, True),
         (S.IN_PROGRESS, "hi", False, False),  # in an agent's hands

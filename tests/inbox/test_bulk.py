@@ -42,7 +42,7 @@ def test_bulk_close_of_selected_rows(agent_client, agent):
     assert {refresh(c).closed_by for c in rows} == {agent}
     events = json.loads(response["HX-Trigger"])
     assert "conversationChanged" in events
-    assert "bulkDone" in events
+    assert "bulkDone" not in events  # #15: the selection is kept after an action
 
 
 def test_refused_rows_are_named_with_their_reason(agent_client):
@@ -51,10 +51,10 @@ def test_refused_rows_are_named_with_their_reason(agent_client):
 
     response = post(agent_client, action="close", ids=[open_one.pk, closed.pk, 999999])
 
+    # #15: grouped by reason.
     assert result(response) == (
-        f"warning: 1 closed; 2 refused: #{closed.pk} (Closing is not possible: the "
-        "conversation is closed, and closed conversations are read-only.), "
-        "#999999 (it does not exist)."
+        f"warning: 1 closed; 1 not closed: it is Closed (#{closed.pk}); "
+        "1 not closed: it does not exist (#999999)."
     )
     assert refresh(open_one).status == Status.CLOSED
 
@@ -62,12 +62,11 @@ def test_refused_rows_are_named_with_their_reason(agent_client):
 def test_all_refused_is_an_error_but_still_refreshes_the_list(agent_client):
     conversation = conversation_in(Status.NEW)
     response = post(agent_client, action="archive", ids=[conversation.pk])
-    assert result(response).startswith(
-        f"error: 0 archived; 1 refused: #{conversation.pk} (Only closed conversations"
+    assert result(response) == (
+        f"error: 0 archived; 1 not archived: it is New (#{conversation.pk})."
     )
     events = json.loads(response["HX-Trigger"])
     assert "conversationChanged" in events
-    assert "bulkDone" not in events  # the selection stays for the agent to fix
 
 
 def test_bulk_archive(agent_client):
@@ -87,8 +86,8 @@ def test_bulk_assign(agent_client, agent, other_agent):
     assert {refresh(c).assignee for c in rows} == {agent}
 
     response = post(agent_client, action="assign", assignee=other_agent.pk, ids=[*ids, closed.pk])
-    assert result(response).startswith(
-        f"warning: 2 assigned to Bob; 1 refused: #{closed.pk} (Cannot assign"
+    assert result(response) == (
+        f"warning: 2 assigned to Bob; 1 not assigned to Bob: it is Closed (#{closed.pk})."
     )
     assert {refresh(c).assignee for c in rows} == {other_agent}
 
@@ -110,7 +109,7 @@ def test_bulk_tag(agent_client):
     response = post(agent_client, action="tag", tag="VIP", ids=[open_one.pk, closed.pk])
 
     assert result(response).startswith(
-        f"warning: 1 tagged “VIP”; 1 refused: #{closed.pk} (Tags are locked"
+        "warning: 1 tagged “VIP”; 1 not tagged “VIP”: Tags are locked"
     )
     assert list(refresh(open_one).tags.values_list("name", flat=True)) == ["vip"]
     assert not refresh(closed).tags.exists()
@@ -189,5 +188,21 @@ def test_each_row_is_its_own_transaction(agent_client, monkeypatch):
     first, second = conversation_in(Status.NEW), conversation_in(Status.NEW)
     services.conversation_close(conversation=second)
     response = post(agent_client, action="close", ids=[first.pk, second.pk])
-    assert result(response).startswith("warning: 1 closed; 1 refused")
+    assert result(response).startswith("warning: 1 closed; 1 not closed: it is Closed")
     assert Conversation.objects.get(pk=first.pk).status == Status.CLOSED
+
+
+def test_refusals_are_grouped_by_reason(agent_client, monkeypatch):
+    from inbox import views
+
+    monkeypatch.setattr(views, "SHOW_REFUSALS", 2)
+    in_flow = [conversation_in(Status.IN_FLOW) for _ in range(3)]
+    new = conversation_in(Status.NEW)
+    closed = conversation_in(Status.CLOSED)
+    ids = [c.pk for c in [*in_flow, new, closed]]
+    response = post(agent_client, action="archive", ids=ids)
+    flow_ids = sorted(c.pk for c in in_flow)
+    assert result(response) == (
+        f"warning: 1 archived; 3 not archived: they are In a flow "
+        f"(#{flow_ids[0]}, #{flow_ids[1]} and 1 more); 1 not archived: it is New (#{new.pk})."
+    )

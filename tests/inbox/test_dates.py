@@ -47,7 +47,11 @@ REFUSED = [
 
 @pytest.fixture
 def rows(agent):
-    return [conversation_in(Status.NEW, agent=agent), conversation_in(Status.IN_PROGRESS)]
+    # Both in the default view (open; unassigned or assigned to the agent).
+    return [
+        conversation_in(Status.NEW, agent=agent),
+        conversation_in(Status.IN_PROGRESS, agent=agent),
+    ]
 
 
 def _expected(rows, everything: bool) -> set[int]:

@@ -36,7 +36,8 @@ def every_status(agent):
 def test_full_page_lists_every_non_archived_conversation_most_recent_first(
     agent_client, every_status
 ):
-    response = agent_client.get("/inbox/")
+    # #15: "All" is view=all; the default view is what needs the agent (test_default_view).
+    response = agent_client.get("/inbox/?view=all")
 
     assert response.status_code == 200
     assert "<html" in response.text
@@ -56,7 +57,7 @@ def test_full_page_lists_every_non_archived_conversation_most_recent_first(
 
 
 def test_tabs_show_counts_and_mark_the_active_one(agent_client, every_status):
-    response = agent_client.get("/inbox/")
+    response = agent_client.get("/inbox/?view=all")
     tabs = response.context["tabs"]
     counts = {tab["key"]: tab["count"] for tab in tabs}
     assert counts == {
@@ -455,7 +456,7 @@ def test_the_choices_are_read_once_per_process_not_per_page(agent_client, agent)
     with CaptureQueriesContext(connection) as warm:
         agent_client.get("/inbox/")
     read_by_cold = [q["sql"] for q in cold.captured_queries[len(warm.captured_queries) :]]
-    assert len(cold) == len(warm) + 3, read_by_cold  # agents, tags, channels
+    assert len(cold) == len(warm) + 4, read_by_cold  # agents, tags, channels, inbox settings
     sql = " ".join(q["sql"] for q in warm.captured_queries)
     assert 'WHERE "auth_user"."is_active"' not in sql  # the agents
     assert 'FROM "conversations_tag"' not in sql

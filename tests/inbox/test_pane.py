@@ -149,7 +149,7 @@ def test_reply_moves_it_to_in_progress_and_clears_the_box(agent_client, agent):
     assert "On it!" in response.text
     assert 'class="badge badge-in-progress"' in response.text
     # The box is cleared (not preserved) and the list and tabs are told to refresh.
-    assert re.search(r"<textarea[^>]*hx-preserve", response.text) is None
+    assert re.search(r'<textarea[^>]*id="reply-text[^>]*hx-preserve', response.text) is None
     assert trigger(response)["conversationChanged"] == {"id": conversation.pk, "pane": True}
 
 
@@ -170,7 +170,7 @@ def test_bad_reply_is_refused_and_keeps_the_draft(agent_client, text, error):
     assert response.status_code == 200
     assert error in notice(response)
     assert notice(response).startswith("error")
-    assert re.search(r"<textarea[^>]*hx-preserve", response.text)
+    assert re.search(r'<textarea[^>]*id="reply-text[^>]*hx-preserve', response.text)
     assert refresh(conversation).status == Status.NEW
     assert conversation.messages.filter(direction=Direction.OUTBOUND).count() == 0
 
@@ -376,6 +376,7 @@ def test_pane_queries_do_not_grow_with_the_messages(agent_client, agent, other_a
 
     assert _pane_queries(agent_client, one) == _pane_queries(agent_client, many)
     # session, user, the conversation (its tags' ids a column), the newest messages,
-    # the newest status changes; agents, tags and the flows to start from memory
-    assert _pane_queries(agent_client, many) == 5
+    # the newest status changes, the newest activities (assignments, tags, notes);
+    # agents, tags and the flows to start from memory
+    assert _pane_queries(agent_client, many) == 6
     assert "Start flow" in agent_client.get(pane_url(many), headers=PANE).text

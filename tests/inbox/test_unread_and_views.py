@@ -90,11 +90,12 @@ def test_mine_and_unassigned_views_with_their_counts(agent_client, agent, other_
     assert f'data-id="{mine.pk}"' not in response.text
 
 
-def test_an_agent_with_assigned_conversations_lands_on_mine(agent_client, agent):
+def test_an_agent_lands_on_the_default_view_which_holds_mine(agent_client, agent):
+    # #15: the default view (open: mine or unassigned) replaces the landing on Mine.
     assert agent_client.get("/")["Location"] == "/inbox/"
-    conversation_in(Status.IN_PROGRESS, agent=agent)
-    location = agent_client.get("/")["Location"]
-    assert location.startswith("/inbox/?assignee=me")
+    mine = conversation_in(Status.IN_PROGRESS, agent=agent)
+    assert agent_client.get("/")["Location"] == "/inbox/"
+    assert f'data-id="{mine.pk}"' in agent_client.get("/inbox/").text
 
 
 def test_the_landing_needs_a_login(client):

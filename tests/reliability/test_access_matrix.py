@@ -6,11 +6,12 @@ line here fails ``test_every_url_is_in_the_matrix``, so nothing is forgotten.
 
 import pytest
 from django.contrib import admin
+from django.core.files.base import ContentFile
 from django.test import Client
 from django.urls import NoReverseMatch, URLPattern, URLResolver, get_resolver, reverse
 
 from connectors.tokens import token_create, token_revoke
-from conversations.models import Conversation, Message
+from conversations.models import Conversation, Message, SavedReply
 from tests.factories import UserFactory, conversation_in
 
 pytestmark = pytest.mark.django_db
@@ -24,6 +25,8 @@ pytestmark = pytest.mark.django_db
 #   nothing  django-ninja's bare /api/v1/: 404 for everybody
 #   landing  where "/" leads an agent (a redirect to Mine or the inbox): anonymous -> login
 #   stream   an agent's event stream (EventSource): anonymous -> 401, nothing streamed
+#   signed   a provider's webhook: anyone, but a POST without its signature -> 401
+#   file     an agents-only file (a contact's media): anonymous -> login
 MATRIX = {
     "inbox:home": ("landing", "GET"),
     "inbox:stream": ("stream", "GET"),
@@ -31,6 +34,8 @@ MATRIX = {
     "inbox:read": ("action", "POST"),
     "connectors:chat-stream": ("public", "GET"),
     "login": ("public", "GET"),
+    "healthz": ("public", "GET"),  # for load balancers: no data, cheap
+    "readyz": ("public", "GET"),
     "logout": ("action", "POST"),
     "inbox:list": ("page", "GET"),
     "inbox:poll": ("page", "GET"),
@@ -41,14 +46,29 @@ MATRIX = {
     "inbox:close": ("action", "POST"),
     "inbox:archive": ("action", "POST"),
     "inbox:unarchive": ("action", "POST"),
+    "inbox:snooze": ("action", "POST"),
+    "inbox:unsnooze": ("action", "POST"),
+    "inbox:availability": ("action", "POST"),
     "inbox:assign": ("action", "POST"),
     "inbox:tag_add": ("action", "POST"),
     "inbox:tag_remove": ("action", "POST"),
+    "inbox:note": ("action", "POST"),
+    "inbox:mentions_read": ("action", "POST"),
+    "inbox:mentions": ("page", "GET"),
+    "inbox:saved_replies": ("page", "GET"),
+    "inbox:saved_reply_new": ("page", "GET"),
+    "inbox:saved_reply_edit": ("page", "GET"),
+    "inbox:saved_reply_delete": ("action", "POST"),
+    "inbox:saved_reply_search": ("page", "GET"),
+    "inbox:saved_reply_fill": ("page", "GET"),
+    "inbox:contact_edit": ("action", "POST"),
+    "inbox:contacts": ("page", "GET"),
     "flows:index": ("page", "GET"),
     "reports:index": ("page", "GET"),
     "flows:broadcast": ("page", "GET"),
     "flows:start_flow": ("action", "POST"),
     "flows:broadcast_create": ("action", "POST"),
+    "flows:broadcast_preview": ("page", "GET"),
     "connectors:chat": ("public", "GET"),
     "connectors:chat-thread": ("public", "GET"),
     "connectors:chat-send": ("public", "POST"),
@@ -67,12 +87,18 @@ MATRIX = {
     "api:conversation_close": ("api", "POST"),
     "api:conversation_archive": ("api", "POST"),
     "api:conversation_unarchive": ("api", "POST"),
+    "api:conversation_snooze": ("api", "POST"),
+    "api:conversation_unsnooze": ("api", "POST"),
     "api:conversation_tag_add": ("api", "POST"),
     "api:conversation_tag_remove": ("api", "DELETE"),
+    "api:conversation_note": ("api", "POST"),
     "api:flow_start": ("api", "POST"),
     "api:broadcast_create": ("api", "POST"),
     "api:broadcast_detail": ("api", "GET"),
     "api:delivery_detail": ("api", "GET"),
+    "whatsapp:webhook": ("signed", "POST"),
+    "whatsapp:media": ("file", "GET"),
+    "mail-attachment": ("page", "GET"),
 }
 
 
@@ -92,8 +118,10 @@ def test_every_url_is_in_the_matrix():
 
 
 @pytest.fixture
-def world(db):
+def world(db, settings, tmp_path):
     """One of everything a URL can point at."""
+    from connectors.mail.models import MailAttachment, MailMessage
+    from connectors.models import Channel
     from flows.models import Broadcast, Flow
 
     agent = UserFactory(username="alice")
@@ -101,7 +129,15 @@ def world(db):
     flow = Flow.objects.create(name="Welcome")
     broadcast = Broadcast.objects.create(flow=flow, created_by=agent)
     message = Message.objects.filter(conversation=conversation).first()
+    reply = SavedReply.objects.create(owner=agent, title="Hi", body="Hello")
+    settings.MEDIA_ROOT = tmp_path
+    mail = MailMessage.objects.create(
+        message=message, channel=Channel.objects.create(slug="mail", kind="email"), msgid="a@b"
+    )
+    attachment = MailAttachment(mail=mail, filename="a.txt", content_type="text/plain", size=1)
+    attachment.file.save("a.txt", ContentFile(b"a"))
     return {
+        "attachment": attachment,
         "agent": agent,
         "conversation": conversation,
         "kwargs": {
@@ -112,6 +148,7 @@ def world(db):
             "message_id": message.pk,
             "channel": "web",
             "name": "billing",
+            "reply_id": reply.pk,
         },
         "broadcast": broadcast,
     }
@@ -121,11 +158,15 @@ def _path(name: str, world) -> str:
     kwargs = world["kwargs"]
     if name == "flows:broadcast":
         return reverse(name, kwargs={"pk": world["broadcast"].pk})
+    if name == "mail-attachment":
+        return reverse(name, kwargs={"pk": world["attachment"].pk})
     if name == "inbox:contact":
         return reverse(name, kwargs={"pk": world["conversation"].contact_id})
     for attempt in (
         {},
         {k: kwargs[k] for k in ("pk",)},
+        {k: kwargs[k] for k in ("reply_id",)},
+        {k: kwargs[k] for k in ("pk", "reply_id")},
         {k: kwargs[k] for k in ("conversation_id",)},
         {k: kwargs[k] for k in ("conversation_id", "name")},
         {k: kwargs[k] for k in ("flow_id",)},
@@ -159,7 +200,9 @@ def _snapshot():
     )
 
 
-NON_PUBLIC = sorted(name for name, (kind, _) in MATRIX.items() if kind not in ("public", "nothing"))
+NON_PUBLIC = sorted(
+    name for name, (kind, _) in MATRIX.items() if kind not in ("public", "nothing", "signed")
+)
 
 
 def test_the_bare_api_root_shows_nothing(world, client):
@@ -222,6 +265,18 @@ def test_every_form_post_needs_a_csrf_token(name, world):
     before = _snapshot()
     response = client.post(_path(name, world), {"text": "hello", "name": "x"})
     assert response.status_code == 403, (name, response.status_code)
+    assert _snapshot() == before
+
+
+def test_a_webhook_post_without_its_signature_is_refused(world, client):
+    from connectors.models import Channel, ChannelKind
+
+    channel = Channel(slug="wa", kind=ChannelKind.WHATSAPP, phone_number_id="1")
+    channel.set_secret("app_secret", "s")
+    channel.save()
+    before = _snapshot()
+    path = reverse("whatsapp:webhook", kwargs={"channel": "wa"})
+    assert client.post(path, {"text": "hello"}).status_code == 401
     assert _snapshot() == before
 
 

@@ -15,10 +15,12 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
-from conversations import services
-from conversations.models import Contact, Source
+from conversations import services, snooze
+from conversations.models import Contact, Conversation, InboxSettings, Source
 from conversations.transitions import Event
 
+# The flow seed_demo_flows creates and runs on these conversations ("Welcome").
+DEMO_FLOW_NOTE = "Flow “Welcome”"
 DEMO_PASSWORD = "parley-demo"  # noqa: S105  (printed by bin/run; demo only)
 AGENTS = [("alice", "Alice", "Martin"), ("bob", "Bob", "Nguyen"), ("carol", "Carol", "Diaz")]
 TAGS = [
@@ -130,7 +132,10 @@ class Command(BaseCommand):
             agents, admin = self._users()
             for name, colour in TAGS:
                 services.tag_get_or_create(name=name, colour=colour)
+            # Satisfaction surveys on: closes become Resolved, most get rated.
+            InboxSettings(pk=1, csat_enabled=True).save()
             counts = self._contacts(rng, agents)
+            self._snooze(agents)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data: {len(agents)} agents, 1 admin, {counts['contacts']} contacts, "
@@ -156,6 +161,15 @@ class Command(BaseCommand):
             users.append(user)
         return users[:-1], users[-1]
 
+    def _snooze(self, agents) -> None:
+        """Two conversations in progress wait in the Snoozed view until tomorrow morning."""
+        until = {key: moment for key, _, moment in snooze.presets()}["tomorrow"]
+        waiting = Conversation.objects.filter(status="in_progress").order_by("id")[:2]
+        for conversation in waiting:
+            snooze.conversation_snooze(
+                conversation=conversation, until=until, actor=conversation.assignee or agents[0]
+            )
+
     def _contacts(self, rng: random.Random, agents):
         # Which status each demo contact's current conversation ends in.
         plan = (
@@ -164,6 +178,7 @@ class Command(BaseCommand):
             + ["in_progress"] * 12
             + ["in_flow"] * 4
             + ["closed"] * 8
+            + ["resolved"] * 3
             + ["archived"] * 8
             + ["history_new"] * 4
             + ["history_in_progress"] * 4
@@ -185,7 +200,8 @@ class Command(BaseCommand):
             # Older outcomes start further back, so the default view mixes them.
             age = timedelta(
                 days=rng.randint(1, 30) if outcome in ("closed", "archived") else 0,
-                hours=rng.randint(0, 72),
+                # A survey awaited is recent: its window (24 h) is still open.
+                hours=rng.randint(0, 2 if outcome == "resolved" else 72),
                 minutes=rng.randint(0, 59),
             )
             clock = Clock(now - age - timedelta(days=8 if outcome.startswith("history") else 0))
@@ -206,7 +222,7 @@ class Command(BaseCommand):
         if outcome == "in_flow":
             clock.advance(minutes=5)
             services.apply_event(
-                contact=contact, event=Event.FLOW_START, source=Source.FLOW, note="Onboarding"
+                contact=contact, event=Event.FLOW_START, source=Source.FLOW, note=DEMO_FLOW_NOTE
             )
             return 0
         if outcome.startswith("history"):
@@ -220,13 +236,14 @@ class Command(BaseCommand):
             clock,
             contact,
             agents,
-            reply=outcome in ("in_progress", "closed", "archived"),
-            close=outcome in ("closed", "archived"),
+            reply=outcome in ("in_progress", "closed", "archived", "resolved"),
+            close=outcome in ("closed", "archived", "resolved"),
+            rate=outcome != "resolved",
             archive=outcome == "archived",
         )
         return extra
 
-    def _thread(self, rng, clock, contact, agents, *, reply, close=False, archive=False):
+    def _thread(self, rng, clock, contact, agents, *, reply, close=False, archive=False, rate=True):
         tag, lines, answer = rng.choice(TOPICS)
         inbound = None
         for line in lines:
@@ -250,6 +267,13 @@ class Command(BaseCommand):
                 )
                 clock.advance(minutes=rng.randint(1, 20))
                 services.conversation_close(conversation=conversation, actor=agent)
+                if rate:  # the survey's answer (a rating from 3 to 5) closes it
+                    clock.advance(minutes=rng.randint(1, 30))
+                    services.message_receive(
+                        channel=contact.channel,
+                        external_id=contact.external_id,
+                        text=str(rng.randint(3, 5)),
+                    )
                 if archive:
                     clock.advance(days=1)
                     services.conversation_archive(conversation=conversation, actor=agent)

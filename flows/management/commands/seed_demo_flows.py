@@ -10,8 +10,19 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from conversations import services as core
-from flows import broadcasts
-from flows.models import Broadcast, Flow, FlowStep, Segment, StepKind
+from conversations.models import Conversation
+from conversations.transitions import Status
+from flows import broadcasts, engine
+from flows.models import (
+    ACTIVE_RUN_STATES,
+    Broadcast,
+    Expect,
+    Flow,
+    FlowStep,
+    Segment,
+    StepKind,
+    Trigger,
+)
 
 WELCOME = "Welcome"
 SURVEY = "Feedback survey"
@@ -39,7 +50,12 @@ class Command(BaseCommand):
             keyword="hi",
             steps=[
                 {"kind": StepKind.SEND_MESSAGE, "text": "Hi! Welcome to Parley support."},
-                {"kind": StepKind.ASK, "text": "What is your name?", "attribute": "name"},
+                {
+                    "kind": StepKind.ASK,
+                    "text": "What's your first name?",
+                    "attribute": "name",
+                    "expects": Expect.NAME,
+                },
                 {
                     "kind": StepKind.SEND_MESSAGE,
                     "text": "Thanks, {name}! An agent will be with you in a moment.",
@@ -57,11 +73,21 @@ class Command(BaseCommand):
                     "kind": StepKind.ASK,
                     "text": "How would you rate our help, from 1 to 5?",
                     "attribute": "rating",
+                    "expects": Expect.NUMBER,
+                    "min_value": 1,
+                    "max_value": 5,
                 },
                 {"kind": StepKind.SEND_MESSAGE, "text": "Thank you for your feedback!"},
                 {"kind": StepKind.CLOSE},
             ],
         )
+        # seed_demo's conversations "in a flow" run the Welcome flow, waiting for the name.
+        for conversation in Conversation.objects.filter(status=Status.IN_FLOW).exclude(
+            flow_runs__state__in=ACTIVE_RUN_STATES
+        ):
+            engine.flow_start(
+                flow=welcome, conversation=conversation, has_priority=True, trigger=Trigger.ADMIN
+            )
         broadcast = Broadcast.objects.filter(flow=survey).order_by("pk").first()
         if broadcast is None:
             broadcast = broadcasts.broadcast_create(
