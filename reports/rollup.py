@@ -4,7 +4,8 @@ fact's rows to ``reports_delta``, the fold into ``reports_rollup`` and the rebui
 A fact is a row of a table the services write anyway: a StatusChange (opened,
 closed, the status at the end of each day, flow runs), a Message (inbound for the
 busiest hours, agent replies) and the response times stored on the Conversation
-(first response, resolution; counted into histogram buckets). ``FACTS`` is the one
+(first response, resolution; counted into histogram buckets) and the contact's
+rating (CSAT: its sum and count, under the agent who resolved). ``FACTS`` is the one
 definition; the triggers apply it to the fact just written (or deleted: ``-1``) and
 the rebuild to every fact, so the two agree by construction
 (tests/reports/test_rollup.py compares them).
@@ -12,11 +13,15 @@ the rebuild to every fact, so the two agree by construction
 
 from django.db import connection, transaction
 
+from conversations.transitions import Status
+
 # Histogram buckets of the response times: bucket i holds [EDGES[i-1], EDGES[i]).
 EDGES = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800)
 HOURLY = ("opened", "closed", "inbound")
 LOCK = 1_604_816  # pg_advisory lock of the fold and the rebuild
 FLOW_STARTS = ("flow_start", "flow_start_priority", "keyword")
+# The agent's work on a conversation ends when it becomes one of these (counted once).
+ENDED = (str(Status.RESOLVED), str(Status.CLOSED))
 
 FACTS = f"""
 CREATE OR REPLACE VIEW reports_facts AS
@@ -26,7 +31,7 @@ FROM conversations_statuschange sc
 CROSS JOIN LATERAL (VALUES
     ('opened', 0, CASE WHEN sc.from_status = '' THEN 1 END),
     ('closed', coalesce(sc.actor_id, 0),
-        CASE WHEN sc.to_status = 'closed' AND sc.from_status <> 'closed' THEN 1 END),
+        CASE WHEN sc.to_status IN {ENDED} AND sc.from_status NOT IN {ENDED} THEN 1 END),
     ('status:' || sc.to_status, 0, CASE WHEN sc.to_status <> sc.from_status THEN 1 END),
     ('status:' || sc.from_status, 0,
         CASE WHEN sc.from_status NOT IN ('', sc.to_status) THEN -1 END),
@@ -34,8 +39,8 @@ CROSS JOIN LATERAL (VALUES
     ('flow:handed_off', 0, CASE WHEN sc.event = 'flow_hand_off' THEN 1 END),
     ('flow:closed', 0, CASE WHEN sc.event = 'flow_close' THEN 1 END),
     ('flow:completed', 0, CASE WHEN sc.event = 'flow_complete' THEN 1 END),
-    ('flow:abandoned', 0, CASE WHEN sc.from_status = 'in_flow'
-        AND sc.event NOT LIKE 'flow%%' AND sc.to_status <> 'in_flow' THEN 1 END)
+    ('flow:abandoned', 0, CASE WHEN sc.from_status = '{Status.IN_FLOW}'
+        AND sc.event NOT LIKE 'flow%%' AND sc.to_status <> '{Status.IN_FLOW}' THEN 1 END)
 ) f (metric, agent_id, n)
 WHERE f.n IS NOT NULL
 UNION ALL
@@ -49,9 +54,15 @@ SELECT c.id, 'f', c.id, c.first_response_at, 'frt:' || reports_bucket(c.first_re
        coalesce(c.first_response_by_id, 0), 1
 FROM conversations_conversation c WHERE c.first_response_seconds IS NOT NULL
 UNION ALL
-SELECT c.id, 'r', c.id, c.closed_at, 'res:' || reports_bucket(c.resolution_seconds),
-       coalesce(c.closed_by_id, 0), 1
+SELECT c.id, 'r', c.id, c.created_at + c.resolution_seconds * interval '1 second',
+       'res:' || reports_bucket(c.resolution_seconds), coalesce(c.closed_by_id, 0), 1
 FROM conversations_conversation c WHERE c.resolution_seconds IS NOT NULL
+UNION ALL
+SELECT c.id, 'c', c.id, coalesce(c.resolved_at, c.closed_at), r.metric, coalesce(c.closed_by_id, 0),
+       r.n
+FROM conversations_conversation c
+CROSS JOIN LATERAL (VALUES ('csat:sum', c.rating::integer), ('csat:n', 1)) r (metric, n)
+WHERE c.rating IS NOT NULL
 """
 
 # Every key a fact counts under: its channel and all channels, its agent and all
@@ -164,10 +175,18 @@ TRIGGERS = [
     ),
     (
         "conversations_conversation",
+        "reports_rating",
+        "AFTER UPDATE OF rating",
+        "OLD.rating IS NULL AND NEW.rating IS NOT NULL",
+        "'c', NEW.id, NEW.id, 1, NULL",
+    ),
+    (
+        "conversations_conversation",
         "reports_times_out",
         "BEFORE DELETE",
         "",
-        "'f', OLD.id, OLD.id, -1, NULL); PERFORM reports_fact('r', OLD.id, OLD.id, -1, NULL",
+        "'f', OLD.id, OLD.id, -1, NULL); PERFORM reports_fact('r', OLD.id, OLD.id, -1, NULL);"
+        " PERFORM reports_fact('c', OLD.id, OLD.id, -1, NULL",
     ),
     (
         "conversations_conversationtag",

@@ -141,16 +141,23 @@ def speed(params: Params) -> dict:
     return result
 
 
-def csat_by_agent(params: Params) -> dict[int, tuple[float, int]]:
-    """{agent id: (average rating, count)} where CSAT exists. The ratings arrive
-    with issue #14 (Conversation rating fields); until they are merged, none."""
-    return {}
+def csat_by_agent(params: Params, rows=None) -> dict[int, tuple[float, int]]:
+    """{agent id: (average rating, count)} of the ratings of the conversations each
+    agent resolved in the range (dated by the resolution)."""
+    rows = _sums(params, ["csat:%"], agents=True) if rows is None else rows
+    sums = defaultdict(lambda: [0, 0])
+    for (_, _, metric, agent), n in rows.items():
+        if metric in ("csat:sum", "csat:n"):
+            sums[agent][metric == "csat:n"] += n
+    return {
+        agent: (round(total / count, 2), count) for agent, (total, count) in sums.items() if count
+    }
 
 
 def agents(params: Params, *, only: int | None = None) -> list[dict]:
     """Per agent: open conversations assigned now, replies sent, conversations closed
     and the median first response in the range; CSAT where it exists."""
-    rows = _sums(params, ["closed", "replies", "frt:%"], agents=True)
+    rows = _sums(params, ["closed", "replies", "frt:%", "csat:%"], agents=True)
     totals = defaultdict(lambda: {"closed": 0, "replies": 0})
     for (_, _, metric, agent), n in rows.items():
         if metric in ("closed", "replies"):
@@ -166,7 +173,7 @@ def agents(params: Params, *, only: int | None = None) -> list[dict]:
     if only is not None:
         assigned_rows = assigned_rows.filter(assignee_id=only)
     assigned = dict(assigned_rows.values_list("assignee_id").annotate(n=Count("id")).order_by())
-    csat = csat_by_agent(params)
+    csat = csat_by_agent(params, rows)
     ids = sorted(set(totals) | set(assigned) | set(frt))
     if only is not None:
         ids = [pk for pk in ids if pk == only]

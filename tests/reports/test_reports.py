@@ -53,6 +53,7 @@ def test_volume(history):
         "in_progress": 0,
         "in_flow": 0,
         "closed": 1,
+        "resolved": 0,
     }
     assert data["at_end"][D2] == {
         "not_contacted": 0,
@@ -60,6 +61,7 @@ def test_volume(history):
         "in_progress": 1,
         "in_flow": 0,
         "closed": 1,
+        "resolved": 0,
     }
     # Only D2: the statuses carry over from the days before the range.
     assert selectors.volume(Params(D2, D2))["at_end"][D2]["closed"] == 1
@@ -191,3 +193,39 @@ def test_api_gives_the_same_figures(live_server, agent, other_agent, staff):
     assert (bad.status, bad.error) == (422, "invalid_input")
     assert api.get("/reports/volume?colour=red").error == "invalid_request"
     assert ALL_CHANNELS == "*" and ANY_TAG == 0
+
+
+def test_csat_and_resolution_count_at_resolved(history, agent, other_agent):
+    from conversations import services
+    from conversations.transitions import Status
+    from tests.factories import inbox_settings_set
+
+    from .history import at
+
+    inbox_settings_set(csat_enabled=True)
+    with at(D2, 14, 30):
+        services.conversation_reply(conversation=history["c3"], agent=agent, text="there")
+    with at(D2, 15, 30):
+        services.conversation_close(conversation=history["c3"], actor=agent)  # resolved
+    with at(D2, 16):
+        c5 = services.message_receive(channel="web", external_id="e", text="hi").conversation
+        services.conversation_reply(conversation=c5, agent=other_agent, text="yes")
+        services.conversation_close(conversation=c5, actor=other_agent)
+    with at(D2 + timedelta(1), 9):  # answers the next day: dated by the resolution
+        services.message_receive(channel="web", external_id="c", text="4")
+        services.message_receive(channel="web", external_id="e", text="2")
+    c3 = Conversation.objects.get(pk=history["c3"].pk)
+    assert (c3.status, c3.rating, c3.resolution_seconds) == (Status.CLOSED, 4, 5400)
+
+    assert selectors.csat_by_agent(Params(D1, D2)) == {agent.pk: (4.0, 1), other_agent.pk: (2.0, 1)}
+    assert selectors.csat_by_agent(Params(D1, D1)) == {}
+    rows = {row["agent_id"]: row for row in selectors.agents(Params(D1, D2))}
+    # Resolved, then closed by the answer: one close, at the resolution.
+    assert (rows[agent.pk]["closed"], rows[agent.pk]["csat_average"]) == (2, 4.0)
+    assert (rows[other_agent.pk]["closed"], rows[other_agent.pk]["csat_count"]) == (1, 1)
+    assert selectors.volume(Params(D2, D2))["closed"][15] == 1
+    assert sum(selectors.speed(Params(D2, D2))["resolution"]["histogram"]) == 2
+    rollup.compact()
+    incremental = _rollups()
+    rollup.rebuild("UTC")
+    assert _rollups() == incremental
