@@ -73,6 +73,11 @@ class ReportForm(forms.Form):
             raise forms.ValidationError(
                 f"A range covers at most {MAX_DAYS} days.", code="invalid_range"
             )
+        if data.get("tag") and data.get("agent"):
+            raise forms.ValidationError(
+                "Choose a tag or an agent: the figures per agent are not split by tag.",
+                code="tag_and_agent",
+            )
         data["end"] = end
         return data
 

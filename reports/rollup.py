@@ -65,9 +65,9 @@ CROSS JOIN LATERAL (VALUES ('csat:sum', c.rating::integer), ('csat:n', 1)) r (me
 WHERE c.rating IS NOT NULL
 """
 
-# Every key a fact counts under: its channel and all channels, its agent and all
-# agents, any tag and each tag the conversation carries (or only ``p_tag``). Hours
-# are kept for all agents only (the per-agent figures are per day).
+# Every key a fact counts under: its channel and all channels, any tag and each tag
+# the conversation carries (or only ``p_tag``), all agents and (any tag only) its
+# agent. Hours are kept for all agents only: the per-agent figures are per day.
 ROWS = """
 SELECT (f.at AT TIME ZONE tz)::date AS day,
        CASE WHEN f.metric IN {hourly} AND ag.agent_id = -1
@@ -77,12 +77,14 @@ FROM reports_facts f
 JOIN conversations_conversation cv ON cv.id = f.conversation_id
 JOIN conversations_contact ct ON ct.id = cv.contact_id
 CROSS JOIN LATERAL (VALUES (ct.channel), ('*')) ch (channel)
-CROSS JOIN LATERAL (SELECT -1 UNION ALL SELECT f.agent_id WHERE f.agent_id > 0) ag (agent_id)
 CROSS JOIN LATERAL (
     SELECT {tag}
     UNION ALL SELECT l.tag_id FROM conversations_conversationtag l
     WHERE {links} AND l.conversation_id = f.conversation_id
 ) tg (tag_id)
+CROSS JOIN LATERAL (
+    SELECT -1 UNION ALL SELECT f.agent_id WHERE f.agent_id > 0 AND tg.tag_id = 0
+) ag (agent_id)
 """
 
 COLUMNS = "day, hour, channel, agent_id, tag_id, metric, n"
@@ -233,7 +235,7 @@ TRIGGER_NAMES = [(table, name) for table, name, *_ in TRIGGERS]
 
 # The rebuild's form of ``ROWS``: each fact under its own channel, agent and tags
 # only, summed; the "all channels" and "all agents" keys are then grouping sets of
-# those sums instead of copies of every fact (five times fewer rows to sort).
+# those sums instead of copies of every fact, the per-agent ones of "any tag" only.
 REBUILD = f"""
 WITH base AS (
     SELECT (f.at AT TIME ZONE %(tz)s)::date AS day,
@@ -249,31 +251,38 @@ WITH base AS (
     ) tg (tag_id)
     GROUP BY 1, 2, 3, 4, 5, 6
 ), sets AS (
-    SELECT day, coalesce(hour, 0) AS hour, coalesce(channel, '*') AS channel,
-           CASE WHEN grouping(agent_id) = 1 THEN -1 ELSE agent_id END AS agent_id,
-           tag_id, metric, sum(n) AS n
+    SELECT day, hour, coalesce(channel, '*') AS channel, -1 AS agent_id, tag_id, metric,
+           sum(n) AS n
     FROM base
-    GROUP BY GROUPING SETS (
-        (day, hour, channel, tag_id, metric), (day, hour, tag_id, metric),
-        (day, channel, agent_id, tag_id, metric), (day, agent_id, tag_id, metric)
-    )
+    GROUP BY GROUPING SETS ((day, hour, channel, tag_id, metric), (day, hour, tag_id, metric))
+    UNION ALL
+    SELECT day, 0, coalesce(channel, '*'), agent_id, 0, metric, sum(n)
+    FROM base WHERE tag_id = 0 AND agent_id > 0
+    GROUP BY GROUPING SETS ((day, channel, agent_id, metric), (day, agent_id, metric))
 )
 INSERT INTO reports_rollup ({COLUMNS})
-SELECT {COLUMNS} FROM sets WHERE agent_id <> 0 AND n <> 0
+SELECT {COLUMNS} FROM sets WHERE n <> 0
 """
 
 
 def rebuild(time_zone: str) -> int:
     """Recompute every rollup from the facts in ``time_zone``; returns the rows
-    written. Writers that add facts meanwhile wait for it (the TRUNCATE), then add
-    their own rows on top, so nothing is counted twice or lost."""
+    written. One snapshot (repeatable read): the rollups are rebuilt from the facts
+    it sees and the deltas it sees are dropped, so the deltas of facts written
+    meanwhile stay on top and nothing is counted twice or lost. Writers never wait
+    (they only append deltas; the fold is skipped while the lock is held), and
+    readers see the old rollups until the commit."""
     from .models import Setting
 
+    outermost = not connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
+        if outermost:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK])
         cursor.execute("SET LOCAL jit = off")
         cursor.execute("SET LOCAL work_mem = '256MB'")
-        cursor.execute("TRUNCATE reports_delta, reports_rollup")
+        cursor.execute("DELETE FROM reports_delta")
+        cursor.execute("DELETE FROM reports_rollup")
         Setting.objects.update_or_create(pk=1, defaults={"time_zone": time_zone})
         cursor.execute(REBUILD, {"tz": time_zone})
         return cursor.rowcount

@@ -2,7 +2,7 @@
 aggregates per report, whatever the size of the history."""
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 from django.db import connection
@@ -157,6 +157,8 @@ def csat_by_agent(params: Params, rows=None) -> dict[int, tuple[float, int]]:
 def agents(params: Params, *, only: int | None = None) -> list[dict]:
     """Per agent: open conversations assigned now, replies sent, conversations closed
     and the median first response in the range; CSAT where it exists."""
+    # Per-agent rollups exist for "any tag" only: the table is not split by tag.
+    params = replace(params, tag_id=ANY_TAG)
     rows = _sums(params, ["closed", "replies", "frt:%", "csat:%"], agents=True)
     totals = defaultdict(lambda: {"closed": 0, "replies": 0})
     for (_, _, metric, agent), n in rows.items():
@@ -168,11 +170,9 @@ def agents(params: Params, *, only: int | None = None) -> list[dict]:
     assigned_rows = assigned_rows.filter(assignee__isnull=False)
     if params.channel != ALL_CHANNELS:
         assigned_rows = assigned_rows.filter(contact__channel=params.channel)
-    if params.tag_id != ANY_TAG:
-        assigned_rows = assigned_rows.filter(tag_links__tag_id=params.tag_id)
     if only is not None:
         assigned_rows = assigned_rows.filter(assignee_id=only)
-    assigned = dict(assigned_rows.values_list("assignee_id").annotate(n=Count("id")).order_by())
+    assigned = dict(assigned_rows.values_list("assignee_id").annotate(n=Count("*")).order_by())
     csat = csat_by_agent(params, rows)
     ids = sorted(set(totals) | set(assigned) | set(frt))
     if only is not None:
