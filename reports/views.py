@@ -21,6 +21,7 @@ from inbox import choices
 
 from . import charts, selectors
 from .forms import ReportForm
+from .models import ANY_TAG
 
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
@@ -191,7 +192,17 @@ def build(params, user) -> list[Report]:
                 ]
                 for p in people
             ],
-            note="" if user.is_staff else "You see your own row; staff see every agent.",
+            note=" ".join(
+                filter(
+                    None,
+                    [
+                        "" if user.is_staff else "You see your own row; staff see every agent.",
+                        ""
+                        if params.tag_id == ANY_TAG
+                        else "Every tag counts here: per agent, the figures are not split by tag.",
+                    ],
+                )
+            ),
         )
     )
     fl = selectors.flows(params)

@@ -234,5 +234,7 @@ def test_csat_and_resolution_count_at_resolved(history, agent, other_agent):
 def test_per_agent_figures_are_not_split_by_tag(history, staff_client, agent):
     billing = history["c2"].tags.get().pk
     assert selectors.agents(Params(D1, D2, tag_id=billing)) == selectors.agents(Params(D1, D2))
+    page = staff_client.get(f"/reports/?{RANGE}&tag={billing}")
+    assert "per agent, the figures are not split by tag" in page.content.decode()
     page = staff_client.get(f"/reports/?{RANGE}&tag={billing}&agent={agent.pk}")
     assert "Choose a tag or an agent" in page.content.decode()
