@@ -260,18 +260,27 @@ WITH base AS (
     FROM base WHERE tag_id = 0 AND agent_id > 0
     GROUP BY GROUPING SETS ((day, channel, agent_id, metric), (day, agent_id, metric))
 )
-INSERT INTO reports_rollup ({COLUMNS})
+INSERT INTO reports_rollup_next ({COLUMNS})
 SELECT {COLUMNS} FROM sets WHERE n <> 0
+"""
+
+# The rollup table's indexes and the constraints they back, to build on the new table.
+INDEXES = """
+SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid), c.conname, c.contype
+FROM pg_index i
+LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
+WHERE i.indrelid = 'reports_rollup'::regclass
 """
 
 
 def rebuild(time_zone: str) -> int:
     """Recompute every rollup from the facts in ``time_zone``; returns the rows
     written. One snapshot (repeatable read): the rollups are rebuilt from the facts
-    it sees and the deltas it sees are dropped, so the deltas of facts written
-    meanwhile stay on top and nothing is counted twice or lost. Writers never wait
-    (they only append deltas; the fold is skipped while the lock is held), and
-    readers see the old rollups until the commit."""
+    it sees into a new table (indexed once filled), the deltas it sees are dropped,
+    so the deltas of facts written meanwhile stay on top and nothing is counted
+    twice or lost. Writers never wait (they only append deltas; the fold is skipped
+    while the lock is held); readers see the old rollups until the swap at the end
+    (a drop and renames: the only moment they wait)."""
     from .models import Setting
 
     outermost = not connection.in_atomic_block
@@ -281,12 +290,38 @@ def rebuild(time_zone: str) -> int:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK])
         cursor.execute("SET LOCAL jit = off")
         cursor.execute("SET LOCAL work_mem = '256MB'")
+        cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")
         cursor.execute("DELETE FROM reports_delta")
-        cursor.execute("DELETE FROM reports_rollup")
         Setting.objects.update_or_create(pk=1, defaults={"time_zone": time_zone})
+        cursor.execute(
+            "CREATE TABLE reports_rollup_next"
+            " (LIKE reports_rollup INCLUDING DEFAULTS INCLUDING IDENTITY)"
+        )
         cursor.execute(REBUILD, {"tz": time_zone})
         rows = cursor.rowcount
-    if outermost:  # the old rows' space back, and index-only reads of the new ones
+        cursor.execute(INDEXES)
+        indexes = cursor.fetchall()
+        for name, definition, _, _ in indexes:
+            cursor.execute(
+                definition.replace(f"INDEX {name} ON ", f"INDEX {name}_next ON ").replace(
+                    ".reports_rollup ", ".reports_rollup_next "
+                )
+            )
+        cursor.execute("DROP TABLE reports_rollup")
+        cursor.execute("ALTER TABLE reports_rollup_next RENAME TO reports_rollup")
+        cursor.execute(
+            "ALTER SEQUENCE IF EXISTS reports_rollup_next_id_seq RENAME TO reports_rollup_id_seq"
+        )
+        for name, _, constraint, kind in indexes:
+            if constraint:
+                what = "PRIMARY KEY" if kind == "p" else "UNIQUE"
+                cursor.execute(
+                    f"ALTER TABLE reports_rollup ADD CONSTRAINT {constraint}"
+                    f" {what} USING INDEX {name}_next"
+                )
+            else:
+                cursor.execute(f"ALTER INDEX {name}_next RENAME TO {name}")
+    if outermost:  # statistics, and the visibility map for index-only reads
         with connection.cursor() as cursor:
             cursor.execute("VACUUM (ANALYZE) reports_rollup")
     return rows
