@@ -40,13 +40,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SECTIONS = ("pages", "counts", "pane", "actions", "api", "broadcast")
+SECTIONS = ("pages", "counts", "pane", "actions", "api", "broadcast", "reports")
 TARGETS = {
     "page": (25.0, 8),
     "counts": (15.0, None),
     "search": (150.0, None),
     "pane": (30.0, None),
     "action": (30.0, None),
+    "report": (150.0, None),
 }
 
 
@@ -337,6 +338,49 @@ def section_pages(args) -> list[Result]:
     return [r for r in results if r]
 
 
+def section_reports(args) -> list[Result]:
+    """Every report over the last 30 days, as the page, its CSV and the API read it,
+    with and without filters."""
+    from django.db import connection
+
+    from connectors.tokens import token_create
+    from conversations.models import Tag
+    from reports.forms import today
+
+    client = logged_in_client()
+    _, secret = token_create(user=bench_user(), name="bench reports")
+    busiest = Tag.objects.order_by("-conversation_links__id").values_list("pk", flat=True).first()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT c.closed_by_id FROM conversations_conversation c
+               JOIN auth_user u ON u.id = c.closed_by_id AND u.is_active
+               WHERE c.closed_at > now() - interval '30 days'
+               GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"""
+        )
+        agent = cursor.fetchone()[0]
+    last30 = "range=30d"
+    day = f"range=custom&start={today().isoformat()}&end={today().isoformat()}"
+    pages = [
+        ("reports page, 30 days", f"/reports/?{last30}"),
+        ("reports page, 30 days, channel web", f"/reports/?{last30}&channel=web"),
+        ("reports page, 30 days, tag", f"/reports/?{last30}&tag={busiest}"),
+        ("reports page, 30 days, agent", f"/reports/?{last30}&agent={agent}"),
+        ("reports page, today (per hour)", f"/reports/?{day}"),
+        ("reports page, this month", "/reports/?range=month"),
+        ("reports CSV (statuses), 30 days", f"/reports/?{last30}&export=statuses"),
+    ]
+    results = [measure(name, "report", repeat(get_ok(client, url)), args) for name, url in pages]
+    auth = {"Authorization": f"Bearer {secret}"}
+    for kind in ("volume", "speed", "agents"):
+        url = f"/api/v1/reports/{kind}?{last30}"
+        results.append(
+            measure(
+                f"API reports/{kind}, 30 days", "report", repeat(get_ok(client, url, **auth)), args
+            )
+        )
+    return [r for r in results if r]
+
+
 def section_counts(args) -> list[Result]:
     from conversations.selectors import status_counts
 
@@ -617,6 +661,7 @@ def main() -> None:
         "counts": section_counts,
         "pane": section_pane,
         "actions": section_actions,
+        "reports": section_reports,
     }
     for name in args.sections:
         print(f"\n{name}", flush=True)

@@ -398,6 +398,12 @@ def parse_args():
         "--active-agents", type=int, default=100, help="of them, still active (the newest)"
     )
     parser.add_argument(
+        "--history-days",
+        type=int,
+        default=365,
+        help="the closed conversations' activity spreads over this many days up to now",
+    )
+    parser.add_argument(
         "--reset",
         action="store_true",
         help="empty the Parley tables first when the database already holds data",
@@ -476,11 +482,22 @@ def guards_off():
         for model, trigger in registry.registered()
         if model._meta.db_table in LOADED_TABLES
     ]
+    from django.db import connection
+
+    from reports.rollup import TRIGGER_NAMES
+
+    def reports_triggers(state: str) -> None:  # plain SQL triggers (reports/rollup.py)
+        with connection.cursor() as cursor:
+            for table, name in TRIGGER_NAMES:
+                cursor.execute(f"ALTER TABLE {table} {state} TRIGGER {name}")
+
     pgtrigger.disable(*uris)
+    reports_triggers("DISABLE")
     try:
         yield
     finally:
         pgtrigger.enable(*uris)
+        reports_triggers("ENABLE")
 
 
 def bench_password_hash() -> str:
@@ -705,6 +722,9 @@ class Loader:
                         WHEN s.g %% %(pane_every)s = 7 THEN %(pane_messages)s
                         ELSE 1 + pg_temp.h(s.g, 33) %% 9 + (pg_temp.h(s.g, 34) %% 5 = 0)::int
                    END AS n_messages,
+                   -- Minutes between two messages: the first response time.
+                   (1 + pg_temp.h(s.g, 61) %% 30 * (1 + pg_temp.h(s.g, 62) %% 12))
+                       * interval '1 minute' AS gap,
                    -- The agent who handles it: anyone in the history, an active
                    -- agent for the open ones.
                    CASE WHEN s.status = 'closed' THEN 1 + pg_temp.h(s.g, 42) %% %(agents)s
@@ -720,8 +740,9 @@ class Loader:
                                  )[1 + pg_temp.h(g, 31) %% 10]
                        END AS status,
                        CASE WHEN g <= %(closed)s
-                            THEN now() - interval '3 years' + (g::float8 / %(closed)s)
-                                 * (interval '3 years' - interval '2 days')
+                            THEN now() - %(history)s * interval '1 day'
+                                 + (g::float8 / %(closed)s)
+                                 * ((%(history)s - 2) * interval '1 day')
                             ELSE now() - (pg_temp.h(g, 32) %% 2592000) * interval '1 second'
                        END AS last_activity_at
                 FROM generate_series(1, %(conversations)s) g
@@ -736,6 +757,7 @@ class Loader:
                 "active": n_active,
                 "pane_every": max(n_conv // PANE_CONVERSATIONS, 1),
                 "pane_messages": PANE_MESSAGES,
+                "history": a.history_days,
             },
         )
         self.step(
@@ -743,10 +765,12 @@ class Loader:
             """
             INSERT INTO conversations_conversation (
                 id, contact_id, status, assignee_id, created_at, updated_at, last_activity_at,
-                waiting_since, last_message_preview, closed_at, closed_by_id, archived_at)
+                waiting_since, last_message_preview, closed_at, closed_by_id, archived_at,
+                first_response_at, first_response_by_id, first_response_seconds,
+                resolution_seconds)
             SELECT b.g, b.contact_id, b.status,
                    a.id,
-                   b.last_activity_at - (b.n_messages + 1) * interval '7 minutes',
+                   b.created_at,
                    b.last_activity_at,
                    b.last_activity_at,
                    CASE WHEN b.status = 'new'
@@ -760,8 +784,20 @@ class Loader:
                    CASE WHEN b.status = 'closed' THEN b.last_activity_at + interval '1 hour' END,
                    CASE WHEN b.status = 'closed' THEN a.id END,
                    CASE WHEN b.status = 'closed' AND pg_temp.h(b.g, 44) %% 100 < 88
-                        THEN least(b.last_activity_at + interval '7 days', now()) END
-            FROM bench_conv b LEFT JOIN bench_agents a ON a.slot = b.agent_k
+                        THEN least(b.last_activity_at + interval '7 days', now()) END,
+                   -- Message 0 (the contact) at created + 2 gaps, message 1 (the
+                   -- handler's reply, unless in a flow) one gap later.
+                   CASE WHEN b.answered THEN b.created_at + 3 * b.gap END,
+                   CASE WHEN b.answered THEN h.id END,
+                   CASE WHEN b.answered THEN extract(epoch FROM b.gap)::integer END,
+                   CASE WHEN b.status = 'closed'
+                        THEN extract(epoch FROM b.last_activity_at + interval '1 hour'
+                                                - b.created_at)::integer END
+            FROM (SELECT *, last_activity_at - (n_messages + 1) * gap AS created_at,
+                         n_messages >= 2 AND status <> 'in_flow' AS answered
+                  FROM bench_conv) b
+            LEFT JOIN bench_agents a ON a.slot = b.agent_k
+            LEFT JOIN bench_agents h ON h.slot = b.handler_k
             ORDER BY b.g
             """,
         )
@@ -783,7 +819,7 @@ class Loader:
                    CASE WHEN k %% 2 = 1 AND b.status <> 'in_flow' THEN a.id END,
                    CASE WHEN k %% 2 = 0 THEN pg_temp.inbound_text(b.g * 1000 + k)
                         ELSE pg_temp.outbound_text(b.g * 1000 + k) END,
-                   b.last_activity_at - (b.n_messages - 1 - k) * interval '7 minutes'
+                   b.last_activity_at - (b.n_messages - 1 - k) * b.gap
             FROM bench_conv b
             LEFT JOIN bench_agents a ON a.slot = b.handler_k
             CROSS JOIN generate_series(0, b.n_messages - 1) k
@@ -804,23 +840,30 @@ class Loader:
             """,
         )
         self.step(
-            "status history (one row per conversation: how it got its status)",
+            "status history (opened, answered, closed: up to three rows a conversation)",
             """
             INSERT INTO conversations_statuschange (conversation_id, from_status, to_status, event,
                                                     source, actor_id, note, at)
-            SELECT b.g,
-                   CASE WHEN b.status = 'closed' THEN 'in_progress' ELSE '' END,
-                   b.status,
-                   CASE b.status WHEN 'closed' THEN 'close'
-                                 WHEN 'not_contacted' THEN 'contact_created'
-                                 WHEN 'in_flow' THEN 'flow_start'
-                                 WHEN 'in_progress' THEN 'agent_reply'
-                                 ELSE 'contact_writes' END,
-                   CASE WHEN b.status IN ('closed', 'in_progress') THEN 'agent'
-                        WHEN b.status = 'in_flow' THEN 'flow'
-                        WHEN b.status = 'new' THEN 'contact' ELSE 'system' END,
-                   NULL, '', b.last_activity_at
-            FROM bench_conv b
+            SELECT c.id, r.f, r.t, r.event, r.source, r.actor, '', r.at
+            FROM conversations_conversation c
+            CROSS JOIN LATERAL (VALUES
+                (1, '', CASE WHEN c.status IN ('not_contacted', 'in_flow') THEN c.status
+                             ELSE 'new' END,
+                    CASE c.status WHEN 'not_contacted' THEN 'contact_created'
+                                  WHEN 'in_flow' THEN 'flow_start' ELSE 'contact_writes' END,
+                    CASE c.status WHEN 'not_contacted' THEN 'system'
+                                  WHEN 'in_flow' THEN 'flow' ELSE 'contact' END,
+                    NULL::integer, c.created_at),
+                (2, 'new', 'in_progress', 'agent_reply', 'agent', c.first_response_by_id,
+                    coalesce(c.first_response_at, c.created_at)),
+                (3, CASE WHEN c.first_response_at IS NULL THEN 'new' ELSE 'in_progress' END,
+                    'closed', 'close', 'agent', c.closed_by_id, c.closed_at)
+            ) r (k, f, t, event, source, actor, at)
+            WHERE r.k = 1
+               OR (r.k = 2 AND (c.status = 'in_progress'
+                                OR (c.status = 'closed' AND c.first_response_at IS NOT NULL)))
+               OR (r.k = 3 AND c.status = 'closed')
+            ORDER BY c.id, r.k
             """,
         )
 
@@ -890,6 +933,17 @@ def main() -> None:
         if has_counts:
             loader.step("status counters", "SELECT parley_counts_rebuild()")
         conn.commit()
+
+    from conversations.inbox_settings import business_timezone
+    from reports import rollup
+
+    t0 = time.perf_counter()
+    rows = rollup.rebuild(str(business_timezone()))
+    print(
+        f"  reports rollups ({rows:,} rows, manage.py rebuild_reports): "
+        f"{time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
 
     with psycopg.connect(url, autocommit=True) as conn:
         t0 = time.perf_counter()

@@ -27,6 +27,7 @@ from conversations.schemas import ConversationFilters, ConversationPageOut, Erro
 from flows.api import router as flows_router
 from inbox import choices
 from inbox import selectors as inbox
+from reports.api import router as reports_router
 
 
 class BearerToken(HttpBearer):
@@ -255,6 +256,7 @@ api.add_router("/", list_router)
 api.add_router("/", conversations_router)
 api.add_router("/", flows_router)
 api.add_router("/", connectors_router)
+api.add_router("/", reports_router)
 
 
 # --- answers that do not come from an endpoint --------------------------------------

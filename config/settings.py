@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "flows",
     "connectors",
     "inbox",
+    "reports",
 ]
 
 MIDDLEWARE = [

@@ -18,6 +18,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
     path("flows/", include("flows.urls")),
+    path("reports/", include("reports.urls")),
     path("chat/", include("connectors.urls")),
     path("", include("connectors.whatsapp.urls")),
     path("mail/attachments/<int:pk>/", mail_views.attachment, name="mail-attachment"),

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from django.db import connection
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from . import hooks
@@ -38,6 +39,15 @@ from .models import (
 )
 from .text import clean_text, preview
 from .transitions import Event, Move, Status, resolve
+
+
+def _resolution_seconds(now):
+    """services._seconds(created_at, now) for a set of rows, once."""
+    return RawSQL(
+        "coalesce(resolution_seconds,"
+        " greatest(0, round(extract(epoch FROM %s - created_at)))::integer)",
+        [now],
+    )
 
 
 def insert_rows(
@@ -287,6 +297,8 @@ def apply_event(
         # the agents (New) starts the wait.
         if after in (Status.CLOSED, Status.RESOLVED, Status.IN_FLOW) or before == Status.IN_FLOW:
             fields["waiting_since"] = now if after == Status.NEW else None
+        if after in (Status.CLOSED, Status.RESOLVED):
+            fields["resolution_seconds"] = _resolution_seconds(now)
         for target in group:
             target.pending.update(fields)
             target.pending_from = before

@@ -48,7 +48,9 @@ SQL_LOCKED_OPEN = """
     SELECT ct.id, ct.channel, ct.external_id, ct.name, ct.attributes, ct.created_at,
            cv.id, cv.contact_id, cv.status, cv.assignee_id, cv.created_at, cv.updated_at,
            cv.last_activity_at, cv.waiting_since, cv.last_message_preview, cv.closed_at,
-           cv.closed_by_id, cv.archived_at, cv.resolved_at, cv.rating, cv.snoozed_until
+           cv.closed_by_id, cv.archived_at, cv.first_response_at, cv.first_response_by_id,
+           cv.first_response_seconds, cv.resolution_seconds, cv.resolved_at, cv.rating,
+           cv.snoozed_until
     FROM conversations_contact ct
     JOIN conversations_conversation cv ON cv.contact_id = ct.id AND NOT (cv.status = 'closed')
     WHERE ct.channel = %s AND ct.external_id = %s
@@ -73,7 +75,8 @@ SQL_OPEN_WITH_MESSAGE = """
         ON CONFLICT (contact_id) WHERE NOT (status = 'closed') DO NOTHING
         RETURNING id, contact_id, status, assignee_id, created_at, updated_at,
             last_activity_at, waiting_since, last_message_preview, closed_at, closed_by_id,
-            archived_at, resolved_at, rating, snoozed_until
+            archived_at, first_response_at, first_response_by_id, first_response_seconds,
+            resolution_seconds, resolved_at, rating, snoozed_until
     ), sc AS (
         INSERT INTO conversations_statuschange (conversation_id, from_status, to_status, event,
             source, note, at)

@@ -273,6 +273,19 @@ class Conversation(models.Model):
         related_name="+",
     )
     archived_at = models.DateTimeField(null=True, blank=True)
+    # Reports (#16): the first agent reply (who, when, and how long after the contact
+    # began to wait) and how long from opening to closing; set once, never changed.
+    first_response_at = models.DateTimeField(null=True, blank=True)
+    first_response_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+    )
+    first_response_seconds = models.PositiveIntegerField(null=True, blank=True)
+    resolution_seconds = models.PositiveIntegerField(null=True, blank=True)
     # CSAT: when it became Resolved (the survey window runs from then), and the
     # contact's answer, 1–5 (the agent it rates is ``closed_by``).
     resolved_at = models.DateTimeField(null=True, blank=True)

@@ -123,6 +123,9 @@ def _change_status(
             conversation.archived_at = now
             fields.append("archived_at")
             archived = True
+    if move.target in (Status.CLOSED, Status.RESOLVED) and conversation.resolution_seconds is None:
+        conversation.resolution_seconds = _seconds(conversation.created_at, now)
+        fields.append("resolution_seconds")
     conversation.waiting_since = _waiting_after(conversation, before, move.target, now)
     if save:
         conversation.save(update_fields=fields)
@@ -133,6 +136,24 @@ def _change_status(
         archive = resolve(Event.ARCHIVE, Status.CLOSED)
         _record(conversation, from_status=Status.CLOSED, move=archive, source=source, actor=actor)
     return fields, change
+
+
+def _seconds(start, end) -> int:
+    return max(0, round((end - start).total_seconds()))
+
+
+def _first_response(conversation: Conversation, message: Message) -> list[str]:
+    """Stamp the first agent reply; its time counts from when the contact began to
+    wait for an agent (none when the agent wrote first)."""
+    if conversation.first_response_at is not None:
+        return []
+    conversation.first_response_at = message.created_at
+    conversation.first_response_by = message.author
+    if conversation.waiting_since is not None:
+        conversation.first_response_seconds = _seconds(
+            conversation.waiting_since, message.created_at
+        )
+    return ["first_response_at", "first_response_by", "first_response_seconds"]
 
 
 def _close_resolved(conversation: Conversation, move: Move, *, source: str, actor, note="") -> None:
@@ -289,6 +310,7 @@ def conversation_reply(
             to=agent.pk,
             **{"from": None},
         )
+    fields += _first_response(conversation, message)
     fields += _touch(conversation, message, waiting=False, save=False)
     # One update of the row (status, assignee and inbox columns together).
     conversation.save(update_fields=list(dict.fromkeys(fields)))
