@@ -45,8 +45,10 @@ class Mailbox(models.Model):
     smtp_user = models.CharField(max_length=255, blank=True, help_text="Empty: the IMAP user.")
     password_env = models.CharField(
         max_length=100,
+        blank=True,
         help_text="The name of the environment variable holding the mailbox's password "
-        "(used for IMAP and SMTP), e.g. PARLEY_MAIL_PASSWORD.",
+        "(used for IMAP and SMTP), e.g. PARLEY_MAIL_PASSWORD. Empty: the password stored "
+        "(encrypted) on the email channel.",
     )
     poll_seconds = models.PositiveIntegerField(
         default=60, help_text="How often to look for mail when the server has no IDLE."
@@ -67,14 +69,24 @@ class Mailbox(models.Model):
     def clean(self) -> None:
         if self.channel_id and self.channel.kind != "email":
             raise ValidationError({"channel": "A mailbox belongs to a channel of kind Email."})
-        if not os.environ.get(self.password_env):
+        if self.password_env and not os.environ.get(self.password_env):
             raise ValidationError(
                 {"password_env": f"The environment variable {self.password_env} is not set."}
+            )
+        if not self.password_env and self.channel_id and not self.channel.secret("password"):
+            raise ValidationError(
+                {
+                    "password_env": "Name an environment variable, or store the password on the "
+                    "email channel."
+                }
             )
 
     @property
     def password(self) -> str:
-        return os.environ.get(self.password_env, "")
+        """From the named environment variable, else the channel's encrypted secret."""
+        if self.password_env:
+            return os.environ.get(self.password_env, "")
+        return self.channel.secret("password")
 
     @property
     def domain(self) -> str:

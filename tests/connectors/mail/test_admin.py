@@ -39,3 +39,18 @@ def test_a_mailbox_needs_its_password_variable_and_an_email_channel(staff_client
     response = staff_client.post("/admin/connectors/mailbox/add/", {**FORM, "channel": mail.pk})
     assert response.status_code == 302
     assert Mailbox.objects.get().channel == mail
+
+
+def test_a_mailbox_can_use_the_password_stored_encrypted_on_its_channel(staff_client):
+    mail = Channel.objects.create(slug="mail", kind=ChannelKind.EMAIL)
+    form = {**FORM, "password_env": "", "channel": mail.pk}
+    response = staff_client.post("/admin/connectors/mailbox/add/", form)
+    assert "store the password on the email channel" in response.content.decode()
+    assert not Mailbox.objects.exists()
+
+    mail.set_secret("password", "s3cret")
+    mail.save()
+    assert "s3cret" not in str(Channel.objects.get().secrets)  # stored sealed
+    response = staff_client.post("/admin/connectors/mailbox/add/", form)
+    assert response.status_code == 302
+    assert Mailbox.objects.get().password == "s3cret"
