@@ -366,6 +366,15 @@ class Conversation(models.Model):
                 condition=Q(archived_at__isnull=True) & ~Q(status=Status.CLOSED),
                 name="conv_open_activity",
             ),
+            # "Needs me" by id, its assignee included: a filtered list's capped total
+            # (a tag's links) is an index-only merge, not 23,000 rows hashed.
+            models.Index(
+                fields=["id"],
+                include=["assignee"],
+                condition=Q(archived_at__isnull=True, snoozed_until__isnull=True)
+                & ~Q(status__in=[Status.CLOSED, Status.RESOLVED]),
+                name="conv_needs_me_id",
+            ),
             # The Mine and Unassigned views' counts (capped, index-only).
             models.Index(
                 fields=["assignee"],
