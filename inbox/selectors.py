@@ -14,7 +14,7 @@ from typing import NamedTuple
 from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
-from django.db.models import Case, Exists, F, Max, OuterRef, Q, Value, When
+from django.db.models import Case, Exists, F, JSONField, Max, OuterRef, Q, Value, When
 from django.db.models.expressions import RawSQL
 from django.http import QueryDict
 
@@ -610,18 +610,31 @@ def conversation_thread(
         .order_by("-created_at", "-id")
         .values_list(*MessageRow._fields)
     )
-    newest_changes = changes.order_by("-at", "-id").values_list(*ChangeRow._fields)
     entries = [
         ThreadEntry(row[1], "message", MessageRow._make(row)) for row in newest_messages[: size + 1]
     ]
-    newest_activities = activities.order_by("-created_at", "-id").values_list(*ActivityRow._fields)
-    entries += [
-        ThreadEntry(row[1], "status", ChangeRow._make(row)) for row in newest_changes[: size + 1]
-    ]
-    entries += [
-        ThreadEntry(row[1], "activity", ActivityRow._make(row))
-        for row in newest_activities[: size + 1]
-    ]
+    # Status changes and activities in one query: each kind's newest, side by side.
+    columns = ("rank", "pk", "at", "kind", "from_status", "to_status", "source", "note")
+    blank = {name: Value("") for name in ("from_status", "to_status", "note")}
+    newest_activities = activities.annotate(rank=Value(2), at=F("created_at"), **blank).order_by(
+        "-at", "-pk"
+    )
+    newest_changes = changes.annotate(
+        rank=Value(0), kind=F("event"), data=Value(None, output_field=JSONField())
+    ).order_by("-at", "-pk")
+    events = (
+        newest_activities.values_list(*columns, "data", "actor_id")[: size + 1]
+        .union(newest_changes.values_list(*columns, "data", "actor_id")[: size + 1], all=True)
+        .order_by()
+    )
+    for rank, pk, at, kind, from_status, to_status, source, note, data, actor_id in events:
+        if rank == _KIND_RANK["activity"]:
+            entries.append(
+                ThreadEntry(at, "activity", ActivityRow(pk, at, kind, source, data, actor_id))
+            )
+        else:
+            row = ChangeRow(pk, at, kind, from_status, to_status, source, note, actor_id)
+            entries.append(ThreadEntry(at, "status", row))
     entries.sort(key=lambda entry: entry.key, reverse=True)
     shown = entries[:size]
     shown.reverse()
