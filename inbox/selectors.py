@@ -418,7 +418,12 @@ def inbox_heads(*, agent_id: int | None) -> Heads:
     count a walk of ``conv_open_assignee``, at most a hundred entries; snoozed
     conversations are left out, as from every default view)."""
     cap = VIEW_COUNT_CAP + 1
-    open_rows = "archived_at IS NULL AND status <> 'closed' AND snoozed_until IS NULL"
+    # Open, as the views list them (OPEN_STATUSES): a Resolved conversation awaits its
+    # survey, not an agent. The 'closed' clause is the indexes' predicate, word for word.
+    open_rows = (
+        "archived_at IS NULL AND status <> 'closed' AND status <> 'resolved'"
+        " AND snoozed_until IS NULL"
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             f"""

@@ -70,6 +70,7 @@ def test_mine_and_unassigned_views_with_their_counts(agent_client, agent, other_
     theirs = conversation_in(Status.IN_PROGRESS, agent=other_agent)
     nobody = conversation_in(Status.NEW)
     conversation_in(Status.CLOSED, agent=agent)  # closed: in no view
+    resolved = conversation_in(Status.RESOLVED, agent=agent)  # its survey awaited: neither
 
     page = agent_client.get("/inbox/").text
     assert re.search(r'data-view-count="mine">1<', page)
@@ -82,6 +83,7 @@ def test_mine_and_unassigned_views_with_their_counts(agent_client, agent, other_
     assert f'data-id="{mine.pk}"' in response.text
     assert f'data-id="{theirs.pk}"' not in response.text
     assert f'data-id="{nobody.pk}"' not in response.text
+    assert f'data-id="{resolved.pk}"' not in response.text
     assert re.search(r'class="tab tab-view tab-mine"[^>]*aria-current="page"', response.text)
 
     unassigned = re.search(r'href="([^"]+)" class="tab tab-view tab-unassigned"', page).group(1)
