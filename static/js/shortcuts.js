@@ -13,7 +13,13 @@
   function currentRow(links) {
     const focused = links.indexOf(document.activeElement);
     if (focused >= 0) return focused;
-    return links.findIndex((link) => link.closest(".conv-row").classList.contains("is-open"));
+    // The open conversation's row; by its id too, for a list just swapped in by a live
+    // refresh and not yet marked (inbox.js marks it when the swap settles).
+    const open = document.getElementById("conversation-pane")?.dataset.conversation;
+    return links.findIndex((link) => {
+      const row = link.closest(".conv-row");
+      return row.classList.contains("is-open") || (open && row.dataset.id === open);
+    });
   }
 
   function move(step) {
