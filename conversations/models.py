@@ -124,6 +124,11 @@ class Contact(models.Model):
         return contact_label(self.name, self.external_id, self.channel, self.pk)
 
     @property
+    def is_web_visitor(self) -> bool:
+        """A web-chat visitor: its external id is a cookie's random id, never shown."""
+        return any(check(self.channel) for check in VISITOR_CHANNEL_CHECKS)
+
+    @property
     def initial(self) -> str:
         return avatar_initial(self.display_name)
 

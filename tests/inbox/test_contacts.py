@@ -108,6 +108,7 @@ def test_an_unnamed_web_chat_visitor_is_visitor_and_its_id(agent_client):
     assert "Zq3x-random-cookie-id" not in listed.text
     pane = agent_client.get(f"/inbox/c/{conversation.pk}/", headers=hx("conversation-pane"))
     assert f'<h1 id="pane-title">Visitor {contact.pk}</h1>' in pane.text
+    assert "Zq3x-random-cookie-id" not in pane.text
 
 
 def test_an_unnamed_contact_of_another_channel_is_its_external_id_with_a_neutral_avatar(
