@@ -4,7 +4,9 @@
 
 Default volume: 200,000 contacts, 1,000,000 conversations, about 5,000,000 messages,
 tags on a third of the conversations, 2,000 agents over the years
-(the newest 100 still active) with their assignments. Status spread:
+(the newest 100 still active) with their assignments: a team of 100 on duty at any
+time, its members changing over the history (each conversation is handled by one of
+the 100 on duty when it happened). Status spread:
 2% New, 3% In progress, 1% In a flow, 4% Not contacted, the rest Closed, of which
 88% archived. Every value is derived from a hash of the row number, so two runs give
 the same data.
@@ -725,9 +727,12 @@ class Loader:
                    -- Minutes between two messages: the first response time.
                    (1 + pg_temp.h(s.g, 61) %% 30 * (1 + pg_temp.h(s.g, 62) %% 12))
                        * interval '1 minute' AS gap,
-                   -- The agent who handles it: anyone in the history, an active
-                   -- agent for the open ones.
-                   CASE WHEN s.status = 'closed' THEN 1 + pg_temp.h(s.g, 42) %% %(agents)s
+                   -- The agent who handles it: one of the team on duty at the time,
+                   -- a window of ``active`` agents that slides from the first hired
+                   -- to the newest over the history (the open ones: the newest).
+                   CASE WHEN s.status = 'closed'
+                        THEN 1 + floor(s.g::float8 / %(closed)s * (%(agents)s - %(active)s))::int
+                             + pg_temp.h(s.g, 42) %% %(active)s
                         ELSE %(agents)s - %(active)s + 1 + pg_temp.h(s.g, 42) %% %(active)s
                    END AS handler_k
             FROM (

@@ -49,8 +49,10 @@ def statuses() -> list[tuple[str, str]]:
 def _sums(params: Params, patterns: list[str], *, start=None, end=None, agents=False):
     """{(day, hour, metric, agent): n} for the metrics LIKE ``patterns`` between
     ``start`` and ``end`` (default: the range), rollup and pending deltas added;
-    with ``agents``, each agent's totals over the range (day and hour None)."""
-    agent = "agent_id >= 1" if agents else "agent_id = %(agent)s"
+    with ``agents``, each agent's totals over the range (day and hour None): every
+    agent's, or only ``params.agent_id``'s when one is chosen."""
+    every_agent = agents and params.agent_id == ALL_AGENTS
+    agent = "agent_id >= 1" if every_agent else "agent_id = %(agent)s"
     match = "LIKE" if any("%" in p for p in patterns) else "="
     keys = "NULL::date, NULL::int, metric, agent_id" if agents else "day, hour, metric, agent_id"
     part = f"""SELECT day, hour, metric, agent_id, n FROM {{table}}
@@ -158,7 +160,10 @@ def agents(params: Params, *, only: int | None = None) -> list[dict]:
     """Per agent: open conversations assigned now, replies sent, conversations closed
     and the median first response in the range; CSAT where it exists."""
     # Per-agent rollups exist for "any tag" only: the table is not split by tag.
-    params = replace(params, tag_id=ANY_TAG)
+    # One agent (``only``, or the agent filter): that agent's rows alone are read.
+    if only is None and params.agent_id != ALL_AGENTS:
+        only = params.agent_id
+    params = replace(params, tag_id=ANY_TAG, agent_id=ALL_AGENTS if only is None else only)
     rows = _sums(params, ["closed", "replies", "frt:%", "csat:%"], agents=True)
     totals = defaultdict(lambda: {"closed": 0, "replies": 0})
     for (_, _, metric, agent), n in rows.items():

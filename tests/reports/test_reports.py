@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from connectors.tokens import token_create
 from conversations.models import Conversation
@@ -165,6 +166,33 @@ def test_csv_export(history, staff_client):
     assert response["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     assert rows == [["Day", "Opened", "Closed"], ["2025-03-03", "2", "1"], ["2025-03-04", "2", "0"]]
+
+
+def test_the_agent_filter_reads_that_agents_rows_only(history, agent, other_agent, staff_client):
+    """The per-agent table of one agent reads that agent's rollup rows, not every
+    agent's (a large team's 30 days are ~100,000 rows)."""
+    rows = selectors.agents(Params(D1, D2, agent_id=agent.pk))
+    assert [row["agent_id"] for row in rows] == [agent.pk]
+    assert (rows[0]["replies"], rows[0]["closed"]) == (1, 1)
+    with CaptureQueriesContext(connection) as queries:
+        selectors.agents(Params(D1, D2, agent_id=agent.pk))
+    assert not any("agent_id >= 1" in q["sql"] for q in queries.captured_queries)
+    html = staff_client.get(f"/reports/?{RANGE}&agent={agent.pk}").content.decode()
+    agents_table = html.split('id="table-agents"')[1].split("</table>")[0]
+    assert "Alice" in agents_table and "Bob" not in agents_table
+
+
+def test_a_csv_export_builds_its_own_report_only(history, staff_client):
+    with CaptureQueriesContext(connection) as everything:
+        assert staff_client.get(f"/reports/?{RANGE}").status_code == 200
+    with CaptureQueriesContext(connection) as export:
+        response = staff_client.get(f"/reports/?{RANGE}&export=agents")
+    assert response["Content-Type"].startswith("text/csv")
+    assert "reports_rollup" in " ".join(q["sql"] for q in export.captured_queries)
+    assert len(export.captured_queries) < len(everything.captured_queries) - 3
+    # An id that names no report: the page, not an empty one.
+    page = staff_client.get(f"/reports/?{RANGE}&export=nothing")
+    assert page["Content-Type"].startswith("text/html") and 'id="table-agents"' in page.text
 
 
 def test_bad_range_is_a_message_not_a_500(staff_client):
