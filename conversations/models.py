@@ -393,9 +393,11 @@ class Conversation(models.Model):
                 & ~Q(status__in=[Status.CLOSED, Status.RESOLVED]),
                 name="conv_needs_me_id",
             ),
-            # The Mine and Unassigned views' counts (capped, index-only).
+            # The Mine and Unassigned views' counts (capped, index-only); the contact
+            # for the reports' "assigned now" of one channel (index-only too).
             models.Index(
                 fields=["assignee"],
+                include=["contact"],
                 condition=Q(archived_at__isnull=True) & ~Q(status=Status.CLOSED),
                 name="conv_open_assignee",
             ),
