@@ -66,6 +66,42 @@ def prepare(agent_count: int):
     return agents, token
 
 
+def session_cookie(user) -> str:
+    """A logged-in session for ``user``, made directly (``name=value`` for a Cookie
+    header): logging many agents in through the password hasher at once would
+    measure the hasher, not the inbox."""
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[-1]
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children so far (Linux)."""
+    total = 0.0
+    for task in [pid, *children(pid)]:
+        try:
+            fields = Path(f"/proc/{task}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def children(pid: int) -> list[int]:
+    try:
+        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [int(child) for child in found]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -304,6 +340,12 @@ def main():
     parser.add_argument(
         "--asgi", action="store_true", help="the production server (gunicorn_asgi.conf.py)"
     )
+    parser.add_argument(
+        "--login",
+        action="store_true",
+        help="agents log in through the form during the load (default: logged in before it, "
+        "as at the start of a day; 50 password hashes at once cost ~20 s of one core)",
+    )
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         raise SystemExit("bench/load needs DATABASE_URL pointing at a PostgreSQL database.")
@@ -331,9 +373,16 @@ def main():
     schedule.reverse()  # pop() takes the earliest
     sent, sent_lock = [], threading.Lock()
     stop_at = start + args.seconds
+    if args.login:
+        cookies = [""] * len(agents)
+    else:
+        from django.contrib.auth import get_user_model
+
+        users = get_user_model().objects.in_bulk(agents, field_name="username")
+        cookies = [session_cookie(users[name]) for name in agents]
     threads = [
-        threading.Thread(target=agent_loop, args=(name, port, stats, stop_at, args.think))
-        for name in agents
+        threading.Thread(target=agent_loop, args=(name, port, stats, stop_at, args.think, cookie))
+        for name, cookie in zip(agents, cookies, strict=True)
     ] + [
         threading.Thread(target=inbound_loop, args=(port, token, stats, schedule, sent, sent_lock))
         for _ in range(24)
@@ -344,12 +393,14 @@ def main():
         f"{', ASGI' if args.asgi else f' x {args.threads} threads'}); "
         f"{args.agents} agents; {args.rate} inbound/s for {args.seconds} s ({total} messages)"
     )
+    workers_cpu = {pid: cpu_seconds(pid) for pid in children(server.pid)}
     try:
         for thread in threads:
             thread.daemon = True
             thread.start()
         for thread in threads:
             thread.join(timeout=args.seconds + 120)
+        workers_cpu = {pid: cpu_seconds(pid) - cpu for pid, cpu in workers_cpu.items()}
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -367,6 +418,10 @@ def main():
         )
     errors = sum(stats.errors.values())
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+    print(
+        "CPU seconds per web process: "
+        + ", ".join(f"{cpu:.1f}" for cpu in sorted(workers_cpu.values(), reverse=True))
+    )
     print(f"retried after 429 + Retry-After: {dict(stats.retried) or 0}")
     inbound = stats.latency.get("inbound", [])
     print(

@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from load import free_port, listening, percentile  # noqa: E402 (bench/load.py, beside this script)
+from load import free_port, listening, percentile, session_cookie  # noqa: E402 (bench/load.py, beside this script)
 
 
 def setup_django():
@@ -49,14 +49,7 @@ def setup_django():
 def prepare(streams: int) -> tuple[list[str], str]:
     """Migrate; one session cookie per agent (made directly: logging 200 agents in
     through the password hasher would measure the hasher); an API token."""
-    from django.conf import settings
-    from django.contrib.auth import (
-        BACKEND_SESSION_KEY,
-        HASH_SESSION_KEY,
-        SESSION_KEY,
-        get_user_model,
-    )
-    from django.contrib.sessions.backends.db import SessionStore
+    from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
     from connectors.tokens import token_create
@@ -68,12 +61,7 @@ def prepare(streams: int) -> tuple[list[str], str]:
         user, _ = User.objects.get_or_create(
             username=f"rt-agent-{i}", defaults={"first_name": f"Agent {i}"}
         )
-        session = SessionStore()
-        session[SESSION_KEY] = str(user.pk)
-        session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[-1]
-        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-        session.create()
-        cookies.append(f"{settings.SESSION_COOKIE_NAME}={session.session_key}")
+        cookies.append(session_cookie(user))
     api_user, _ = User.objects.get_or_create(username="rt-api")
     _, token = token_create(user=api_user, name="bench/realtime")
     return cookies, token

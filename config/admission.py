@@ -13,14 +13,14 @@ Two lanes, each a cap on the requests running at once in one web process:
 A flood of inbound messages therefore slows the inbound stream, never the agents,
 and a stampede of anything queues instead of failing on the pool. Event streams and
 the health checks are in no lane (a stream holds no connection while it waits).
-Under the ASGI server a waiting request holds no thread (an ``asyncio.Semaphore`` on
-the process's event loop); under a threaded WSGI server, a ``threading.Semaphore``.
+Under the ASGI server the lanes are an ASGI wrapper (``Admission``, config/asgi.py):
+a waiting request is a coroutine on the event loop, holding no thread; under a
+threaded WSGI server, the middleware (a ``threading.Semaphore``).
 """
 
 import asyncio
 import threading
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 
@@ -53,41 +53,24 @@ def refusal(lane: str, wait: float) -> HttpResponse:
     return response
 
 
-class AdmissionMiddleware:
-    sync_capable = async_capable = True
+ADMITTED = "parley.admitted"  # set in the ASGI scope by ``Admission``
 
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.lanes = {
-            "api": (settings.API_CONCURRENCY, settings.API_QUEUE_SECONDS),
-            "pages": (settings.PAGE_CONCURRENCY, settings.PAGE_QUEUE_SECONDS),
-        }
-        self.threads = {
-            name: threading.Semaphore(max(limit, 1)) for name, (limit, _) in self.lanes.items()
-        }
+
+class Admission:
+    """The lanes under the ASGI server, in front of Django: a waiting request is a
+    coroutine on the event loop (no thread, no database connection, nothing parsed)
+    until its lane has a place, and a refused one never reaches Django."""
+
+    def __init__(self, app):
+        self.app = app
+        self.lanes = lanes()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.semaphores: dict[str, asyncio.Semaphore] = {}
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
 
-    def __call__(self, request):
-        if iscoroutinefunction(self):
-            return self._acall(request)
-        lane = lane_of(request.path)
+    async def __call__(self, scope, receive, send):
+        lane = lane_of(scope["path"]) if scope["type"] == "http" else None
         if lane is None or not self.lanes[lane][0]:
-            return self.get_response(request)
-        wait = self.lanes[lane][1]
-        if not self.threads[lane].acquire(timeout=wait):
-            return refusal(lane, wait)
-        try:
-            return self.get_response(request)
-        finally:
-            self.threads[lane].release()
-
-    async def _acall(self, request):
-        lane = lane_of(request.path)
-        if lane is None or not self.lanes[lane][0]:
-            return await self.get_response(request)
+            return await self.app(scope, receive, send)
         limit, wait = self.lanes[lane]
         loop = asyncio.get_running_loop()
         if self.loop is not loop:
@@ -97,8 +80,46 @@ class AdmissionMiddleware:
         try:
             await asyncio.wait_for(semaphore.acquire(), timeout=wait)
         except TimeoutError:
-            return refusal(lane, wait)
+            response = refusal(lane, wait)
+            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
+            await send(
+                {"type": "http.response.start", "status": response.status_code, "headers": headers}
+            )
+            await send({"type": "http.response.body", "body": response.content})
+            return None
         try:
-            return await self.get_response(request)
+            return await self.app({**scope, ADMITTED: True}, receive, send)
         finally:
             semaphore.release()
+
+
+class AdmissionMiddleware:
+    """The same lanes under a threaded WSGI server (a waiting request holds its
+    thread); under the ASGI server ``Admission`` has admitted the request already."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.lanes = lanes()
+        self.threads = {
+            name: threading.Semaphore(max(limit, 1)) for name, (limit, _) in self.lanes.items()
+        }
+
+    def __call__(self, request):
+        lane = lane_of(request.path)
+        admitted = getattr(request, "scope", {}).get(ADMITTED)
+        if admitted or lane is None or not self.lanes[lane][0]:
+            return self.get_response(request)
+        wait = self.lanes[lane][1]
+        if not self.threads[lane].acquire(timeout=wait):
+            return refusal(lane, wait)
+        try:
+            return self.get_response(request)
+        finally:
+            self.threads[lane].release()
+
+
+def lanes() -> dict[str, tuple[int, float]]:
+    return {
+        "api": (settings.API_CONCURRENCY, settings.API_QUEUE_SECONDS),
+        "pages": (settings.PAGE_CONCURRENCY, settings.PAGE_QUEUE_SECONDS),
+    }

@@ -13,8 +13,6 @@ import re
 import uuid
 from contextvars import ContextVar
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-
 request_id: ContextVar[str] = ContextVar("request_id", default="")
 _ACCEPTABLE = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 
@@ -30,28 +28,13 @@ def request_id_from(incoming: str | None) -> str:
 class RequestIdMiddleware:
     """First in the chain: every response, even an error page, carries the id."""
 
-    sync_capable = async_capable = True
-
     def __init__(self, get_response):
         self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
 
     def __call__(self, request):
-        if iscoroutinefunction(self):
-            return self._acall(request)
         token = self._start(request)
         try:
             response = self.get_response(request)
-        finally:
-            request_id.reset(token)
-        response["X-Request-ID"] = request.request_id
-        return response
-
-    async def _acall(self, request):
-        token = self._start(request)
-        try:
-            response = await self.get_response(request)
         finally:
             request_id.reset(token)
         response["X-Request-ID"] = request.request_id

@@ -85,3 +85,15 @@ def test_the_lanes_streams_and_health_checks_wait_for_nothing():
     assert lane_of("/inbox/") == lane_of("/inbox/c/3/reply/") == lane_of("/chat/web/") == "pages"
     assert lane_of("/inbox/stream/") is lane_of("/chat/web/stream/") is None
     assert lane_of("/healthz") is lane_of("/readyz") is None
+
+
+def test_under_asgi_the_middlewares_and_the_view_run_in_one_thread_hop():
+    """config.asgi.Handler: the whole chain is synchronous (one hop into a thread per
+    request, not one per middleware), and the lanes sit in front of it on the loop."""
+    from asgiref.sync import iscoroutinefunction
+
+    from config.admission import Admission
+    from config.asgi import Handler, application
+
+    assert isinstance(application, Admission) and isinstance(application.app, Handler)
+    assert not iscoroutinefunction(application.app._middleware_chain)
