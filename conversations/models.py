@@ -683,9 +683,7 @@ class IdempotencyRecord(models.Model):
     created_at = models.DateTimeField()
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["user", "key"], name="idempotency_user_key")
-        ]
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_user_key")]
         indexes = [models.Index(fields=["created_at"], name="idempotency_created")]
 
     def __str__(self) -> str:

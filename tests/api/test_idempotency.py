@@ -233,7 +233,12 @@ def test_pruning_goes_batch_by_batch(agent):
     old = timezone.now() - timedelta(days=2)
     IdempotencyRecord.objects.bulk_create(
         IdempotencyRecord(
-            user=agent, key=f"k{n}", endpoint="", request_hash="", status=201, response="{}",
+            user=agent,
+            key=f"k{n}",
+            endpoint="",
+            request_hash="",
+            status=201,
+            response="{}",
             created_at=old,
         )
         for n in range(7)
@@ -256,9 +261,7 @@ def test_the_record_and_the_message_commit_together(api, monkeypatch):
     assert _rows() == (1, 1, 1, 1)
 
 
-def test_without_the_header_nothing_touches_the_records_and_with_it_one_insert(
-    client, token
-):
+def test_without_the_header_nothing_touches_the_records_and_with_it_one_insert(client, token):
     """The no-key path runs exactly as before; the first request with a key adds the
     record's INSERT (and the savepoint of the service's nested transaction)."""
     auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
@@ -283,3 +286,40 @@ def test_without_the_header_nothing_touches_the_records_and_with_it_one_insert(
     extra = [sql.split()[0] for sql in keyed if "idempotency" not in sql]
     assert len(extra) - len(plain) == 2  # SAVEPOINT and RELEASE
     assert not IdempotencyRecord.objects.filter(key__in=["plain"]).exists()
+
+
+def test_one_key_sent_at_once_with_different_bodies_does_one_of_them(api):
+    """Different contacts: nothing serialises the work, so every request does its own
+    and they meet at the key's unique index; the first to commit wins, the others
+    wait for it, roll back and are told the key was used for another request."""
+    key = _key()
+    calls = [
+        lambda n=n: api.post(INBOUND, _inbound(f"#{n}", external_id=f"+3370{n}"), headers=key)
+        for n in range(6)
+    ]
+    results, errors = run_together(calls)
+    assert errors == [None] * 6
+    assert sorted(r.status for r in results) == [201] + [422] * 5
+    assert {r.error for r in results if r.status == 422} == {"idempotency_key_reused"}
+    assert Message.objects.count() == 1
+    assert Contact.objects.count() == 1
+    assert IdempotencyRecord.objects.count() == 1
+
+
+def test_the_openapi_schema_documents_the_header_on_the_creating_posts(agent_client):
+    schema = agent_client.get("/api/v1/openapi.json").json()
+    documented = sorted(
+        f"{method.upper()} {path}"
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if any(p["name"] == "Idempotency-Key" for p in operation.get("parameters", []))
+    )
+    assert documented == [
+        "POST /api/v1/broadcasts",
+        "POST /api/v1/contacts",
+        "POST /api/v1/conversations/{conversation_id}/notes",
+        "POST /api/v1/conversations/{conversation_id}/reply",
+        "POST /api/v1/flows/{flow_id}/start",
+        "POST /api/v1/messages/inbound",
+    ]
+    assert "Idempotency-Key" in schema["info"]["description"]
