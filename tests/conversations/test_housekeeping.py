@@ -9,7 +9,7 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from conversations import housekeeping
-from conversations.models import Conversation
+from conversations.models import Conversation, IdempotencyRecord
 from conversations.tasks import schedule_housekeeping
 from conversations.transitions import Status
 from tests.factories import UserFactory, conversation_in, inbox_settings_set
@@ -137,6 +137,24 @@ def test_the_worker_archives_what_it_closes_when_the_setting_says_so():
         events = list(conversation.status_changes.order_by("-id").values_list("event", flat=True))
         assert events[:2] == ["archive", conversation.status_changes.order_by("-id")[1].event]
         assert events[1] in ("auto_close", "survey_expire")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_prunes_idempotency_records_past_their_lifetime():
+    user = UserFactory()
+    now = timezone.now()
+    for key, hours in (("old", 30), ("fresh", 1)):
+        IdempotencyRecord.objects.create(
+            user=user,
+            key=key,
+            endpoint="POST /api/v1/messages/inbound",
+            request_hash="0" * 64,
+            status=201,
+            response="{}",
+            created_at=now - timedelta(hours=hours),
+        )
+    assert _run_worker().return_value["idempotency_records_pruned"] == 1
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["fresh"]
 
 
 def test_a_second_run_closes_nothing_twice_and_batches_cover_everything():
