@@ -6,7 +6,8 @@ Mark an endpoint with :func:`idempotent` (below ``@router.post``). Without the
 header nothing changes: the request runs as before, with no extra query. With it:
 
 - The key (1–255 printable ASCII characters) belongs to the token's user: two clients
-  may use the same key independently. A bad key is 422 ``invalid_idempotency_key``.
+  may use the same key independently. A bad key is 422 ``invalid_idempotency_key``
+  (after the token's 401 and the body's 422, before any work).
 - **First request**: the endpoint runs inside one transaction that also writes the
   key's record (key, user, endpoint, a hash of the JSON body, status, response body),
   so the work commits if and only if the record does. One extra statement, an INSERT.
@@ -28,13 +29,12 @@ conversation was closed since) finds the record after the refusal. Outside effec
 (delivery, events) run on commit, so a rolled-back replay sends nothing.
 
 Records live ``KEY_LIFETIME`` (24 h, as Stripe): an older key counts as new again,
-whether or not ``housekeeping.prune_idempotency_records`` has deleted it yet.
+whether or not :func:`prune_expired` (the housekeeping task) has deleted it yet.
 """
 
 import functools
 import hashlib
 import json
-from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import connection, transaction
@@ -43,7 +43,7 @@ from django.utils import timezone
 from ninja.decorators import decorate_view
 from ninja.utils import contribute_operation_callback
 
-from .exceptions import ChangedMeanwhile, IdempotencyKeyInvalid, IdempotencyKeyReused, ParleyError
+from .exceptions import ChangedMeanwhile, IdempotencyKeyInvalid, IdempotencyKeyReused
 from .locks import retrying_atomic
 from .models import IdempotencyRecord
 
@@ -72,7 +72,12 @@ OPENAPI_PARAMETER = {
     "in": "header",
     "name": HEADER,
     "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": KEY_MAX_LENGTH},
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": KEY_MAX_LENGTH,
+        "pattern": "^[ -~]+$",
+    },
     "description": (
         "A key of your own (1–255 printable ASCII characters, e.g. a UUID) for this "
         "request: send the same request again with the same key (after a timeout or a "
@@ -84,11 +89,8 @@ OPENAPI_PARAMETER = {
 }
 
 
-def clean_key(value: str) -> str:
-    """The header's value, or ``IdempotencyKeyInvalid``."""
-    if not 1 <= len(value) <= KEY_MAX_LENGTH or not all(" " <= c <= "~" for c in value):
-        raise IdempotencyKeyInvalid()
-    return value
+def is_valid_key(value: str) -> bool:
+    return 1 <= len(value) <= KEY_MAX_LENGTH and all(" " <= c <= "~" for c in value)
 
 
 def request_hash(body: bytes) -> str:
@@ -103,15 +105,9 @@ def request_hash(body: bytes) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
-@dataclass(frozen=True)
-class _Attempt:
-    key: str
-    endpoint: str
-    request_hash: str
-
-
-def _attempt(request, key: str) -> _Attempt:
-    return _Attempt(key, f"{request.method} {request.path}", request_hash(request.body))
+def _fingerprint(request) -> tuple[str, str]:
+    """What a key's request was: its endpoint and the hash of its body."""
+    return f"{request.method} {request.path}", request_hash(request.body)
 
 
 @retrying_atomic
@@ -124,7 +120,7 @@ def _run_and_record(run, request, kw, key: str) -> tuple[HttpResponse | None, bo
         transaction.set_rollback(True)  # DEBUG's traceback page: nothing half-done stays
     if not 200 <= response.status_code < 300 or user is None:
         return response, False
-    attempt = _attempt(request, key)
+    endpoint, body_hash = _fingerprint(request)
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
@@ -132,8 +128,8 @@ def _run_and_record(run, request, kw, key: str) -> tuple[HttpResponse | None, bo
             {
                 "user": user.pk,
                 "key": key,
-                "endpoint": attempt.endpoint,
-                "hash": attempt.request_hash,
+                "endpoint": endpoint,
+                "hash": body_hash,
                 "status": response.status_code,
                 "response": response.content.decode(response.charset),
                 "now": now,
@@ -152,12 +148,12 @@ def _remembered(user, key: str) -> IdempotencyRecord | None:
     return live.filter(user=user, key=key).first()
 
 
-def _replay(api, request, record: IdempotencyRecord, key: str) -> HttpResponse:
-    attempt = _attempt(request, key)
-    if (record.endpoint, record.request_hash) != (attempt.endpoint, attempt.request_hash):
+def _replay(api, request, record: IdempotencyRecord) -> HttpResponse:
+    endpoint, body_hash = _fingerprint(request)
+    if (record.endpoint, record.request_hash) != (endpoint, body_hash):
         used = IdempotencyKeyReused(
             f"This Idempotency-Key was already used for another request ({record.endpoint}"
-            f"{' with another body' if record.endpoint == attempt.endpoint else ''}); "
+            f"{' with another body' if record.endpoint == endpoint else ''}); "
             "send a new key with a new request."
         )
         return api.on_exception(request, used)
@@ -176,14 +172,11 @@ def _replayable(run):
 
     @functools.wraps(run)
     def wrapper(request, **kw):
-        header = request.META.get(_META)
-        if header is None:
+        key = request.META.get(_META)
+        if key is None or not is_valid_key(key):
+            # As before; a malformed key is refused by the view, after the token.
             return run(request, **kw)
         api = run.__self__.api
-        try:
-            key = clean_key(header)
-        except ParleyError as refused:
-            return api.on_exception(request, refused)
         # Twice at most: a key whose record expired between the INSERT and the
         # lookup is new again.
         for _ in range(2):
@@ -193,7 +186,7 @@ def _replayable(run):
                 return response
             record = _remembered(user, key)
             if record is not None:
-                return _replay(api, request, record, key)
+                return _replay(api, request, record)
             if response is not None:  # a refusal, and no earlier request with the key
                 return response
         # Taken, then gone, twice in a row: nothing was done; the client may retry.
@@ -202,7 +195,21 @@ def _replayable(run):
     return wrapper
 
 
-def _document(operation) -> None:
+def _refusing_malformed_keys(view_func):
+    """Wraps the view ninja calls once the token and the body are checked."""
+
+    @functools.wraps(view_func)
+    def view(request, **values):
+        key = request.META.get(_META)
+        if key is not None and not is_valid_key(key):
+            raise IdempotencyKeyInvalid()
+        return view_func(request, **values)
+
+    return view
+
+
+def _prepare(operation) -> None:
+    operation.view_func = _refusing_malformed_keys(operation.view_func)
     extra = dict(operation.openapi_extra or {})
     extra["parameters"] = [*extra.get("parameters", []), OPENAPI_PARAMETER]
     operation.openapi_extra = extra
@@ -211,7 +218,7 @@ def _document(operation) -> None:
 def idempotent(view_func):
     """Accept an ``Idempotency-Key`` header on this endpoint (put it below
     ``@router.post``)."""
-    contribute_operation_callback(view_func, _document)
+    contribute_operation_callback(view_func, _prepare)
     return decorate_view(_replayable)(view_func)
 
 

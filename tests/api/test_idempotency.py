@@ -92,6 +92,9 @@ def test_a_malformed_key_is_422_and_nothing_runs(api, bad):
     assert (response.status, response.error) == (422, "invalid_idempotency_key")
     assert "255 printable ASCII" in response.body["detail"]
     assert _rows() == (0, 0, 0, 0)
+    # The token is checked first, as on every call.
+    anonymous = api.post(INBOUND, _inbound(), headers={"Idempotency-Key": bad}, token=None)
+    assert (anonymous.status, anonymous.error) == (401, "unauthorized")
 
 
 @pytest.mark.parametrize("good", ["k", "k" * 255, '"8e03978e-40d5" ~ {key}'])
