@@ -378,16 +378,23 @@ def stream_process(cookies: list[str], stop_at: float, sender) -> None:
 
 def inbound_loop(token, stats, schedule, lock, acked, retried):
     """POST the scheduled messages; a refused or broken attempt (a host going away,
-    429 + Retry-After) is sent again, up to 4 times."""
+    429 + Retry-After) is sent again, up to 4 times. Each message has an
+    ``Idempotency-Key`` of its own, the same on every attempt (and on the client's
+    re-send on a new connection): a message committed by a host that died before
+    answering is answered again, not stored twice."""
     import load
 
     client = load.Client(80)
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     while True:
         with lock:
             if not schedule:
                 return
             due, external_id, text = schedule.pop()
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Idempotency-Key": str(uuid.uuid4()),
+        }
         time.sleep(max(0.0, due - time.monotonic()))
         body = json.dumps({"channel": "whatsapp", "external_id": external_id, "text": text})
         started, status, data = time.monotonic(), 0, ""
@@ -412,6 +419,11 @@ def inbound_loop(token, stats, schedule, lock, acked, retried):
                 )
             client.resent = 0
         ok = status == 201
+        if ok and getattr(client, "headers", {}).get("Idempotent-Replayed") == "true":
+            with lock:
+                retried["inbound answered as a replay"] = (
+                    retried.get("inbound answered as a replay", 0) + 1
+                )
         stats.record("inbound", time.monotonic() - started, ok, f"{status} {data[:120]}")
         if ok:
             with lock:

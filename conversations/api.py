@@ -17,6 +17,7 @@ from ninja import Router
 from ninja.responses import Status as Respond
 
 from . import services, snooze
+from .idempotency import idempotent
 from .models import Activity, Conversation, Mention, Message, Source, StatusChange, Tag
 from .schemas import (
     ContactCreatedOut,
@@ -87,6 +88,7 @@ def _require_conversation(conversation_id: int) -> int:
     summary="Create a contact (its first conversation is Not contacted)",
     description="409 `contact_exists` when the channel and external id are taken.",
 )
+@idempotent
 def contact_create(request, payload: ContactIn):
     contact = services.contact_create(
         channel=payload.channel,
@@ -109,6 +111,7 @@ def contact_create(request, payload: ContactIn):
         "new one opens; returns the conversation's id and status."
     ),
 )
+@idempotent
 def message_inbound(request, payload: InboundIn):
     inbound = services.message_receive(
         channel=payload.channel,
@@ -145,6 +148,7 @@ def conversation_detail(request, conversation_id: Id):
     description="New, In progress, Not contacted → In progress; takes over a flow; "
     "409 `illegal_transition` on a closed conversation (read-only).",
 )
+@idempotent
 def conversation_reply(request, conversation_id: Id, payload: ReplyIn):
     _require_conversation(conversation_id)
     message = services.conversation_reply(
@@ -169,6 +173,7 @@ def conversation_reply(request, conversation_id: Id, payload: ReplyIn):
     "change; allowed on closed conversations too. `@username` (or `@first name`) mentions "
     "an agent, who sees it in the inbox's Mentions.",
 )
+@idempotent
 def conversation_note(request, conversation_id: Id, payload: NoteIn):
     _require_conversation(conversation_id)
     note = services.note_add(

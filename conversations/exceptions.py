@@ -69,3 +69,20 @@ class InvalidInput(ParleyError):
     code = "invalid_input"
     http_status = 422
     default_detail = "The input is not valid."
+
+
+class IdempotencyKeyInvalid(InvalidInput):
+    code = "invalid_idempotency_key"
+    default_detail = (
+        "The Idempotency-Key header must be 1 to 255 printable ASCII characters "
+        "(a UUID is a good key)."
+    )
+
+
+class IdempotencyKeyReused(ParleyError):
+    code = "idempotency_key_reused"
+    http_status = 422
+    default_detail = (
+        "This Idempotency-Key was already used for a different request; "
+        "send a new key with a new request."
+    )

@@ -669,3 +669,24 @@ class SavedReply(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class IdempotencyRecord(models.Model):
+    """A write API request sent with an ``Idempotency-Key`` header, and its answer:
+    written in the request's own transaction, read back when the key comes again
+    (``idempotency.py``). Kept ``idempotency.KEY_LIFETIME``, then pruned."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    endpoint = models.TextField()  # "POST /api/v1/messages/inbound"
+    request_hash = models.CharField(max_length=64)  # SHA-256 of the canonical JSON body
+    status = models.PositiveSmallIntegerField()
+    response = models.TextField()  # the JSON body, as it was sent
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_user_key")]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.key}"

@@ -1,5 +1,6 @@
-"""Periodic background work through Django's tasks API: auto-close and the end of
-survey windows (``housekeeping``), every ``HOUSEKEEPING_SECONDS``.
+"""Periodic background work through Django's tasks API: auto-close, the end of
+survey windows and the pruning of expired idempotency keys (``housekeeping``), every
+``HOUSEKEEPING_SECONDS``.
 
 django-tasks-db has no scheduler, so the task is a chain: each run first queues its
 successor ``HOUSEKEEPING_SECONDS`` ahead (``run_after``), then works; a worker that
@@ -31,7 +32,7 @@ from django.tasks import task
 from django.utils import timezone
 
 from . import housekeeping as work
-from . import snooze
+from . import idempotency, snooze
 from .inbox_settings import InboxSettings
 
 _LOCK = zlib.crc32(b"parley.housekeeping")
@@ -40,7 +41,11 @@ _LOCK = zlib.crc32(b"parley.housekeeping")
 @task()
 def housekeeping() -> dict:
     schedule_housekeeping()
-    return {"auto_closed": work.auto_close(), "surveys_ended": work.expire_surveys()}
+    return {
+        "auto_closed": work.auto_close(),
+        "surveys_ended": work.expire_surveys(),
+        "idempotency_records_pruned": idempotency.prune_expired(),
+    }
 
 
 def schedule_housekeeping(*, delay: float | None = None) -> bool:

@@ -8,6 +8,7 @@ from django.http import Http404
 from ninja import Field, Router, Schema
 from ninja.responses import Status as Respond
 
+from conversations.idempotency import idempotent
 from conversations.models import Conversation
 from conversations.schemas import BodyId, ErrorOut, Flag, Id, TextSchema
 
@@ -86,6 +87,7 @@ def _flow(flow_id: int) -> Flow:
         "is true. 409 `flow_inactive` for an inactive flow."
     ),
 )
+@idempotent
 def flow_start(request, flow_id: Id, payload: FlowStartIn):
     flow = _flow(flow_id)
     if not Conversation.objects.filter(pk=payload.conversation_id).exists():
@@ -122,6 +124,7 @@ def flow_start(request, flow_id: Id, payload: FlowStartIn):
         "`broadcast_not_permitted`."
     ),
 )
+@idempotent
 def broadcast_create(request, payload: BroadcastIn):
     broadcasts.check_may_broadcast(request.auth)
     flow = _flow(payload.flow_id)

@@ -9,7 +9,7 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from conversations import housekeeping
-from conversations.models import Conversation
+from conversations.models import Conversation, IdempotencyRecord
 from conversations.tasks import schedule_housekeeping
 from conversations.transitions import Status
 from tests.factories import UserFactory, conversation_in, inbox_settings_set
@@ -53,7 +53,11 @@ def test_the_worker_auto_closes_idle_in_progress_conversations_as_the_system():
 
     done = _run_worker()
 
-    assert done.return_value == {"auto_closed": 1, "surveys_ended": 0}
+    assert done.return_value == {
+        "auto_closed": 1,
+        "surveys_ended": 0,
+        "idempotency_records_pruned": 0,
+    }
     idle.refresh_from_db()
     assert idle.status == Status.CLOSED and idle.closed_at and not idle.is_archived
     line = idle.status_changes.order_by("-id").first()
@@ -81,7 +85,11 @@ def test_the_worker_auto_closes_idle_in_progress_conversations_as_the_system():
 def test_auto_close_is_off_by_default():
     idle = conversation_in(Status.IN_PROGRESS)
     _idle_for(idle, 24 * 365)
-    assert _run_worker().return_value == {"auto_closed": 0, "surveys_ended": 0}
+    assert _run_worker().return_value == {
+        "auto_closed": 0,
+        "surveys_ended": 0,
+        "idempotency_records_pruned": 0,
+    }
     assert Conversation.objects.get(pk=idle.pk).status == Status.IN_PROGRESS
 
 
@@ -94,7 +102,11 @@ def test_the_worker_ends_survey_windows_without_a_rating():
     waiting = conversation_in(Status.RESOLVED)
     _resolved_ago(waiting, 23)
 
-    assert _run_worker().return_value == {"auto_closed": 0, "surveys_ended": 1}
+    assert _run_worker().return_value == {
+        "auto_closed": 0,
+        "surveys_ended": 1,
+        "idempotency_records_pruned": 0,
+    }
 
     over.refresh_from_db()
     assert (over.status, over.rating, over.closed_by) == (Status.CLOSED, None, agent)
@@ -113,7 +125,11 @@ def test_the_worker_archives_what_it_closes_when_the_setting_says_so():
     resolved = conversation_in(Status.RESOLVED)
     _resolved_ago(resolved, 2)
 
-    assert _run_worker().return_value == {"auto_closed": 1, "surveys_ended": 1}
+    assert _run_worker().return_value == {
+        "auto_closed": 1,
+        "surveys_ended": 1,
+        "idempotency_records_pruned": 0,
+    }
 
     for conversation in (idle, resolved):
         conversation.refresh_from_db()
@@ -121,6 +137,24 @@ def test_the_worker_archives_what_it_closes_when_the_setting_says_so():
         events = list(conversation.status_changes.order_by("-id").values_list("event", flat=True))
         assert events[:2] == ["archive", conversation.status_changes.order_by("-id")[1].event]
         assert events[1] in ("auto_close", "survey_expire")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_prunes_idempotency_records_past_their_lifetime():
+    user = UserFactory()
+    now = timezone.now()
+    for key, hours in (("old", 30), ("fresh", 1)):
+        IdempotencyRecord.objects.create(
+            user=user,
+            key=key,
+            endpoint="POST /api/v1/messages/inbound",
+            request_hash="0" * 64,
+            status=201,
+            response="{}",
+            created_at=now - timedelta(hours=hours),
+        )
+    assert _run_worker().return_value["idempotency_records_pruned"] == 1
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["fresh"]
 
 
 def test_a_second_run_closes_nothing_twice_and_batches_cover_everything():
