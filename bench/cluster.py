@@ -281,16 +281,16 @@ class StreamRecord:
         self.first = ""  # the web host of its first connection
 
 
-async def one_stream(cookie: str, record: StreamRecord, until: float, target: dict) -> None:
+async def one_stream(cookie: str, record: StreamRecord, until: dict, target: dict) -> None:
     """An agent's event stream through the balancer, reconnecting with Last-Event-ID
     (as the browser does), until it has seen the event ``target["id"]`` (the newest
-    once the load stopped) or ``until``."""
+    once the last message was acknowledged) or the time ``until["at"]``."""
     last = None
 
     def caught_up() -> bool:
         return "id" in target and last is not None and last >= target["id"]
 
-    while time.monotonic() < until and not caught_up():
+    while time.monotonic() < until["at"] and not caught_up():
         writer = None
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(LB, 80), 5)
@@ -311,7 +311,7 @@ async def one_stream(cookie: str, record: StreamRecord, until: float, target: di
                     record.servers.add(server)
                     record.first = record.first or server
             buffer = b""
-            while time.monotonic() < until and not caught_up():
+            while time.monotonic() < until["at"] and not caught_up():
                 chunk = await asyncio.wait_for(reader.read(65536), 20)
                 if not chunk:
                     break
@@ -343,13 +343,18 @@ async def one_stream(cookie: str, record: StreamRecord, until: float, target: di
         await asyncio.sleep(1)
 
 
-def stream_process(cookies: list[str], stop_at: float, sender) -> None:
-    """The agents' streams until each has caught up with the newest event at the end
-    of the load (a fresh stream's hello names it), ``GRACE`` seconds at most."""
+def stream_process(cookies: list[str], stop_at: float, done, sender) -> None:
+    """The agents' streams until each has caught up with the newest event once the
+    load is over (``done``: every message acknowledged, which under overload is well
+    after ``stop_at``; a fresh stream's hello names the newest event), ``GRACE``
+    seconds after that at most."""
     records, target = [StreamRecord() for _ in cookies], {}
+    until = {"at": stop_at + GRACE + 300}
 
     async def newest() -> None:
-        await asyncio.sleep(max(0.0, stop_at + 2 - time.monotonic()))
+        while not done.is_set() and time.monotonic() < until["at"]:  # bounded
+            await asyncio.sleep(0.5)
+        until["at"] = min(until["at"], time.monotonic() + GRACE)
         for _ in range(30):  # bounded: a hello from a fresh stream
             with contextlib.suppress(OSError, TimeoutError, asyncio.IncompleteReadError):
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(LB, 80), 5)
@@ -366,7 +371,6 @@ def stream_process(cookies: list[str], stop_at: float, sender) -> None:
             await asyncio.sleep(1)
 
     async def main():
-        until = stop_at + GRACE
         await asyncio.gather(
             newest(),
             *(one_stream(c, r, until, target) for c, r in zip(cookies, records, strict=True)),
@@ -465,10 +469,10 @@ def run_load(args) -> None:
 
     # The streams in a process of their own (its own GIL): a starved reader would
     # count events as missed that the server did send.
-    receiver, sender = multiprocessing.get_context("fork").Pipe(duplex=False)
-    streamer = multiprocessing.get_context("fork").Process(
-        target=stream_process, args=(setup["cookies"], stop_at, sender)
-    )
+    fork = multiprocessing.get_context("fork")
+    receiver, sender = fork.Pipe(duplex=False)
+    done = fork.Event()
+    streamer = fork.Process(target=stream_process, args=(setup["cookies"], stop_at, done, sender))
     threads = []
     threads += [
         threading.Thread(
@@ -488,8 +492,9 @@ def run_load(args) -> None:
         thread.daemon = True
         thread.start()
     for thread in threads:
-        thread.join(timeout=args.seconds + GRACE + 120)
-    records, newest = receiver.recv() if receiver.poll(args.seconds + GRACE + 120) else ([], 0)
+        thread.join(timeout=max(1.0, stop_at + GRACE + 120 - time.monotonic()))
+    done.set()  # every message acknowledged (or given up): the streams catch up
+    records, newest = receiver.recv() if receiver.poll(GRACE + 60) else ([], 0)
     streamer.join(timeout=30)
     elapsed = max(args.seconds, max((at for _, _, at in acked), default=start) - start)
 
