@@ -170,8 +170,11 @@ if TASKS["default"]["BACKEND"] == _TASKS_BACKENDS["rq"]:
             "DEFAULT_TIMEOUT": int(os.environ.get("TASKS_TIMEOUT_SECONDS", "600")),
         }
     }
-    RQ = {"WORKER_CLASS": "config.tasks.RQWorker", "JOB_CLASS": "config.tasks.RQJob"}
+# django-rq's worker and job classes (config/tasks.py), so a plain `rqworker` uses them.
+RQ = {"WORKER_CLASS": "config.tasks.RQWorker", "JOB_CLASS": "config.tasks.RQJob"}
 
+# Contacts per broadcast chunk, one task each: a broadcast spreads over the workers.
+BROADCAST_CHUNK_SIZE = int(os.environ.get("BROADCAST_CHUNK_SIZE", "1000"))
 # A broadcast chunk whose worker died is run again by any live worker once its lease
 # has expired; the broadcast's watch looks every BROADCAST_SWEEP_SECONDS.
 BROADCAST_CHUNK_LEASE_SECONDS = float(os.environ.get("BROADCAST_CHUNK_LEASE_SECONDS", "30"))
