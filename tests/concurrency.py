@@ -97,6 +97,6 @@ def redis_server(folder: Path):
     no append-only file), until the block ends; yields its URL."""
     port = free_port()
     argv = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    argv += ["--appendonly", "no", "--dir", str(folder)]
+    argv += ["--appendonly", "no", "--dir", str(folder), "--logfile", str(folder / "redis.log")]
     with serving(argv, port=port, env=dict(os.environ)):
         yield f"redis://127.0.0.1:{port}/0"

@@ -4,11 +4,7 @@ the other; a broadcast split across two workers reaches every contact exactly on
 either queue (the database's db_worker, RQ workers on Redis)."""
 
 import json
-import os
-import subprocess
-import sys
-import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 
 import pytest
 
@@ -17,46 +13,18 @@ from connectors.tokens import token_create
 from conversations.models import Contact, Conversation, Message, SenderKind
 from flows.broadcasts import broadcast_create
 from flows.models import Broadcast, BroadcastDelivery, BroadcastState, Flow, FlowStep, StepKind
-from tests.concurrency import ROOT, RQ_WORKER, database_url_for_subprocess
 from tests.factories import UserFactory
-from tests.ops.conftest import EventStream, asgi_server, post_json, session_cookie
+from tests.ops.conftest import (
+    EventStream,
+    asgi_server,
+    post_json,
+    session_cookie,
+    wait_for,
+    workers,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db(transaction=True)]
 CHUNK = 100  # contacts per broadcast chunk, in the workers
-
-
-@contextmanager
-def workers(count: int, logs: list, queue=None):
-    """``count`` worker processes (JSON logs, kept in ``logs``): db_worker, or RQ
-    workers when ``queue`` is the ``redis_queue``; stopped at the end."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url_for_subprocess(),
-        "DEBUG": "false",
-        "LOG_FORMAT": "json",
-        "BROADCAST_CHUNK_SIZE": str(CHUNK),
-        **(queue.env if queue else {}),
-    }
-    argv = RQ_WORKER if queue else [sys.executable, "manage.py", "db_worker", "--no-reload"]
-    argv = argv if queue else [*argv, "--interval", "0.2"]
-    processes = []
-    try:
-        for n in range(count):
-            log = open(logs[n], "wb")  # noqa: SIM115 - closed below
-            processes.append((subprocess.Popen(argv, cwd=ROOT, env=env, stderr=log), log))  # noqa: S603
-        yield
-    finally:
-        for process, log in processes:
-            process.terminate()
-            process.wait(timeout=60)
-            log.close()
-
-
-def wait_for(condition, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def announcement() -> Flow:
@@ -99,7 +67,7 @@ def test_a_broadcast_split_across_two_workers_reaches_every_contact_once(tmp_pat
     )
     logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
     with ExitStack() as stack:
-        stack.enter_context(workers(2, logs, queue))
+        stack.enter_context(workers(2, logs, queue, BROADCAST_CHUNK_SIZE=str(CHUNK)))
         token = request_id.set("broadcast-request")  # as if an agent's request started it
         try:
             broadcast = broadcast_create(flow=announcement(), segment="all")
