@@ -5,11 +5,12 @@ Neither queue (the database, Redis) schedules periodic tasks, so the task is a c
 each run first queues its successor ``HOUSEKEEPING_SECONDS`` ahead (``run_after``),
 then works; a worker that dies half-way has already left the next run in the queue,
 and any live worker picks it up. :func:`schedule_housekeeping` queues a run only when
-none is waiting, under a transaction-level advisory lock, so the chain never doubles however many workers,
-deploys or admins start it. It is started by ``manage.py schedule_housekeeping``
-(``bin/run`` runs it before its worker; run it once after each deploy's migrate) and
-again whenever an admin saves the inbox settings. The work itself is idempotent
-(``housekeeping``), so a duplicate would cost a query, not a double close.
+none is waiting, under a transaction-level advisory lock, so the chain never doubles
+however many workers, deploys or admins start it. It is started by ``manage.py
+schedule_housekeeping`` (``bin/run`` runs it before its worker; run it once after each
+deploy's migrate) and again whenever an admin saves the inbox settings. The work
+itself is idempotent (``housekeeping``), so a duplicate would cost a query, not a
+double close.
 
 ``wake_snoozed`` is periodic by re-enqueueing itself: while anything is snoozed it
 queues its successor first (so a worker dying half-way leaves the next run queued)
