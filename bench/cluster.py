@@ -2,6 +2,7 @@
 
     bench/cluster                      # a steady run, then a run with kills
     bench/cluster --rate 80 --seconds 60 --agents 50 --runs kill
+    bench/cluster --queue rq           # the task queue in Redis, RQ workers
 
 Each host is a Linux network namespace with its own address on one bridge (in a
 switch namespace of its own; the machine's own network is not touched):
@@ -12,8 +13,9 @@ switch namespace of its own; the machine's own network is not touched):
     10.77.0.11  pool     PgBouncer, pool_mode = transaction
     10.77.0.21  web1     gunicorn + uvicorn workers (config/gunicorn_asgi.conf.py)
     10.77.0.22  web2
-    10.77.0.31  work1    manage.py db_worker
+    10.77.0.31  work1    manage.py db_worker (--queue rq: manage.py rqworker)
     10.77.0.32  work2
+    10.77.0.12  redis    --queue rq only: redis-server, the task queue (TASKS_BACKEND=rq)
 
 A run: ``--agents`` agents (bench/load's: list, pane, a reply every third step; logged
 in by a session made beforehand, not by the password hasher) each with an event
@@ -22,7 +24,8 @@ stream open (reconnecting with Last-Event-ID), inbound messages at
 run also SIGKILLs every process of web1 and of work1 at 40% of the run and starts them
 again at 65%. Reported: client errors (and requests retried), lost messages, messages
 stored twice, broadcasts delivered twice, real-time events an agent never got, and
-p50/p95 per request kind. Needs root (namespaces), Debian's haproxy and pgbouncer.
+p50/p95 per request kind. Needs root (namespaces), Debian's haproxy and pgbouncer
+(and redis-server for ``--queue rq``).
 Every loop is bounded; everything is torn down at the end, also on Ctrl-C.
 """
 
@@ -32,6 +35,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,6 +59,7 @@ PREFIX = "plc-"
 SWITCH = "plc-sw"
 LB = f"{NET}.5"
 DB_ADDR, POOL_ADDR = f"{NET}.10", f"{NET}.11"
+REDIS_ADDR = f"{NET}.12"  # --queue rq: added to HOSTS as "redis"
 GRACE = 60  # seconds after the load, at most, for the last events to arrive
 
 
@@ -105,10 +110,12 @@ def build_network() -> None:
 
 
 class Cluster:
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, queue: str = "database"):
         self.folder = folder
+        self.queue = queue
         self.datadir = folder / "pgdata"
         self.processes: dict[str, subprocess.Popen] = {}
+        self.restarts = 0
         self.app_env = os.environ | {
             "DEBUG": "false",
             "SECRET_KEY": "bench-cluster-only",
@@ -121,6 +128,11 @@ class Cluster:
             "BROADCAST_CHUNK_LEASE_SECONDS": "5",
             "BROADCAST_SWEEP_SECONDS": "3",
         }
+        if queue == "rq":  # the web hosts enqueue to, and the workers take from, Redis
+            self.app_env |= {
+                "TASKS_BACKEND": "rq",
+                "TASKS_REDIS_URL": f"redis://{REDIS_ADDR}:6379/0",
+            }
 
     def spawn(self, name: str, argv: list[str], env: dict | None = None) -> None:
         log = open(self.folder / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
@@ -183,7 +195,28 @@ ignore_startup_parameters = extra_float_digits,options
             name, [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn_asgi.conf.py"], env
         )
 
+    def start_redis(self) -> str:
+        """Redis on its own host, keeping nothing on disk; also on a Unix socket in
+        our folder, for this script (outside the namespaces) to enqueue the
+        broadcast. Returns that socket's URL."""
+        socket_path = self.folder / "redis.sock"
+        argv = ["redis-server", "--bind", REDIS_ADDR, "--port", "6379", "--save", ""]
+        argv += ["--appendonly", "no", "--dir", str(self.folder), "--protected-mode", "no"]
+        argv += ["--unixsocket", str(socket_path), "--unixsocketperm", "700"]
+        self.spawn("redis", argv, os.environ.copy())
+        for _ in range(100):  # bounded: the socket appears
+            if socket_path.exists():
+                break
+            time.sleep(0.1)
+        return f"unix://{socket_path}?db=0"
+
     def start_worker(self, name: str) -> None:
+        if self.queue == "rq":
+            # A SIGKILLed RQ worker's name stays registered for a while: a new one each start.
+            self.restarts += 1
+            argv = [sys.executable, "manage.py", "rqworker", "default"]
+            self.spawn(name, argv + ["--name", f"{name}-{self.restarts}"])
+            return
         argv = [sys.executable, "manage.py", "db_worker", "--no-reload", "--interval", "0.5"]
         self.spawn(name, argv + ["--worker-id", name])
 
@@ -622,7 +655,7 @@ def database_checks(run_id: str, acked: list[str], broadcast_id: int) -> dict:
 
 def report(result: dict) -> None:
     title = "kill run (web1 + work1 SIGKILLed, then back)" if result["kill"] else "steady run"
-    print(f"\n== {title}: load average {os.getloadavg()[0]:.2f}")
+    print(f"\n== {title}, queue {result['queue']}: load average {os.getloadavg()[0]:.2f}")
     print(f"{'request':<12} {'count':>7} {'errors':>7} {'p50 ms':>8} {'p95 ms':>8}")
     for kind, row in sorted(result["kinds"].items()):
         print(
@@ -654,6 +687,12 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=50)
     parser.add_argument("--think", type=float, default=1.0)
     parser.add_argument("--runs", default="steady,kill")
+    parser.add_argument(
+        "--queue",
+        choices=["database", "rq"],
+        default="database",
+        help="the task queue: PostgreSQL (db_worker) or a Redis host (RQ workers)",
+    )
     for name in ("--setup", "--run-id", "--out", "--started"):  # the load's, internal
         parser.add_argument(name, default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -667,14 +706,20 @@ def main() -> None:
         raise SystemExit("bench/cluster needs root (network namespaces).")
     if args.seconds > 600 or args.rate > 1000 or args.agents > 200:
         raise SystemExit("bounded: at most 600 s, 1000 messages/s, 200 agents")
+    if args.queue == "rq":
+        if not shutil.which("redis-server"):
+            raise SystemExit("--queue rq needs redis-server: apt-get install -y redis-server")
+        HOSTS["redis"] = int(REDIS_ADDR.rsplit(".", 1)[1])
     folder = Path(tempfile.mkdtemp(prefix="parley-cluster-"))
     folder.chmod(0o755)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    cluster = Cluster(folder)
+    cluster = Cluster(folder, args.queue)
     try:
         build_network()
-        print("network: 8 hosts on 10.77.0.0/24; starting PostgreSQL", flush=True)
+        print(f"network: {len(HOSTS)} hosts on 10.77.0.0/24; starting PostgreSQL", flush=True)
         os.environ["DATABASE_URL"] = cluster.start_database()
+        if args.queue == "rq":  # this script enqueues the broadcast, as a web host would
+            os.environ |= {"TASKS_BACKEND": "rq", "TASKS_REDIS_URL": cluster.start_redis()}
         os.environ |= {"SECRET_KEY": "bench-cluster-only", "DEBUG": "false", "LOG_LEVEL": "ERROR"}
         os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
         import django
@@ -688,9 +733,10 @@ def main() -> None:
         for name in ("work1", "work2"):
             cluster.start_worker(name)
         cluster.start_balancer()
-        print("cluster up: lb, pool, web1, web2, work1, work2; load starts", flush=True)
+        queue = "redis, RQ workers" if args.queue == "rq" else "db_worker"
+        print(f"cluster up: lb, pool, web1, web2, work1, work2 ({queue}); load starts", flush=True)
         for run in args.runs.split(","):
-            report(one_run(cluster, setup_file, args, kill=run == "kill"))
+            report(one_run(cluster, setup_file, args, kill=run == "kill") | {"queue": args.queue})
     finally:
         cluster.stop()
         teardown()

@@ -147,13 +147,34 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Background work ------------------------------------------------------------
 
-# config.tasks: the backends with the request id carried into each task and a ping().
-TASKS = {
-    "default": {
-        "BACKEND": os.environ.get("TASKS_BACKEND", "config.tasks.DatabaseBackend"),
+# The task queue (config.tasks: request ids carried into tasks, a ping for /readyz):
+# PostgreSQL by default (django-tasks-db, worker: manage.py db_worker), or Redis
+# through RQ with TASKS_BACKEND=rq (django-tasks-rq, worker: manage.py rqworker) at
+# TASKS_REDIS_URL, else REDIS_URL. REDIS_URL alone does not move the queue: it may be
+# there for the rate limits only. A dotted path names any other backend.
+_TASKS_BACKENDS = {"database": "config.tasks.DatabaseBackend", "rq": "config.tasks.RQBackend"}
+_tasks_backend = os.environ.get("TASKS_BACKEND", "database")
+TASKS = {"default": {"BACKEND": _TASKS_BACKENDS.get(_tasks_backend, _tasks_backend)}}
+if TASKS["default"]["BACKEND"] == _TASKS_BACKENDS["rq"]:
+    _tasks_redis_url = os.environ.get("TASKS_REDIS_URL") or os.environ.get("REDIS_URL")
+    if not _tasks_redis_url:
+        raise ImproperlyConfigured(
+            "TASKS_BACKEND=rq needs Redis: set TASKS_REDIS_URL (or REDIS_URL), "
+            "e.g. redis://10.0.0.5:6379/0"
+        )
+    INSTALLED_APPS.append("django_rq")  # manage.py rqworker
+    RQ_QUEUES = {
+        "default": {
+            "URL": _tasks_redis_url,
+            # A job running longer is stopped (and failed) by its worker.
+            "DEFAULT_TIMEOUT": int(os.environ.get("TASKS_TIMEOUT_SECONDS", "600")),
+        }
     }
-}
+# django-rq's worker and job classes (config/tasks.py), so a plain `rqworker` uses them.
+RQ = {"WORKER_CLASS": "config.tasks.RQWorker", "JOB_CLASS": "config.tasks.RQJob"}
 
+# Contacts per broadcast chunk, one task each: a broadcast spreads over the workers.
+BROADCAST_CHUNK_SIZE = int(os.environ.get("BROADCAST_CHUNK_SIZE", "1000"))
 # A broadcast chunk whose worker died is run again by any live worker once its lease
 # has expired; the broadcast's watch looks every BROADCAST_SWEEP_SECONDS.
 BROADCAST_CHUNK_LEASE_SECONDS = float(os.environ.get("BROADCAST_CHUNK_LEASE_SECONDS", "30"))

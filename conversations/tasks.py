@@ -2,23 +2,27 @@
 survey windows and the pruning of expired idempotency keys (``housekeeping``), every
 ``HOUSEKEEPING_SECONDS``.
 
-django-tasks-db has no scheduler, so the task is a chain: each run first queues its
-successor ``HOUSEKEEPING_SECONDS`` ahead (``run_after``), then works; a worker that
-dies half-way has already left the next run in the queue, and any live worker picks
-it up. :func:`schedule_housekeeping` queues a run only when none is waiting, under a
-transaction-level advisory lock, so the chain never doubles however many workers,
-deploys or admins start it. It is started by ``manage.py schedule_housekeeping``
-(``bin/run`` runs it before its worker; run it once after each deploy's migrate) and
-again whenever an admin saves the inbox settings. The work itself is idempotent
-(``housekeeping``), so a duplicate would cost a query, not a double close.
+Neither queue (the database, Redis) schedules periodic tasks, so the task is a chain:
+each run first queues its successor ``HOUSEKEEPING_SECONDS`` ahead (``run_after``),
+then works; a worker that dies half-way has already left the next run in the queue,
+and any live worker picks it up. :func:`schedule_housekeeping` queues a run only when
+none is waiting, under a transaction-level advisory lock, so the chain never doubles
+however many workers, deploys or admins start it. It is started by ``manage.py
+schedule_housekeeping`` (``bin/run`` runs it before its worker; run it once after each
+deploy's migrate) and again whenever an admin saves the inbox settings. The work
+itself is idempotent (``housekeeping``), so a duplicate would cost a query, not a
+double close.
 
 ``wake_snoozed`` is periodic by re-enqueueing itself: while anything is snoozed it
 queues its successor first (so a worker dying half-way leaves the next run queued)
 for the earliest snooze time, at most ``SNOOZE_WAKE_SECONDS`` ahead, then wakes
 every due conversation in one statement (``snooze.wake_due``: idempotent). Snoozing
 queues one for its own time, so the chain starts by itself. ``schedule_wake`` queues
-nothing when a wake is already queued at or before that time (with django-tasks-db's
-queue; another backend may hold a duplicate, which is harmless).
+nothing when a wake is already queued at or before that time.
+
+"Queued" is asked of the backend (``is_waiting``: the database's and Redis's backends
+in ``config.tasks`` answer; another backend is taken to hold none, and a duplicate
+costs a query, never a double close or wake).
 """
 
 import zlib
@@ -54,14 +58,11 @@ def schedule_housekeeping(*, delay: float | None = None) -> bool:
     can defer keeps a chain (the immediate backend would run it at once, forever)."""
     if not housekeeping.get_backend().supports_defer:
         return False
-    from django_tasks_db.models import DBTaskResult
-
     delay = settings.HOUSEKEEPING_SECONDS if delay is None else delay
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK])
-        waiting = DBTaskResult.objects.filter(task_path=housekeeping.module_path, status="READY")
-        if waiting.exists():
+        if _waiting(housekeeping):
             return False
         housekeeping.using(run_after=timezone.now() + timedelta(seconds=delay)).enqueue()
     return True
@@ -86,18 +87,12 @@ def schedule_wake(at: datetime) -> None:
     backend = wake_snoozed.get_backend()
     if not backend.supports_defer:
         return
-    if _queued_by(at):
+    if _waiting(wake_snoozed, by=at):
         return
     wake_snoozed.using(run_after=at).enqueue()
 
 
-def _queued_by(at: datetime) -> bool:
-    """A wake already queued to run by ``at`` (django-tasks-db only; a queued wake
-    due now runs and queues its own successor)."""
-    if "django_tasks_db" not in settings.INSTALLED_APPS:
-        return False
-    from django_tasks_db.models import DBTaskResult, TaskResultStatus
-
-    return DBTaskResult.objects.filter(
-        task_path=wake_snoozed.module_path, status=TaskResultStatus.READY, run_after__lte=at
-    ).exists()
+def _waiting(task, *, by: datetime | None = None) -> bool:
+    """A run of ``task`` queued and not started yet (to run by ``by``, when given)."""
+    is_waiting = getattr(task.get_backend(), "is_waiting", None)
+    return is_waiting is not None and is_waiting(task, by=by)

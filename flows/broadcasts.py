@@ -59,7 +59,6 @@ from .models import (
 
 logger = logging.getLogger(__name__)
 
-BROADCAST_CHUNK_SIZE = 1000
 BROADCAST_PERMISSION = "flows.start_broadcast"
 
 
@@ -393,7 +392,7 @@ def _walk_steps(run: FlowRun, targets: list, *, common: dict, carried: list) -> 
 def broadcast_plan(*, broadcast_id: int, chunk_size: int | None = None) -> list[int]:
     """Split the broadcast's segment into chunks (once) and return the ids of the
     chunks still to run. Safe to call again: a resumed broadcast re-plans nothing."""
-    chunk_size = chunk_size or BROADCAST_CHUNK_SIZE
+    chunk_size = chunk_size or settings.BROADCAST_CHUNK_SIZE
     with transaction.atomic():
         broadcast = Broadcast.objects.select_for_update(no_key=True).get(pk=broadcast_id)
         if broadcast.state in (BroadcastState.DONE, BroadcastState.FAILED):

@@ -3,6 +3,7 @@ database connection (so each runs its own transactions); and our own servers as
 subprocesses on the test database."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -82,3 +83,20 @@ def serving(argv: list[str], *, port: int, env: dict, log: Path | None = None):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+# A worker on the Redis queue (with ``redis_queue.env``): django-rq's command with our
+# worker class (settings.RQ), which also queues the delayed tasks that are due.
+RQ_WORKER = [sys.executable, "manage.py", "rqworker", "default"]
+
+
+@contextmanager
+def redis_server(folder: Path):
+    """A private Redis on a free 127.0.0.1 port, keeping nothing on disk (no snapshot,
+    no append-only file), until the block ends; yields its URL."""
+    port = free_port()
+    argv = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    argv += ["--appendonly", "no", "--dir", str(folder), "--logfile", str(folder / "redis.log")]
+    with serving(argv, port=port, env=dict(os.environ)):
+        yield f"redis://127.0.0.1:{port}/0"

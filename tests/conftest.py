@@ -1,5 +1,9 @@
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
 
+from tests.concurrency import REDIS_SERVER, redis_server
 from tests.factories import StaffFactory, UserFactory
 
 
@@ -25,6 +29,26 @@ def _fresh_process_caches():
     delivery.channels.forget()
     choices.forget()
     inbox_settings.forget()
+
+
+@pytest.fixture
+def redis_queue(settings, tmp_path):
+    """The task queue in a private Redis (RQ, ``TASKS_BACKEND=rq``) for one test: this
+    process enqueues there, and ``redis_queue.env`` sends a worker or a web server
+    there too. The server is stopped at the end, nothing kept."""
+    if not Path(REDIS_SERVER).exists():
+        pytest.skip("redis-server is not installed (bin/test installs Debian's package)")
+    with redis_server(tmp_path) as url:
+        settings.RQ_QUEUES = {"default": {"URL": url}}
+        settings.TASKS = {"default": {"BACKEND": "config.tasks.RQBackend"}}
+        yield SimpleNamespace(url=url, env={"TASKS_BACKEND": "rq", "TASKS_REDIS_URL": url})
+
+
+@pytest.fixture(params=["database", "rq"])
+def queue(request):
+    """Runs the test on each task queue: ``None`` for the database (db_worker), the
+    ``redis_queue`` for Redis (RQ workers)."""
+    return request.getfixturevalue("redis_queue") if request.param == "rq" else None
 
 
 @pytest.fixture

@@ -20,12 +20,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def planned(send_only_flow, monkeypatch):
+def planned(send_only_flow, settings):
     """A broadcast of 6 contacts in 3 chunks, planned and handed to the queue, whose
     tasks nobody ran (as if their worker had died)."""
     for _ in range(6):
         ContactFactory()
-    monkeypatch.setattr(broadcasts, "BROADCAST_CHUNK_SIZE", 2)
+    settings.BROADCAST_CHUNK_SIZE = 2
     broadcast = broadcasts.broadcast_create(flow=send_only_flow, segment=Segment.ALL)
     assert len(broadcasts.broadcast_plan(broadcast_id=broadcast.pk)) == 3
     return broadcast

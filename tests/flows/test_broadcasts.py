@@ -226,10 +226,10 @@ def test_the_background_worker_runs_the_broadcast(send_only_flow):
 
 @pytest.mark.django_db(transaction=True)
 def test_worker_dies_half_way_and_the_resumed_broadcast_sends_to_nobody_twice(
-    monkeypatch, send_only_flow
+    monkeypatch, settings, send_only_flow
 ):
     contacts = [ContactFactory() for _ in range(7)]
-    monkeypatch.setattr(broadcasts, "BROADCAST_CHUNK_SIZE", 3)
+    settings.BROADCAST_CHUNK_SIZE = 3
     broadcast = broadcasts.broadcast_create(flow=send_only_flow, segment=Segment.ALL)
     real_send = bulk.send_automated
     calls = {"n": 0}

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -17,7 +18,14 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from tests.concurrency import GUNICORN, database_url_for_subprocess, free_port, serving
+from tests.concurrency import (
+    GUNICORN,
+    ROOT,
+    RQ_WORKER,
+    database_url_for_subprocess,
+    free_port,
+    serving,
+)
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
@@ -151,3 +159,38 @@ class EventStream:
 def session_cookie(client, user) -> str:
     client.force_login(user)
     return f"sessionid={client.cookies['sessionid'].value}"
+
+
+@contextmanager
+def workers(count: int, logs: list, queue=None, **environ):
+    """``count`` worker processes on the test database (JSON logs, kept in ``logs``;
+    ``environ`` added to their environment): db_worker, or RQ workers when ``queue``
+    is the ``redis_queue``; stopped at the end."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_for_subprocess(),
+        "DEBUG": "false",
+        "LOG_FORMAT": "json",
+        **(queue.env if queue else {}),
+        **environ,
+    }
+    db_worker = [sys.executable, "manage.py", "db_worker", "--no-reload", "--interval", "0.2"]
+    argv = RQ_WORKER if queue else db_worker
+    processes = []
+    try:
+        for n in range(count):
+            log = open(logs[n], "wb")  # noqa: SIM115 - closed below
+            processes.append((subprocess.Popen(argv, cwd=ROOT, env=env, stderr=log), log))  # noqa: S603
+        yield
+    finally:
+        for process, log in processes:
+            process.terminate()
+            process.wait(timeout=60)
+            log.close()
+
+
+def wait_for(condition, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)

@@ -1,55 +1,30 @@
 """Beyond one process: two web servers and background workers, each its own process,
 on one database. An event published through one server reaches an agent's stream on
-the other; a broadcast split across two workers reaches every contact exactly once."""
+the other; a broadcast split across two workers reaches every contact exactly once, on
+either queue (the database's db_worker, RQ workers on Redis)."""
 
 import json
-import os
-import subprocess
-import sys
-import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 
 import pytest
 
+from config.observability import request_id
 from connectors.tokens import token_create
 from conversations.models import Contact, Conversation, Message, SenderKind
-from flows.broadcasts import BROADCAST_CHUNK_SIZE, broadcast_create
+from flows.broadcasts import broadcast_create
 from flows.models import Broadcast, BroadcastDelivery, BroadcastState, Flow, FlowStep, StepKind
-from tests.concurrency import ROOT, database_url_for_subprocess
 from tests.factories import UserFactory
-from tests.ops.conftest import EventStream, asgi_server, post_json, session_cookie
+from tests.ops.conftest import (
+    EventStream,
+    asgi_server,
+    post_json,
+    session_cookie,
+    wait_for,
+    workers,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.django_db(transaction=True)]
-
-
-@contextmanager
-def workers(count: int, logs: list):
-    """``count`` db_worker processes (JSON logs, kept in ``logs``); stopped at the end."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url_for_subprocess(),
-        "DEBUG": "false",
-        "LOG_FORMAT": "json",
-    }
-    argv = [sys.executable, "manage.py", "db_worker", "--no-reload", "--interval", "0.2"]
-    processes = []
-    try:
-        for n in range(count):
-            log = open(logs[n], "wb")  # noqa: SIM115 - closed below
-            processes.append((subprocess.Popen(argv, cwd=ROOT, env=env, stderr=log), log))  # noqa: S603
-        yield
-    finally:
-        for process, log in processes:
-            process.terminate()
-            process.wait(timeout=60)
-            log.close()
-
-
-def wait_for(condition, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
+CHUNK = 100  # contacts per broadcast chunk, in the workers
 
 
 def announcement() -> Flow:
@@ -85,15 +60,19 @@ def test_an_event_published_on_one_web_server_reaches_a_stream_on_the_other(
     assert not stream.everything
 
 
-def test_a_broadcast_split_across_two_workers_reaches_every_contact_once(tmp_path):
-    total = BROADCAST_CHUNK_SIZE * 5 + 7  # six chunks
+def test_a_broadcast_split_across_two_workers_reaches_every_contact_once(tmp_path, queue):
+    total = CHUNK * 5 + 7  # six chunks
     Contact.objects.bulk_create(
         Contact(channel="sms", external_id=f"+3170000{n:05d}") for n in range(total)
     )
     logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
     with ExitStack() as stack:
-        stack.enter_context(workers(2, logs))
-        broadcast = broadcast_create(flow=announcement(), segment="all")
+        stack.enter_context(workers(2, logs, queue, BROADCAST_CHUNK_SIZE=str(CHUNK)))
+        token = request_id.set("broadcast-request")  # as if an agent's request started it
+        try:
+            broadcast = broadcast_create(flow=announcement(), segment="all")
+        finally:
+            request_id.reset(token)
         wait_for(lambda: Broadcast.objects.get(pk=broadcast.pk).state == BroadcastState.DONE)
 
     broadcast.refresh_from_db()
@@ -103,10 +82,12 @@ def test_a_broadcast_split_across_two_workers_reaches_every_contact_once(tmp_pat
     assert sent.count() == total
     assert sent.values("conversation__contact").distinct().count() == total
 
-    def chunks_run(log) -> int:
+    def chunks_run(log) -> list[dict]:
         lines = [json.loads(line) for line in log.read_text().splitlines() if line[:1] == "{"]
-        return sum(line["message"] == "task run_broadcast_chunk started" for line in lines)
+        return [line for line in lines if line["message"] == "task run_broadcast_chunk started"]
 
     per_worker = [chunks_run(log) for log in logs]
-    assert sum(per_worker) >= 6
-    assert all(per_worker), f"one worker ran every chunk: {per_worker}"
+    assert sum(map(len, per_worker)) >= 6
+    assert all(per_worker), f"one worker ran every chunk: {list(map(len, per_worker))}"
+    # The request's id travelled into the broadcast's task, and from it into each chunk.
+    assert {line["request_id"] for lines in per_worker for line in lines} == {"broadcast-request"}

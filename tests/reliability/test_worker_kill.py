@@ -8,6 +8,10 @@ chunk: the worker commits chunk 1, blocks inside chunk 2, and is killed there.
 PostgreSQL rolls chunk 2 back with the dead connection. The workers run with
 2-second leases (``short_lease_settings``); the production lease is 30 s and the
 sweep 15 s, so a stalled chunk is picked up within 45 s.
+
+Run on both queues: the database's ``db_worker`` and, with the queue in Redis, RQ
+workers (issue 17): the leases live in the database, so they carry over; RQ's part is
+that the surviving worker runs the broadcast's (delayed) watch.
 """
 
 import os
@@ -22,10 +26,11 @@ import pytest
 
 from conversations.models import Contact, Message, SenderKind
 from flows import selectors
-from flows.broadcasts import BROADCAST_CHUNK_SIZE, broadcast_create
+from flows.broadcasts import broadcast_create
 from flows.models import Broadcast, BroadcastChunk, BroadcastDelivery, BroadcastState, Flow
-from tests.concurrency import database_url_for_subprocess
+from tests.concurrency import RQ_WORKER, database_url_for_subprocess
 from tests.factories import ContactFactory
+from tests.reliability import short_lease_settings
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,26 +41,27 @@ def _database_url() -> str:
     return database_url_for_subprocess()
 
 
-def _worker(*args: str) -> subprocess.Popen:
-    env = os.environ | {
-        "DATABASE_URL": _database_url(),
-        "DATABASE_POOL": "false",
-        "SECRET_KEY": "worker-kill-test",
-        "DEBUG": "false",
-        "STATIC_NO_MANIFEST": "true",
-        "DJANGO_SETTINGS_MODULE": "tests.reliability.short_lease_settings",
-    }
+DB_WORKER = [sys.executable, "manage.py", "db_worker", "--no-reload", "--no-startup-delay"]
+
+
+def _worker(queue=None) -> subprocess.Popen:
+    """A worker on the test database with short leases: ``db_worker``, or an RQ worker
+    when ``queue`` is the ``redis_queue``."""
+    env = (
+        os.environ
+        | (queue.env if queue else {})
+        | {
+            "DATABASE_URL": _database_url(),
+            "DATABASE_POOL": "false",
+            "SECRET_KEY": "worker-kill-test",
+            "DEBUG": "false",
+            "STATIC_NO_MANIFEST": "true",
+            "DJANGO_SETTINGS_MODULE": "tests.reliability.short_lease_settings",
+        }
+    )
+    argv = RQ_WORKER if queue else [*DB_WORKER, "--interval", "0.1"]
     return subprocess.Popen(  # noqa: S603 — our own manage.py
-        [
-            sys.executable,
-            "manage.py",
-            "db_worker",
-            "--no-reload",
-            "--no-startup-delay",
-            "--interval",
-            "0.1",
-            *args,
-        ],
+        argv,
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -72,21 +78,25 @@ def _wait_for(condition, timeout=90):
     raise AssertionError("timed out")
 
 
-def test_a_sigkilled_worker_s_chunk_is_picked_up_by_another_worker_exactly_once():
+def test_a_sigkilled_worker_s_chunk_is_picked_up_by_another_worker_exactly_once(queue, settings):
     from flows.models import FlowStep, StepKind
 
-    total = BROADCAST_CHUNK_SIZE * 2 + 50  # three chunks
+    # The broadcast's first watch is queued from here: as soon as the workers' own.
+    settings.BROADCAST_SWEEP_SECONDS = short_lease_settings.BROADCAST_SWEEP_SECONDS
+    size = short_lease_settings.BROADCAST_CHUNK_SIZE  # the workers plan the chunks
+
+    total = size * 2 + 50  # three chunks
     contacts = [ContactFactory() for _ in range(total)]
     flow = Flow.objects.create(name="Announcement")
     FlowStep.objects.create(flow=flow, position=1, kind=StepKind.SEND_MESSAGE, text="We moved!")
-    blocker = contacts[BROADCAST_CHUNK_SIZE + 10]  # inside the second chunk
+    blocker = contacts[size + 10]  # inside the second chunk
 
     # Hold the contact's row from another connection (the worker locks it too).
     lock = psycopg.connect(_database_url().replace("postgres://", "postgresql://"))
     lock.execute("SELECT 1 FROM conversations_contact WHERE id = %s FOR UPDATE", [blocker.pk])
 
     broadcast = broadcast_create(flow=flow, segment="all")  # queued after commit
-    worker = _worker()
+    worker = _worker(queue)
     try:
         _wait_for(lambda: BroadcastChunk.objects.filter(done_at__isnull=False).count() == 1)
         time.sleep(1.0)  # the worker is now waiting for the lock, inside chunk 2
@@ -101,14 +111,14 @@ def test_a_sigkilled_worker_s_chunk_is_picked_up_by_another_worker_exactly_once(
     assert worker.returncode == -signal.SIGKILL
     broadcast.refresh_from_db()
     assert broadcast.state == BroadcastState.RUNNING
-    assert BroadcastDelivery.objects.filter(broadcast=broadcast).count() == BROADCAST_CHUNK_SIZE
-    assert Message.objects.filter(sender_kind=SenderKind.BROADCAST).count() == BROADCAST_CHUNK_SIZE
+    assert BroadcastDelivery.objects.filter(broadcast=broadcast).count() == size
+    assert Message.objects.filter(sender_kind=SenderKind.BROADCAST).count() == size
 
     # Past its lease and unlocked, chunk 2 is stalled: the page says so.
     _wait_for(lambda: selectors.broadcast_catching_up(Broadcast.objects.get(pk=broadcast.pk)))
 
     # Another worker, and no command typed: its watch picks chunk 2 up again.
-    again = _worker()
+    again = _worker(queue)
     try:
         _wait_for(
             lambda: Broadcast.objects.get(pk=broadcast.pk).state == BroadcastState.DONE,
