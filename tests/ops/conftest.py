@@ -30,13 +30,14 @@ from tests.concurrency import (
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
 
-def get_json(url: str, **headers) -> tuple[int, dict, dict]:
+def get_json(url: str, **headers):
+    """(status, JSON body, headers: case-insensitive, as HTTP names are)."""
     request = urllib.request.Request(url, headers=headers)  # noqa: S310 - 127.0.0.1 only
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return response.status, json.loads(response.read()), dict(response.headers)
+            return response.status, json.loads(response.read()), response.headers
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read()), dict(error.headers)
+        return error.code, json.loads(error.read()), error.headers
 
 
 def post_json(url: str, body: dict, token: str) -> int:
