@@ -218,16 +218,26 @@ CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 PANE_RE = re.compile(r"/inbox/c/(\d+)/")
 
 
-def agent_loop(username, port, stats, stop_at, think, cookie=""):
+def agent_loop(username, port, stats, stop_at, think, cookie="", full_pages=False):
     try:
-        _agent_steps(username, port, stats, stop_at, think, cookie)
+        _agent_steps(username, port, stats, stop_at, think, cookie, full_pages)
     except Exception as exc:  # noqa: BLE001 — counted as an error
         stats.record("agent", 0, False, f"{username}: {exc!r}")
 
 
-def _agent_steps(username, port, stats, stop_at, think, cookie=""):
+# What the inbox page's htmx asks for (templates/inbox/inbox.html, rows.html): the list
+# refreshing itself, and a row opening its conversation in the pane.
+LIST_REFRESH = {"HX-Request": "true", "HX-Target": "conversation-list"}
+LIST_REFRESH["HX-Trigger"] = "conversation-list"
+PANE_OPEN = {"HX-Request": "true", "HX-Target": "conversation-pane"}
+
+
+def _agent_steps(username, port, stats, stop_at, think, cookie="", full_pages=False):
     """An agent's steps, logged in with the password or, given a session ``cookie``,
-    already logged in (bench/cluster: not measuring the password hasher)."""
+    already logged in (bench/cluster: not measuring the password hasher). The agent
+    opens the inbox (a full page), then each step refreshes the list and opens a
+    conversation as the page does (htmx partials), and replies every third step;
+    ``full_pages``: every list and pane as a full page load (the heavier old shape)."""
     client = Client(port)
     if cookie:
         name, _, value = cookie.partition("=")
@@ -237,7 +247,8 @@ def _agent_steps(username, port, stats, stop_at, think, cookie=""):
     n = 0
     while time.monotonic() < stop_at:
         started = time.monotonic()
-        status, page = client.request("GET", "/inbox/")
+        partial = n > 0 and not full_pages
+        status, page = client.request("GET", "/inbox/", None, LIST_REFRESH if partial else None)
         stats.record("inbox list", time.monotonic() - started, status == 200, f"{status}")
         ids = PANE_RE.findall(page)
         if not ids:
@@ -245,7 +256,9 @@ def _agent_steps(username, port, stats, stop_at, think, cookie=""):
             continue
         pk = ids[n % len(ids)]
         started = time.monotonic()
-        status, pane = client.request("GET", f"/inbox/c/{pk}/")
+        status, pane = client.request(
+            "GET", f"/inbox/c/{pk}/", None, None if full_pages else PANE_OPEN
+        )
         stats.record("pane", time.monotonic() - started, status == 200, f"{status}")
         match = CSRF_RE.search(pane)
         if match and n % 3 == 0:
@@ -341,6 +354,12 @@ def main():
         "--asgi", action="store_true", help="the production server (gunicorn_asgi.conf.py)"
     )
     parser.add_argument(
+        "--full-pages",
+        action="store_true",
+        help="agents load every list and pane as a full page (default: as the inbox page "
+        "does, htmx partials after the first page)",
+    )
+    parser.add_argument(
         "--login",
         action="store_true",
         help="agents log in through the form during the load (default: logged in before it, "
@@ -381,7 +400,10 @@ def main():
         users = get_user_model().objects.in_bulk(agents, field_name="username")
         cookies = [session_cookie(users[name]) for name in agents]
     threads = [
-        threading.Thread(target=agent_loop, args=(name, port, stats, stop_at, args.think, cookie))
+        threading.Thread(
+            target=agent_loop,
+            args=(name, port, stats, stop_at, args.think, cookie, args.full_pages),
+        )
         for name, cookie in zip(agents, cookies, strict=True)
     ] + [
         threading.Thread(target=inbound_loop, args=(port, token, stats, schedule, sent, sent_lock))
