@@ -109,6 +109,12 @@ def test_an_unnamed_web_chat_visitor_is_visitor_and_its_id(agent_client):
     pane = agent_client.get(f"/inbox/c/{conversation.pk}/", headers=hx("conversation-pane"))
     assert f'<h1 id="pane-title">Visitor {contact.pk}</h1>' in pane.text
     assert "Zq3x-random-cookie-id" not in pane.text
+    # The contact's page and the contacts list: the name, never the cookie's id.
+    page = agent_client.get(f"/contacts/{contact.pk}/")
+    assert f"Visitor {contact.pk}" in page.text and "Zq3x-random-cookie-id" not in page.text
+    everyone = agent_client.get("/contacts/")
+    assert f"Visitor {contact.pk}" in everyone.text
+    assert "Zq3x-random-cookie-id" not in everyone.text
 
 
 def test_an_unnamed_contact_of_another_channel_is_its_external_id_with_a_neutral_avatar(
