@@ -212,7 +212,7 @@ class ConversationFilter(django_filters.FilterSet):
         method="filter_text",
         max_length=200,
         widget=SearchInput(
-            attrs={"type": "search", "placeholder": "Search name, phone or message text…"}
+            attrs={"type": "search", "placeholder": "Name, phone or message…"}
         ),
     )
     status = django_filters.MultipleChoiceFilter(
