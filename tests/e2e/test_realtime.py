@@ -47,6 +47,7 @@ def asgi_server(django_db_setup, django_db_blocker, tmp_path_factory):
         "SECRET_KEY": settings.SECRET_KEY,
         "BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "2",
+        "GRACEFUL_TIMEOUT": "1",  # open streams would hold the stop for the default 5 s
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     with serving([GUNICORN, "-c", "config/gunicorn_asgi.conf.py"], port=port, env=env, log=log):
