@@ -23,7 +23,7 @@ import time
 from datetime import UTC, datetime
 
 import django_rq
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 from django.tasks import Task
 from django.utils.functional import cached_property
 from django_tasks_db import DatabaseBackend as _DatabaseBackend
@@ -38,6 +38,23 @@ from config.observability import new_request_id, request_id
 logger = logging.getLogger("parley.tasks")
 KEY = "request_id"
 PING_TIMEOUT = 2.0  # seconds, as /readyz waits for the database
+
+
+def queue_after_commit(enqueue) -> None:
+    """Run ``enqueue`` (a callable that queues background work) once the current
+    transaction commits. If the queue cannot take it then (Redis down), the request's
+    work is committed already: the failure is logged (and reported to Sentry), not
+    raised, so the client is not told "500" about work that was done and then sends
+    it again. What was not queued stays in the database as it was (a delivery pending:
+    the admin's "Retry", a paused channel's "Resume", a broadcast's "Resume")."""
+
+    def run() -> None:
+        try:
+            enqueue()
+        except Exception:
+            logger.exception("could not queue background work after commit")
+
+    transaction.on_commit(run)
 
 
 class TracedTask(Task):

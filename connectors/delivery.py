@@ -20,6 +20,7 @@ from the API).
 from django.db import transaction
 from django.dispatch import receiver
 
+from config.tasks import queue_after_commit
 from conversations import hooks
 from conversations.memo import Memo
 from conversations.models import Message
@@ -58,7 +59,7 @@ def is_web_chat(slug: str) -> bool:
 def _enqueue_after_commit(delivery_id: int) -> None:
     from .tasks import deliver
 
-    transaction.on_commit(lambda: deliver.enqueue(delivery_id))
+    queue_after_commit(lambda: deliver.enqueue(delivery_id))
 
 
 def delivery_retry(*, delivery: Delivery) -> None:
@@ -87,7 +88,7 @@ def channel_resume(*, channel: Channel) -> int:
         for pk in channel.whatsapp_events.filter(processed_at__isnull=True).values_list(
             "pk", flat=True
         ):
-            transaction.on_commit(lambda pk=pk: process_whatsapp_event.enqueue(pk))
+            queue_after_commit(lambda pk=pk: process_whatsapp_event.enqueue(pk))
     channels.forget()
     return len(held)
 

@@ -12,8 +12,10 @@ closes stops being snoozed (``triggers.snooze_ends_on_close``).
 
 from datetime import datetime, time, timedelta
 
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
+
+from config.tasks import queue_after_commit
 
 from . import events
 from .exceptions import ConversationClosed, IllegalTransition, InvalidInput
@@ -92,7 +94,7 @@ def conversation_snooze(
     _line(conversation, Event.SNOOZE, source=source, actor=actor, note=f"until {describe(until)}")
     from .tasks import schedule_wake
 
-    transaction.on_commit(lambda: schedule_wake(until))
+    queue_after_commit(lambda: schedule_wake(until))
     return conversation
 
 

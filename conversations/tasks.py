@@ -35,6 +35,8 @@ from django.dispatch import receiver
 from django.tasks import task
 from django.utils import timezone
 
+from config.tasks import queue_after_commit
+
 from . import housekeeping as work
 from . import idempotency, snooze
 from .inbox_settings import InboxSettings
@@ -71,7 +73,7 @@ def schedule_housekeeping(*, delay: float | None = None) -> bool:
 @receiver(post_save, sender=InboxSettings, dispatch_uid="conversations.settings_saved")
 def settings_saved(sender, **kwargs) -> None:
     """An admin switching auto-close or CSAT on finds the chain running."""
-    transaction.on_commit(lambda: schedule_housekeeping(delay=0))
+    queue_after_commit(lambda: schedule_housekeeping(delay=0))
 
 
 @task()

@@ -17,6 +17,7 @@ from django.db.models import Count, Exists, F, OuterRef
 from django.dispatch import Signal
 from django.utils import timezone
 
+from config.tasks import queue_after_commit
 from conversations import bulk
 from conversations import services as core
 from conversations.exceptions import ConversationOngoing, InvalidInput, ParleyError
@@ -197,8 +198,8 @@ def broadcast_create(
 def _enqueue(broadcast_id: int) -> None:
     from .tasks import run_broadcast, schedule_watch
 
-    transaction.on_commit(lambda: run_broadcast.enqueue(broadcast_id=broadcast_id))
-    transaction.on_commit(lambda: schedule_watch(broadcast_id))
+    queue_after_commit(lambda: run_broadcast.enqueue(broadcast_id=broadcast_id))
+    queue_after_commit(lambda: schedule_watch(broadcast_id))
 
 
 def _deliver_one(

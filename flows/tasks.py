@@ -15,9 +15,10 @@ watch up; nobody types a command.
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.tasks import task
 from django.utils import timezone
+
+from config.tasks import queue_after_commit
 
 from . import broadcasts
 
@@ -27,7 +28,7 @@ def run_broadcast(broadcast_id: int) -> dict:
     """Plan the broadcast (its chunks) and queue every chunk not done yet."""
     pending = broadcasts.broadcast_plan(broadcast_id=broadcast_id)
     for chunk_id in pending:
-        transaction.on_commit(lambda chunk_id=chunk_id: run_broadcast_chunk.enqueue(chunk_id))
+        queue_after_commit(lambda chunk_id=chunk_id: run_broadcast_chunk.enqueue(chunk_id))
     return {"chunks": len(pending)}
 
 

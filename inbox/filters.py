@@ -211,9 +211,7 @@ class ConversationFilter(django_filters.FilterSet):
         label="Search",
         method="filter_text",
         max_length=200,
-        widget=SearchInput(
-            attrs={"type": "search", "placeholder": "Name, phone or message…"}
-        ),
+        widget=SearchInput(attrs={"type": "search", "placeholder": "Name, phone or message…"}),
     )
     status = django_filters.MultipleChoiceFilter(
         label="Status",

@@ -14,6 +14,7 @@ from django.core.files.base import ContentFile
 from django.db import connection, transaction
 from django.db.models.functions import Now
 
+from config.tasks import queue_after_commit
 from conversations import services
 from conversations.exceptions import ParleyError
 from conversations.models import Conversation
@@ -105,7 +106,7 @@ def _receive(channel: Channel, message: dict, names: dict[str, str]) -> None:
         if media and media.get("id"):
             from ..tasks import fetch_whatsapp_media
 
-            transaction.on_commit(lambda: fetch_whatsapp_media.enqueue(claimed[0], media["id"]))
+            queue_after_commit(lambda: fetch_whatsapp_media.enqueue(claimed[0], media["id"]))
 
 
 def _status(channel: Channel, status: dict) -> None:

@@ -15,6 +15,7 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
+from config.tasks import queue_after_commit
 from flows.decorators import agent_required
 
 from ..models import Channel, ChannelKind
@@ -70,7 +71,7 @@ def webhook(request, channel: str) -> HttpResponse:
 
     with transaction.atomic():
         event = WhatsAppEvent.objects.create(channel=channel, body=payload)
-        transaction.on_commit(lambda: process_whatsapp_event.enqueue(event.pk))
+        queue_after_commit(lambda: process_whatsapp_event.enqueue(event.pk))
     return HttpResponse("ok", content_type="text/plain")
 
 

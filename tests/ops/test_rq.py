@@ -120,3 +120,27 @@ def test_readyz_says_the_queue_is_down_while_redis_is_stopped(redis_queue, tmp_p
         "queue": "unreachable",
         "listener": "ok",
     }
+
+
+@in_other_processes
+def test_with_the_queue_down_a_request_that_queues_work_is_done_not_a_500(redis_queue, tmp_path):
+    """The queueing runs after the request's commit: Redis down then must not turn
+    work that was done into a 500 (the client would send it again); it is logged."""
+    from connectors.tokens import token_create
+    from tests.factories import UserFactory
+    from tests.ops.conftest import post_json
+
+    _, token = token_create(user=UserFactory(), name="queue down")
+    conversation = conversation_in(Status.IN_PROGRESS)
+    log = tmp_path / "web.log"
+    server, base = asgi_server(redis_queue.env, log=log)
+    with server:
+        Redis.from_url(redis_queue.url).shutdown(nosave=True)
+        until = (timezone.now() + timedelta(hours=1)).isoformat()
+        status = post_json(
+            f"{base}/api/v1/conversations/{conversation.pk}/snooze", {"until": until}, token
+        )
+    assert status == 200
+    conversation.refresh_from_db()
+    assert conversation.snoozed_until is not None
+    assert "could not queue background work after commit" in log.read_text()
