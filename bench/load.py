@@ -13,6 +13,7 @@ import argparse
 import http.client
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -235,8 +236,9 @@ PANE_OPEN = {"HX-Request": "true", "HX-Target": "conversation-pane"}
 def _agent_steps(username, port, stats, stop_at, think, cookie="", full_pages=False):
     """An agent's steps, logged in with the password or, given a session ``cookie``,
     already logged in (bench/cluster: not measuring the password hasher). The agent
-    opens the inbox (a full page), then each step refreshes the list and opens a
-    conversation as the page does (htmx partials), and replies every third step;
+    opens the inbox (a full page, at a random moment of its first pause), then each
+    step refreshes the list and opens a conversation as the page does (htmx partials),
+    and replies every third step;
     ``full_pages``: every list and pane as a full page load (the heavier old shape)."""
     client = Client(port)
     if cookie:
@@ -244,11 +246,17 @@ def _agent_steps(username, port, stats, stop_at, think, cookie="", full_pages=Fa
         client.cookies[name] = value
     elif not _log_in(client, username, port, stats):
         return
+    # Agents do not all click in the same instant: each starts somewhere in its first
+    # pause, with the inbox page open (timed as "inbox open", apart from the list).
+    time.sleep(random.uniform(0, think))  # noqa: S311 - a load pattern, not a secret
+    started = time.monotonic()
+    status, page = client.request("GET", "/inbox/")
+    stats.record("inbox open", time.monotonic() - started, status == 200, f"{status}")
     n = 0
     while time.monotonic() < stop_at:
         started = time.monotonic()
-        partial = n > 0 and not full_pages
-        status, page = client.request("GET", "/inbox/", None, LIST_REFRESH if partial else None)
+        headers = None if full_pages else LIST_REFRESH
+        status, page = client.request("GET", "/inbox/", None, headers)
         stats.record("inbox list", time.monotonic() - started, status == 200, f"{status}")
         ids = PANE_RE.findall(page)
         if not ids:
