@@ -107,11 +107,24 @@
 
   let keep = null;
   let keepAll = false;
+  // A live refresh replaces the rows: the keyboard focus (a row's link or checkbox,
+  // j/k) stays on the same conversation's row instead of falling to the page.
+  let keepFocus = null;
   document.addEventListener("htmx:beforeSwap", (event) => {
     if (event.detail.target && event.detail.target.id === LIST) {
       keep = new Set(checkedIds());
       keepAll = !!document.getElementById("scope-all")?.checked;
+      const active = document.activeElement;
+      const row = active && active.closest ? active.closest("#" + LIST + " .conv-row") : null;
+      keepFocus = row ? { id: row.dataset.id, checkbox: active.matches("input[name=ids]") } : null;
     }
+  });
+  document.addEventListener("htmx:afterSwap", () => {
+    if (!keepFocus) return;
+    const row = document.querySelector("#" + LIST + ' .conv-row[data-id="' + CSS.escape(keepFocus.id) + '"]');
+    const control = row && row.querySelector(keepFocus.checkbox ? "input[name=ids]" : ".row-link");
+    if (control && document.activeElement !== control) control.focus({ preventScroll: true });
+    keepFocus = null;
   });
 
   document.addEventListener("htmx:afterSettle", () => {

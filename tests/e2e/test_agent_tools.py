@@ -190,3 +190,31 @@ def test_keyboard_only_triage_loop(live_server, page: Page, tmp_path):
     page.keyboard.press("/")
     expect(page.locator("#id_q")).to_be_focused()
     assert Conversation.objects.get(pk=first_id).status == Status.CLOSED
+
+
+def test_a_live_refresh_of_the_list_keeps_the_keyboard_on_its_row(live_server, page: Page):
+    """j focuses a row; the list is then replaced by a refresh (a change elsewhere):
+    the focus is on the same conversation's row again, so Enter still opens it."""
+    UserFactory(username="alice", first_name="Alice")
+    for name in ("Ann First", "Ben Second"):
+        contact = ContactFactory(name=name)
+        services.message_receive(
+            channel=contact.channel, external_id=contact.external_id, text=f"Help {name}"
+        )
+    log_in(page, live_server.url, "alice")
+    page.goto(f"{live_server.url}/inbox/?status=new")
+    rows = page.locator("#conversation-list .conv-row")
+    expect(rows).to_have_count(2)
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    focused_id = rows.nth(1).get_attribute("data-id")
+    expect(rows.nth(1).locator(".row-link")).to_be_focused()
+    old_list = page.locator("#conversation-list").element_handle()
+
+    page.evaluate("htmx.trigger('#conversation-list', 'conversationChanged')")
+    page.wait_for_function("(old) => !old.isConnected", arg=old_list)  # replaced
+    expect(
+        page.locator(f'#conversation-list .conv-row[data-id="{focused_id}"] .row-link')
+    ).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#conversation-pane")).to_have_attribute("data-conversation", focused_id)
