@@ -228,8 +228,11 @@ def agent_loop(username, port, stats, stop_at, think, cookie="", full_pages=Fals
 
 # What the inbox page's htmx asks for (templates/inbox/inbox.html, rows.html): the list
 # refreshing itself, and a row opening its conversation in the pane.
-LIST_REFRESH = {"HX-Request": "true", "HX-Target": "conversation-list"}
-LIST_REFRESH["HX-Trigger"] = "conversation-list"
+LIST_REFRESH = {
+    "HX-Request": "true",
+    "HX-Target": "conversation-list",
+    "HX-Trigger": "conversation-list",
+}
 PANE_OPEN = {"HX-Request": "true", "HX-Target": "conversation-pane"}
 
 

@@ -27,6 +27,19 @@ def record_activity(
     )
 
 
+def record_assignment(conversation, before: int | None, *, actor, source: str) -> Activity:
+    """The timeline line of an assignment: from ``before`` to the conversation's
+    assignee now (agent ids; None is nobody)."""
+    return record_activity(
+        conversation,
+        Activity.Kind.ASSIGNED,
+        actor=actor,
+        source=source,
+        to=conversation.assignee_id,
+        **{"from": before},
+    )
+
+
 def mentioned_agents(text: str) -> list[int]:
     """The active agents ``text`` mentions: ``@name`` is a username, else a first
     name (every agent of that first name), any case."""

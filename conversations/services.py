@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import events, hooks, inbound, snooze
-from .activity import mentioned_agents, record_activity
+from .activity import mentioned_agents, record_activity, record_assignment
 from .exceptions import (
     ChangedMeanwhile,
     ContactExists,
@@ -302,14 +302,7 @@ def conversation_reply(
     if conversation.assignee_id is None:
         conversation.assignee = agent
         fields.append("assignee")
-        record_activity(
-            conversation,
-            Activity.Kind.ASSIGNED,
-            actor=agent,
-            source=source,
-            to=agent.pk,
-            **{"from": None},
-        )
+        record_assignment(conversation, None, actor=agent, source=source)
     fields += _first_response(conversation, message)
     fields += _touch(conversation, message, waiting=False, save=False)
     # One update of the row (status, assignee and inbox columns together).
@@ -553,14 +546,7 @@ def conversation_assign(
         before = conversation.assignee_id
         conversation.assignee = assignee
         conversation.save(update_fields=["assignee", "updated_at"])
-        record_activity(
-            conversation,
-            Activity.Kind.ASSIGNED,
-            actor=actor,
-            source=source,
-            to=conversation.assignee_id,
-            **{"from": before},
-        )
+        record_assignment(conversation, before, actor=actor, source=source)
     return conversation
 
 

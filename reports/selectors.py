@@ -180,8 +180,6 @@ def agents(params: Params, *, only: int | None = None) -> list[dict]:
     assigned = dict(assigned_rows.values_list("assignee_id").annotate(n=Count("*")).order_by())
     csat = csat_by_agent(params, rows)
     ids = sorted(set(totals) | set(assigned) | set(frt))
-    if only is not None:
-        ids = [pk for pk in ids if pk == only]
     return [
         {
             "agent_id": pk,
