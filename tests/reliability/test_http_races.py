@@ -60,9 +60,11 @@ MIXED_ROUNDS = 15
 RETRY_LOG = "retrying the transaction"
 
 
-@pytest.fixture(scope="module")
-def gunicorn(django_db_setup, django_db_blocker, tmp_path_factory):
-    """One gunicorn for the module (2 workers × 8 threads, the production config)."""
+@pytest.fixture(scope="module", params=["asgi", "wsgi"])
+def gunicorn(request, django_db_setup, django_db_blocker, tmp_path_factory):
+    """One gunicorn per server kind for the module, 2 workers each: the production
+    server (uvicorn workers, config/gunicorn_asgi.conf.py) and the threaded WSGI
+    workers (config/gunicorn.conf.py, 8 threads each)."""
     with django_db_blocker.unblock():
         url = database_url_for_subprocess()
     port = free_port()
@@ -81,8 +83,12 @@ def gunicorn(django_db_setup, django_db_blocker, tmp_path_factory):
         "CHAT_NEW_CONVERSATIONS_PER_ADDRESS": "0/1m",
         "CHAT_NEW_CONVERSATIONS_PER_VISITOR": "0/1m",
     }
-    argv = [GUNICORN, "-c", "config/gunicorn.conf.py", "config.wsgi"]
-    argv += ["--bind", f"127.0.0.1:{port}", "--workers", "2"]
+    if request.param == "asgi":
+        env |= {"BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2"}
+        argv = [GUNICORN, "-c", "config/gunicorn_asgi.conf.py"]
+    else:
+        argv = [GUNICORN, "-c", "config/gunicorn.conf.py", "config.wsgi"]
+        argv += ["--bind", f"127.0.0.1:{port}", "--workers", "2"]
     with serving(argv, port=port, env=env, log=log):
         yield Server(port, log)
 
