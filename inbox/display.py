@@ -9,6 +9,7 @@ those values (``templates/jinja2/inbox/``, autoescaped); the rest stays in Djang
 templates, which include the rendered fragment. No markup is written here.
 """
 
+import functools
 from datetime import datetime
 from typing import NamedTuple
 
@@ -41,11 +42,19 @@ from .selectors import ChangeRow, ListRow, MessageRow
 _PK_MARKER = 987654321
 
 
+@functools.cache
 def url_maker(name: str):
-    """``pk -> reverse(name, args=[pk])``, reversing only once."""
+    """``pk -> reverse(name, args=[pk])``, reversed once per process (the URLconf
+    and its prefix do not change while it runs)."""
     url = reverse(name, args=[_PK_MARKER])
     head, tail = url.split(str(_PK_MARKER), 1)
     return lambda pk: f"{head}{pk}{tail}"
+
+
+@functools.cache
+def path(name: str) -> str:
+    """``reverse(name)`` of a URL without arguments, once per process."""
+    return reverse(name)
 
 
 # (id(agents), selected, me) -> (agents, their options). The agents tuple comes from

@@ -14,17 +14,14 @@ from typing import NamedTuple
 from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
-from django.db.models import Case, Exists, F, JSONField, Max, OuterRef, Q, Value, When
+from django.db.models import F, Max, OuterRef, Q, Value
 from django.db.models.expressions import RawSQL
 from django.http import QueryDict
 
 from conversations.models import (
-    Activity,
     Contact,
     Conversation,
     ConversationTag,
-    Message,
-    StatusChange,
 )
 from conversations.reads import unread_column
 from conversations.selectors import status_counts
@@ -490,15 +487,10 @@ class MessageRow(NamedTuple):
     media_type: str | None = None
 
 
-# The connector columns of MessageRow: one LEFT JOIN each, in the thread's query.
-_CHANNEL_COLUMNS = {
-    "delivery_status": F("delivery__status"),
-    "delivery_error": F("delivery__last_error"),
-    "receipt": F("whatsapp__receipt"),
-    "receipt_error": F("whatsapp__error"),
-    "media_id": Case(When(~Q(whatsapp__media=""), then=F("whatsapp__id"))),
-    "media_type": F("whatsapp__media_type"),
-}
+# MessageRow's columns: the message, and its channel's side (one LEFT JOIN each).
+_MESSAGE_COLUMNS = """m.id, m.created_at, m.direction, m.sender_kind, m.text, m.author_id,
+    d.status, d.last_error, w.receipt, w.error, CASE WHEN w.media <> '' THEN w.id END,
+    w.media_type"""
 
 
 class ChangeRow(NamedTuple):
@@ -563,27 +555,27 @@ def decode_thread_cursor(value: str) -> tuple[datetime, int, int]:
         raise BadCursor("The link to earlier messages is not valid.") from exc
 
 
-def _before(queryset, field: str, rank: int, key: tuple[datetime, int, int]):
-    """Entries of one kind (``rank``) whose place is before ``key``."""
-    at, key_rank, pk = key
-    earlier = Q(**{f"{field}__lt": at})
-    if rank < key_rank:
-        earlier |= Q(**{field: at})
-    elif rank == key_rank:
-        earlier |= Q(**{field: at, "id__lt": pk})
-    # The first condition is redundant but bounds the index range scan.
-    return queryset.filter(**{f"{field}__lte": at}).filter(earlier)
+# The thread's three kinds of entries: table, alias, column of moments, rank.
+THREAD_TABLES = (
+    ("conversations_message", "m", "created_at", _KIND_RANK["message"]),
+    ("conversations_activity", "a", "created_at", _KIND_RANK["activity"]),
+    ("conversations_statuschange", "s", "at", _KIND_RANK["status"]),
+)
 
 
-def _from(queryset, field: str, rank: int, key: tuple[datetime, int, int]):
-    """Entries of one kind (``rank``) whose place is ``key`` or after."""
+def _placed(column: str, rank: int, key: tuple[datetime, int, int], *, before: bool):
+    """SQL (and its parameters) for the entries of one kind (``rank``, its table's
+    ``column`` of moments and ``id``) placed before ``key``, or (``before=False``) at
+    ``key`` or after. The plain bound on ``column`` bounds the index range scan."""
     at, key_rank, pk = key
-    later = Q(**{f"{field}__gt": at})
-    if rank > key_rank:
-        later |= Q(**{field: at})
-    elif rank == key_rank:
-        later |= Q(**{field: at, "id__gte": pk})
-    return queryset.filter(**{f"{field}__gte": at}).filter(later)
+    alias = column.split(".")[0]
+    if rank == key_rank:
+        compare = "<" if before else ">="
+        bound = "<=" if before else ">="
+        return f"{column} {bound} %s AND ({column}, {alias}.id) {compare} (%s, %s)", [at, at, pk]
+    if before:
+        return (f"{column} <= %s" if rank < key_rank else f"{column} < %s"), [at]
+    return (f"{column} >= %s" if rank > key_rank else f"{column} > %s"), [at]
 
 
 def conversation_thread(
@@ -593,53 +585,56 @@ def conversation_thread(
     length: the newest THREAD_PAGE entries; with ``before`` (a cursor), the
     THREAD_PAGE entries before it; with ``since``, every entry from it on (at most
     THREAD_MAX, the newest). A bad cursor raises ``BadCursor``."""
-    all_messages = Message.objects.filter(conversation=conversation)
-    all_changes = StatusChange.objects.filter(conversation=conversation)
-    all_activities = Activity.objects.filter(conversation=conversation)
-    messages, changes, activities = all_messages, all_changes, all_activities
-    size = THREAD_PAGE
+    size, key, placed_before = THREAD_PAGE, None, True
     if before:
         key = decode_thread_cursor(before)
-        messages = _before(messages, "created_at", 1, key)
-        changes = _before(changes, "at", 0, key)
-        activities = _before(activities, "created_at", 2, key)
     elif since:
-        key = decode_thread_cursor(since)
-        messages = _from(messages, "created_at", 1, key)
-        changes = _from(changes, "at", 0, key)
-        activities = _from(activities, "created_at", 2, key)
-        size = THREAD_MAX
+        key, placed_before, size = decode_thread_cursor(since), False, THREAD_MAX
+    # Hand-written: the ORM compiled these two statements in ~2.5 ms of the pane's 9.
     # Plain rows, not model instances (100 of them, and their authors, per pane).
-    newest_messages = (
-        messages.annotate(**_CHANNEL_COLUMNS)
-        .order_by("-created_at", "-id")
-        .values_list(*MessageRow._fields)
-    )
-    entries = [
-        ThreadEntry(row[1], "message", MessageRow._make(row)) for row in newest_messages[: size + 1]
-    ]
-    # Status changes and activities in one query: each kind's newest, side by side.
-    columns = ("rank", "pk", "at", "kind", "from_status", "to_status", "source", "note")
-    blank = {name: Value("") for name in ("from_status", "to_status", "note")}
-    newest_activities = activities.annotate(rank=Value(2), at=F("created_at"), **blank).order_by(
-        "-at", "-pk"
-    )
-    newest_changes = changes.annotate(
-        rank=Value(0), kind=F("event"), data=Value(None, output_field=JSONField())
-    ).order_by("-at", "-pk")
-    events = (
-        newest_activities.values_list(*columns, "data", "actor_id")[: size + 1]
-        .union(newest_changes.values_list(*columns, "data", "actor_id")[: size + 1], all=True)
-        .order_by()
-    )
-    for rank, pk, at, kind, from_status, to_status, source, note, data, actor_id in events:
-        if rank == _KIND_RANK["activity"]:
-            entries.append(
-                ThreadEntry(at, "activity", ActivityRow(pk, at, kind, source, data, actor_id))
-            )
-        else:
-            row = ChangeRow(pk, at, kind, from_status, to_status, source, note, actor_id)
-            entries.append(ThreadEntry(at, "status", row))
+    where = {alias: ("", []) for _, alias, _, _ in THREAD_TABLES}
+    if key is not None:
+        for _, alias, column, rank in THREAD_TABLES:
+            sql, params = _placed(f"{alias}.{column}", rank, key, before=placed_before)
+            where[alias] = (f" AND {sql}", params)
+    entries = []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT {_MESSAGE_COLUMNS} FROM conversations_message m
+            LEFT JOIN connectors_delivery d ON d.message_id = m.id
+            LEFT JOIN connectors_whatsappmessage w ON w.message_id = m.id
+            WHERE m.conversation_id = %s{where["m"][0]}
+            ORDER BY m.created_at DESC, m.id DESC LIMIT %s""",  # noqa: S608 - constants
+            [conversation.pk, *where["m"][1], size + 1],
+        )
+        entries += [ThreadEntry(row[1], "message", MessageRow._make(row)) for row in cursor]
+        # Status changes and activities in one statement: each kind's newest.
+        cursor.execute(
+            f"""(SELECT 2, a.id, a.created_at, a.kind, '', '', a.source, '', a.data,
+                a.actor_id FROM conversations_activity a
+            WHERE a.conversation_id = %s{where["a"][0]}
+            ORDER BY a.created_at DESC, a.id DESC LIMIT %s)
+            UNION ALL
+            (SELECT 0, s.id, s.at, s.event, s.from_status, s.to_status, s.source, s.note,
+                NULL, s.actor_id FROM conversations_statuschange s
+            WHERE s.conversation_id = %s{where["s"][0]}
+            ORDER BY s.at DESC, s.id DESC LIMIT %s)""",  # noqa: S608 - constants
+            [
+                conversation.pk,
+                *where["a"][1],
+                size + 1,
+                conversation.pk,
+                *where["s"][1],
+                size + 1,
+            ],
+        )
+        for rank, pk, at, kind, from_status, to_status, source, note, data, actor in cursor:
+            if rank == _KIND_RANK["activity"]:
+                item = ActivityRow(pk, at, kind, source, json.loads(data), actor)
+                entries.append(ThreadEntry(at, "activity", item))
+            else:
+                row = ChangeRow(pk, at, kind, from_status, to_status, source, note, actor)
+                entries.append(ThreadEntry(at, "status", row))
     entries.sort(key=lambda entry: entry.key, reverse=True)
     shown = entries[:size]
     shown.reverse()
@@ -654,12 +649,17 @@ def conversation_thread(
     elif since:
         # Everything from the cursor on is shown; is there anything before it?
         key = shown[0].key
-        older = Conversation.objects.filter(pk=conversation.pk).values_list(
-            Exists(_before(all_messages, "created_at", 1, key)),
-            Exists(_before(all_changes, "at", 0, key)),
-            Exists(_before(all_activities, "created_at", 2, key)),
-        )
-        if any(older.get()):
+        exists, params = [], []
+        for table, alias, column, rank in THREAD_TABLES:
+            sql, bound = _placed(f"{alias}.{column}", rank, key, before=True)
+            exists.append(
+                f"EXISTS (SELECT 1 FROM {table} {alias} WHERE {alias}.conversation_id = %s AND {sql})"  # noqa: S608, E501 - constants
+            )
+            params += [conversation.pk, *bound]
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {' OR '.join(exists)}", params)  # noqa: S608 - constants
+            (older,) = cursor.fetchone()
+        if older:
             thread.earlier = thread.oldest
     return thread
 

@@ -37,7 +37,7 @@ from flows.decorators import agent_required
 
 from . import choices
 from .choices import user_labels
-from .display import agent_options, list_rows, note_html, thread_html
+from .display import agent_options, list_rows, note_html, path, thread_html, url_maker
 from .filters import ASSIGNEE_ME, ASSIGNEE_NONE, VIEW_ALL, agent_label
 from .forms import BULK_LIMIT, AssignForm, BulkActionForm, ContactForm
 from .selectors import (
@@ -76,7 +76,7 @@ def query_suffix(query: QueryDict) -> str:
 
 
 def list_url(query: QueryDict) -> str:
-    return reverse("inbox:list") + query_suffix(query)
+    return path("inbox:list") + query_suffix(query)
 
 
 def build_tabs(page: InboxPage, counts: dict[str, int]) -> list[dict]:
@@ -125,7 +125,7 @@ def rows_context(page: InboxPage) -> dict:
     return {
         "page": page,
         # Reversed once, not by {% url %} a dozen times in the template.
-        "inbox_urls": {name: reverse(f"inbox:{name}") for name in ("list", "bulk", "poll")},
+        "inbox_urls": {name: path(f"inbox:{name}") for name in ("list", "bulk", "poll")},
         "list_suffix": suffix,
         "rows_html": list_rows(page.rows, suffix, page.tags_by_id),
     }
@@ -153,7 +153,7 @@ def build_views(page: InboxPage, heads: Heads, counts: dict[str, int]) -> list[d
             "key": "needs-me",
             "label": "Needs me",
             "count": "",
-            "url": reverse("inbox:list"),
+            "url": path("inbox:list"),
             "active": not page.query and not page.errors,
         }
     ]
@@ -168,7 +168,7 @@ def build_views(page: InboxPage, heads: Heads, counts: dict[str, int]) -> list[d
             and not others
         )
         shown = f"{VIEW_COUNT_CAP}+" if count > VIEW_COUNT_CAP else str(count)
-        url = view_url(assignee) if assignee else reverse("inbox:mentions")
+        url = view_url(assignee) if assignee else path("inbox:mentions")
         if not assignee:  # a page of its own, not a filter of the list
             active = False
         views.append({"key": key, "label": label, "count": shown, "url": url, "active": active})
@@ -232,7 +232,7 @@ def thread_context(
             raise
         thread = conversation_thread(conversation=conversation)
     list_query = canonical_query(request.GET)
-    pane_url = reverse("inbox:pane", args=[conversation.pk])
+    pane_url = url_maker("inbox:pane")(conversation.pk)
     earlier_url = ""
     if thread.earlier:
         query = list_query.copy()
@@ -308,7 +308,7 @@ def pane_context(
         "mention_agents": choices.mention_agents(),
         "mentions_read_url": mentions_read_url(conversation.pk, thread["thread"], request.user.pk),
         "list_suffix": query_suffix(list_query),
-        "pane_url": reverse("inbox:pane", args=[conversation.pk]) + query_suffix(list_query),
+        "pane_url": url_maker("inbox:pane")(conversation.pk) + query_suffix(list_query),
         "action_urls": action_urls(conversation.pk, query_suffix(list_query)),
     }
 
@@ -327,14 +327,14 @@ def read_url(pk: int, thread) -> str:
         return ""
     query = QueryDict(mutable=True)
     query["upto"] = max(shown).isoformat()
-    return reverse("inbox:read", args=[pk]) + "?" + query.urlencode()
+    return url_maker("inbox:read")(pk) + "?" + query.urlencode()
 
 
 def mentions_read_url(pk: int, thread, agent_id: int) -> str:
     """Where the pane says "I saw the notes mentioning me" ("" when it shows none)."""
     for entry in thread.entries:
         if entry.kind == "activity" and agent_id in (entry.item.data or {}).get("mentions", ()):
-            return reverse("inbox:mentions_read", args=[pk])
+            return url_maker("inbox:mentions_read")(pk)
     return ""
 
 
@@ -356,7 +356,7 @@ PANE_ACTIONS = (
 def action_urls(pk: int, suffix: str) -> dict[str, str]:
     """The pane's form targets (each keeps the list's filters), reversed once here
     rather than twice per form in the template."""
-    return {name: reverse(f"inbox:{name}", args=[pk]) + suffix for name in PANE_ACTIONS}
+    return {name: url_maker(f"inbox:{name}")(pk) + suffix for name in PANE_ACTIONS}
 
 
 def changed(response: HttpResponse, **detail) -> HttpResponse:
