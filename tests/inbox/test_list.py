@@ -521,3 +521,41 @@ def test_filtersets_share_no_per_request_state(agent, other_agent):
     assert list(first.qs) == [mine]
     assert list(second.qs) == [theirs]
     assert not hasattr(ConversationFilter.base_filters["assignee"], "parent")
+
+
+def test_a_row_is_drawn_once_while_it_looks_the_same_and_again_when_it_changes(
+    agent_client, agent, monkeypatch
+):
+    """The list keeps each row's HTML by what the row shows: a refresh that changes
+    nothing draws no row, and a row whose preview changed is drawn anew (never the
+    stale one)."""
+    from inbox import display
+
+    first = conversation_in(Status.NEW)
+    receive(first, "Where is my parcel?")
+    receive(conversation_in(Status.NEW), "Hello")
+    display._row_html.clear()
+    drawn = []
+    real = display.fragment_macro
+
+    def counting(name, template="inbox/macros.html"):
+        macro = real(name, template)
+        if name != "row_html":
+            return macro
+        return lambda row: drawn.append(row.pk) or macro(row)
+
+    monkeypatch.setattr(display, "fragment_macro", counting)
+    refresh = hx(target="conversation-list", trigger="conversation-list")
+    shown = ids_in(agent_client.get("/inbox/?view=all", headers=refresh))
+    assert sorted(drawn) == sorted(shown)
+    assert first.pk in shown
+
+    drawn.clear()
+    agent_client.get("/inbox/?view=all", headers=refresh)
+    assert drawn == []
+
+    receive(first, "Any news?")
+    response = agent_client.get("/inbox/?view=all", headers=refresh)
+    assert drawn == [first.pk]
+    assert "Any news?" in response.text
+    assert "Where is my parcel?" not in response.text
