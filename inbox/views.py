@@ -310,6 +310,13 @@ def pane_context(
         "list_suffix": query_suffix(list_query),
         "pane_url": url_maker("inbox:pane")(conversation.pk) + query_suffix(list_query),
         "action_urls": action_urls(conversation.pk, query_suffix(list_query)),
+        # Reversed once per process, not by {% url %} on every pane.
+        "pane_urls": {
+            "list": path("inbox:list"),
+            "contact": url_maker("inbox:contact")(conversation.contact_id),
+            "saved_replies": path("inbox:saved_reply_search"),
+            "fill": url_maker("inbox:pane")(conversation.pk) + "replies/",
+        },
     }
 
 
