@@ -279,9 +279,9 @@ def prepare(agents: int) -> dict:
         SESSION_KEY,
         get_user_model,
     )
-    from django.contrib.sessions.backends.db import SessionStore
 
     from flows.models import Flow, FlowStep, StepKind
+    from inbox.sessions import SessionStore
 
     usernames, token = load.prepare(agents)
     cookies = []

@@ -79,7 +79,8 @@ def session_cookie(user) -> str:
     measure the hasher, not the inbox."""
     from django.conf import settings
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-    from django.contrib.sessions.backends.db import SessionStore
+
+    from inbox.sessions import SessionStore
 
     session = SessionStore()
     session[SESSION_KEY] = str(user.pk)

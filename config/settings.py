@@ -70,7 +70,7 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "inbox.sessions.AuthenticationMiddleware",  # the session and its user in one query
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -229,6 +229,7 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
+SESSION_ENGINE = "inbox.sessions"  # the session and its user in one query
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
 # No inline or eval'd script anywhere: scripts come from /static/ only. Inline
 # *styles* stay allowed (tag colours are a style attribute; htmx adds its indicator

@@ -28,7 +28,6 @@ from urllib.parse import urlencode
 import pytest
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-from django.contrib.sessions.backends.db import SessionStore
 from django.db.models import Count, Q
 
 from connectors.models import Channel, ChannelKind
@@ -44,6 +43,7 @@ from conversations.models import (
 )
 from conversations.transitions import Status
 from flows.models import Flow, FlowStep, StepKind
+from inbox.sessions import SessionStore
 from tests.concurrency import (
     GUNICORN,
     database_url_for_subprocess,
