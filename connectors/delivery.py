@@ -17,8 +17,12 @@ default ``web`` channel and gets no delivery otherwise (API clients read replies
 from the API).
 """
 
+from datetime import timedelta
+
 from django.db import transaction
+from django.db.models import Q
 from django.dispatch import receiver
+from django.utils import timezone
 
 from config.tasks import queue_after_commit
 from conversations import hooks
@@ -112,3 +116,36 @@ def deliver_outbound(sender, *, message: Message, conversation, template=None, *
     # Always queued: the task holds it if the channel is paused by then.
     delivery = Delivery.objects.create(message=message, channel=channel, payload=body)
     _enqueue_after_commit(delivery.pk)
+
+
+# A pending delivery untouched this long has no task coming (every retry is due within
+# 5 minutes of its failure, ``tasks.backoff``): its task was lost, with a worker killed
+# in the middle of it or a queue that refused it after the commit.
+STALLED_AFTER = timedelta(minutes=10)
+REQUEUE_BATCH = 1000
+
+
+def requeue_stalled(*, limit: int = REQUEUE_BATCH) -> int:
+    """Queue again the pending deliveries whose task was lost (no run holds them and
+    nothing touched them for STALLED_AFTER); ``deliver``'s claim keeps a late original
+    from sending twice. Returns how many were queued."""
+    from .tasks import deliver
+
+    now = timezone.now()
+    stalled = list(
+        Delivery.objects.filter(status=DeliveryStatus.PENDING, updated_at__lt=now - STALLED_AFTER)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    if stalled:
+        # Touched, so the next sweep waits for this task before queueing another.
+        Delivery.objects.filter(pk__in=stalled).update(updated_at=now)
+        for pk in stalled:
+            deliver.enqueue(pk)
+    return len(stalled)
+
+
+@receiver(hooks.housekeeping_due, dispatch_uid="connectors.requeue_stalled")
+def _housekeeping(sender, **kwargs) -> dict:
+    return {"deliveries_requeued": requeue_stalled()}

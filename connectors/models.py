@@ -165,6 +165,9 @@ class Delivery(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # Until when a run of ``connectors.tasks.deliver`` is sending it: a second run (a
+    # re-queued task, see ``connectors.delivery.requeue_stalled``) leaves it alone.
+    claimed_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

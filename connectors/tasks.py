@@ -10,6 +10,7 @@ import urllib.request
 from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import Q
 from django.db.models.functions import Now
 from django.tasks import task
 from django.utils import timezone
@@ -21,6 +22,8 @@ from .models import Channel, ChannelKind, Delivery, DeliveryStatus
 
 MAX_ATTEMPTS = 5
 TIMEOUT_SECONDS = 10
+# How long a run holds its delivery: well past one attempt's longest send.
+CLAIM = timedelta(minutes=2)
 
 
 def webhook_payload(delivery: Delivery) -> dict:
@@ -110,6 +113,16 @@ def deliver(delivery_id: int) -> str:
         return "nothing to do"
     if _held(delivery):
         return "held"
+    # One run at a time: a task queued twice (requeue_stalled, a retry racing an
+    # admin's Retry) must not send the message twice.
+    now = timezone.now()
+    claimed = (
+        Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.PENDING)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .update(claimed_until=now + CLAIM)
+    )
+    if not claimed:
+        return "being sent by another run"
     attempt = delivery.attempts + 1
     try:
         _send(delivery)
@@ -121,6 +134,7 @@ def deliver(delivery_id: int) -> str:
             last_error=error,
             status=DeliveryStatus.PENDING if retry else DeliveryStatus.FAILED,
             updated_at=timezone.now(),
+            claimed_until=None,
         )
         Channel.objects.filter(pk=delivery.channel_id).update(
             last_error=error[:500], last_error_at=Now()
@@ -131,7 +145,11 @@ def deliver(delivery_id: int) -> str:
         return "failed" if not retry else "retrying"
     now = timezone.now()
     Delivery.objects.filter(pk=delivery.pk).update(
-        attempts=attempt, status=DeliveryStatus.DELIVERED, delivered_at=now, updated_at=now
+        attempts=attempt,
+        status=DeliveryStatus.DELIVERED,
+        delivered_at=now,
+        updated_at=now,
+        claimed_until=None,
     )
     _touch_conversation(delivery.message.conversation_id)
     return "delivered"

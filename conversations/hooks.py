@@ -44,6 +44,11 @@ def outbound_text(*, conversation, text: str, sender_kind: str, template=None) -
     return text
 
 
+# The housekeeping chain runs (conversations.tasks.housekeeping, every
+# HOUSEKEEPING_SECONDS), outside any transaction: apps above the core do their periodic
+# work. A receiver returns a dict of counts, reported with the core's.
+housekeeping_due = Signal()
+
 # The inbox shows a page of a conversation's messages. kwargs: channel (the contact's
 # channel slug), message_ids. A channel that shows its messages its own way (an
 # email's sanitised HTML, its attachments) returns {message id: markup}.

@@ -37,8 +37,8 @@ from django.utils import timezone
 
 from config.tasks import queue_after_commit
 
+from . import hooks, idempotency, snooze
 from . import housekeeping as work
-from . import idempotency, snooze
 from .inbox_settings import InboxSettings
 
 _LOCK = zlib.crc32(b"parley.housekeeping")
@@ -47,11 +47,14 @@ _LOCK = zlib.crc32(b"parley.housekeeping")
 @task()
 def housekeeping() -> dict:
     schedule_housekeeping()
-    return {
+    done = {
         "auto_closed": work.auto_close(),
         "surveys_ended": work.expire_surveys(),
         "idempotency_records_pruned": idempotency.prune_expired(),
     }
+    for _, counts in hooks.housekeeping_due.send(sender=None):
+        done |= counts or {}
+    return done
 
 
 def schedule_housekeeping(*, delay: float | None = None) -> bool:

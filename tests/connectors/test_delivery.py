@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -24,6 +25,7 @@ class Receiver:
 
     def __init__(self):
         self.status = 200
+        self.delay = 0.0  # seconds before answering
         self.received: list[dict] = []
         self.raw: list[tuple[bytes, str | None]] = []
         receiver = self
@@ -34,6 +36,7 @@ class Receiver:
                 body = self.rfile.read(length)
                 receiver.received.append(json.loads(body))
                 receiver.raw.append((body, self.headers.get("X-Parley-Signature")))
+                time.sleep(receiver.delay)
                 self.send_response(receiver.status)
                 self.end_headers()
 
@@ -191,3 +194,95 @@ def test_a_webhook_without_a_secret_sends_no_signature(
     with django_capture_on_commit_callbacks(execute=True):
         services.conversation_reply(conversation=hook_conversation, agent=agent, text="Plain")
     assert receiver.raw[0][1] is None
+
+
+# --- a lost task, and a task queued twice ------------------------------------------------
+
+
+def _pending_delivery(hook_conversation, agent, django_capture_on_commit_callbacks):
+    """A reply's delivery, queued (the database queue) and not run."""
+    with django_capture_on_commit_callbacks(execute=True):
+        message = services.conversation_reply(
+            conversation=hook_conversation, agent=agent, text="Where is it?"
+        )
+    return Delivery.objects.get(message=message)
+
+
+def _lost(delivery, minutes=11):
+    """As a delivery whose task died with its worker: pending, untouched for a while."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    Delivery.objects.filter(pk=delivery.pk).update(
+        updated_at=timezone.now() - timedelta(minutes=minutes)
+    )
+
+
+def test_a_delivery_whose_task_was_lost_is_queued_again_by_housekeeping(
+    settings, receiver, hook_conversation, agent, django_capture_on_commit_callbacks
+):
+    from conversations.tasks import housekeeping
+
+    delivery = _pending_delivery(hook_conversation, agent, django_capture_on_commit_callbacks)
+    _lost(delivery)
+    settings.TASKS = IMMEDIATE  # the re-queued task runs at once
+    assert housekeeping.call()["deliveries_requeued"] == 1
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("delivered", 1)
+    assert [p["message"]["text"] for p in receiver.received] == ["Where is it?"]
+    # Delivered: nothing is queued again, and the message is never posted twice.
+    _lost(delivery)
+    assert housekeeping.call()["deliveries_requeued"] == 0
+    assert len(receiver.received) == 1
+
+
+def test_a_delivery_waiting_for_its_retry_or_being_sent_is_not_queued_again(
+    receiver, hook_conversation, agent, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from connectors.delivery import requeue_stalled
+
+    delivery = _pending_delivery(hook_conversation, agent, django_capture_on_commit_callbacks)
+    queued = DBTaskResult.objects.count()
+    _lost(delivery, minutes=4)  # a retry's backoff is at most 5 minutes
+    assert requeue_stalled() == 0
+    _lost(delivery)
+    Delivery.objects.filter(pk=delivery.pk).update(
+        claimed_until=timezone.now() + timedelta(minutes=1)
+    )
+    assert requeue_stalled() == 0  # a run is sending it
+    assert DBTaskResult.objects.count() == queued
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_runs_of_one_delivery_at_once_post_it_once(receiver, agent):
+    """The original task and a re-queued one running at the same moment (two
+    workers): the second finds the delivery claimed and leaves it alone."""
+    from django.db import connection
+
+    Channel.objects.create(slug="crm", kind=ChannelKind.WEBHOOK, webhook_url=receiver.url)
+    conversation = conversation_in(Status.NEW, contact=ContactFactory(channel="crm"))
+    message = services.conversation_reply(conversation=conversation, agent=agent, text="Once")
+    delivery = Delivery.objects.get(message=message)
+    receiver.delay = 0.5  # the first run is still sending when the second starts
+    results = []
+
+    def run():
+        try:
+            results.append(deliver.call(delivery.pk))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(results) == ["being sent by another run", "delivered"]
+    assert len(receiver.received) == 1
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.claimed_until) == ("delivered", 1, None)

@@ -57,6 +57,7 @@ def test_the_worker_auto_closes_idle_in_progress_conversations_as_the_system():
         "auto_closed": 1,
         "surveys_ended": 0,
         "idempotency_records_pruned": 0,
+        "deliveries_requeued": 0,
     }
     idle.refresh_from_db()
     assert idle.status == Status.CLOSED and idle.closed_at and not idle.is_archived
@@ -89,6 +90,7 @@ def test_auto_close_is_off_by_default():
         "auto_closed": 0,
         "surveys_ended": 0,
         "idempotency_records_pruned": 0,
+        "deliveries_requeued": 0,
     }
     assert Conversation.objects.get(pk=idle.pk).status == Status.IN_PROGRESS
 
@@ -106,6 +108,7 @@ def test_the_worker_ends_survey_windows_without_a_rating():
         "auto_closed": 0,
         "surveys_ended": 1,
         "idempotency_records_pruned": 0,
+        "deliveries_requeued": 0,
     }
 
     over.refresh_from_db()
@@ -129,6 +132,7 @@ def test_the_worker_archives_what_it_closes_when_the_setting_says_so():
         "auto_closed": 1,
         "surveys_ended": 1,
         "idempotency_records_pruned": 0,
+        "deliveries_requeued": 0,
     }
 
     for conversation in (idle, resolved):
