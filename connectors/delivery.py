@@ -20,7 +20,6 @@ from the API).
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -133,8 +132,8 @@ def requeue_stalled(*, limit: int = REQUEUE_BATCH) -> int:
 
     now = timezone.now()
     stalled = list(
-        Delivery.objects.filter(status=DeliveryStatus.PENDING, updated_at__lt=now - STALLED_AFTER)
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        Delivery.objects.unclaimed(now)
+        .filter(updated_at__lt=now - STALLED_AFTER)
         .order_by("created_at")
         .values_list("pk", flat=True)[:limit]
     )

@@ -146,6 +146,14 @@ class DeliveryStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class DeliveryQuerySet(models.QuerySet):
+    def unclaimed(self, now):
+        """Pending and held by no run of ``connectors.tasks.deliver`` at ``now``."""
+        return self.filter(status=DeliveryStatus.PENDING).filter(
+            models.Q(claimed_until__isnull=True) | models.Q(claimed_until__lt=now)
+        )
+
+
 class Delivery(models.Model):
     """One outbound message on its way to a webhook or WhatsApp channel: attempts and
     the last error, so failures are visible on the message."""
@@ -168,6 +176,8 @@ class Delivery(models.Model):
     # Until when a run of ``connectors.tasks.deliver`` is sending it: a second run (a
     # re-queued task, see ``connectors.delivery.requeue_stalled``) leaves it alone.
     claimed_until = models.DateTimeField(null=True, blank=True)
+
+    objects = DeliveryQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

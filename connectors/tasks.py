@@ -10,7 +10,6 @@ import urllib.request
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q
 from django.db.models.functions import Now
 from django.tasks import task
 from django.utils import timezone
@@ -117,9 +116,7 @@ def deliver(delivery_id: int) -> str:
     # admin's Retry) must not send the message twice.
     now = timezone.now()
     claimed = (
-        Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.PENDING)
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .update(claimed_until=now + CLAIM)
+        Delivery.objects.unclaimed(now).filter(pk=delivery.pk).update(claimed_until=now + CLAIM)
     )
     if not claimed:
         return "being sent by another run"

@@ -563,19 +563,20 @@ THREAD_TABLES = (
 )
 
 
-def _placed(column: str, rank: int, key: tuple[datetime, int, int], *, before: bool):
-    """SQL (and its parameters) for the entries of one kind (``rank``, its table's
-    ``column`` of moments and ``id``) placed before ``key``, or (``before=False``) at
-    ``key`` or after. The plain bound on ``column`` bounds the index range scan."""
+def _placed(alias: str, column: str, rank: int, key: tuple[datetime, int, int], *, before: bool):
+    """SQL (and its parameters) for the entries of one kind (``rank``; the table
+    ``alias``, its ``column`` of moments and ``id``) placed before ``key``, or
+    (``before=False``) at ``key`` or after. The plain bound on the moment bounds the
+    index range scan."""
     at, key_rank, pk = key
-    alias = column.split(".")[0]
+    moment = f"{alias}.{column}"
     if rank == key_rank:
         compare = "<" if before else ">="
         bound = "<=" if before else ">="
-        return f"{column} {bound} %s AND ({column}, {alias}.id) {compare} (%s, %s)", [at, at, pk]
+        return f"{moment} {bound} %s AND ({moment}, {alias}.id) {compare} (%s, %s)", [at, at, pk]
     if before:
-        return (f"{column} <= %s" if rank < key_rank else f"{column} < %s"), [at]
-    return (f"{column} >= %s" if rank > key_rank else f"{column} > %s"), [at]
+        return (f"{moment} <= %s" if rank < key_rank else f"{moment} < %s"), [at]
+    return (f"{moment} >= %s" if rank > key_rank else f"{moment} > %s"), [at]
 
 
 def conversation_thread(
@@ -595,7 +596,7 @@ def conversation_thread(
     where = {alias: ("", []) for _, alias, _, _ in THREAD_TABLES}
     if key is not None:
         for _, alias, column, rank in THREAD_TABLES:
-            sql, params = _placed(f"{alias}.{column}", rank, key, before=placed_before)
+            sql, params = _placed(alias, column, rank, key, before=placed_before)
             where[alias] = (f" AND {sql}", params)
     entries = []
     with connection.cursor() as cursor:
@@ -651,7 +652,7 @@ def conversation_thread(
         key = shown[0].key
         exists, params = [], []
         for table, alias, column, rank in THREAD_TABLES:
-            sql, bound = _placed(f"{alias}.{column}", rank, key, before=True)
+            sql, bound = _placed(alias, column, rank, key, before=True)
             exists.append(
                 f"EXISTS (SELECT 1 FROM {table} {alias} WHERE {alias}.conversation_id = %s AND {sql})"  # noqa: S608, E501 - constants
             )

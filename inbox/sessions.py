@@ -11,6 +11,7 @@ current secret. Anything else (an old secret, a changed password, another backen
 takes Django's own ``auth.get_user``, unchanged.
 """
 
+import functools
 from types import SimpleNamespace
 
 from django.conf import settings
@@ -47,24 +48,30 @@ class SessionStore(DBStore):
         return session
 
     def _get_session_from_db(self):
-        User = get_user_model()
-        fields = User._meta.concrete_fields
-        columns = ", ".join(f'u."{field.column}"' for field in fields)
+        sql, attnames = _session_query(self.model)
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"""SELECT s.session_data, s.user_id, {columns}
-                FROM {self.model._meta.db_table} s
-                LEFT JOIN {User._meta.db_table} u ON u.{User._meta.pk.column} = s.user_id
-                WHERE s.session_key = %s AND s.expire_date > %s""",  # noqa: S608 - names
-                [self.session_key, timezone.now()],
-            )
+            cursor.execute(sql, [self.session_key, timezone.now()])
             row = cursor.fetchone()
         if row is None:
             self._session_key = None
             return None
         if row[1] is not None:
-            self.user = User.from_db(connection.alias, [field.attname for field in fields], row[2:])
+            self.user = get_user_model().from_db(connection.alias, attnames, row[2:])
         return SimpleNamespace(session_data=row[0])
+
+
+@functools.cache
+def _session_query(model) -> tuple[str, list[str]]:
+    """The statement reading a session and its user, and the user's field names in
+    the order it reads them (written once per process)."""
+    User = get_user_model()
+    fields = User._meta.concrete_fields
+    columns = ", ".join(f'u."{field.column}"' for field in fields)
+    sql = f"""SELECT s.session_data, s.user_id, {columns}
+        FROM {model._meta.db_table} s
+        LEFT JOIN {User._meta.db_table} u ON u.{User._meta.pk.column} = s.user_id
+        WHERE s.session_key = %s AND s.expire_date > %s"""  # noqa: S608 - names
+    return sql, [field.attname for field in fields]
 
 
 def get_user(request):

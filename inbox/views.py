@@ -266,7 +266,7 @@ def pane_context(
     # An inactive assignee is not among the choices (as before): no reload for it.
     agents = choices.agents()
     tags = choices.tags_knowing(ids=conversation.tag_ids)
-    list_query = canonical_query(request.GET)
+    suffix = query_suffix(canonical_query(request.GET))
     attach_tags([conversation], tags.by_id)
     on_it = {tag.name.lower() for tag in conversation.row_tags}
     thread = thread_context(request, conversation, before=request.GET.get("before", ""))
@@ -307,9 +307,9 @@ def pane_context(
         "composer": composer,
         "mention_agents": choices.mention_agents(),
         "mentions_read_url": mentions_read_url(conversation.pk, thread["thread"], request.user.pk),
-        "list_suffix": query_suffix(list_query),
-        "pane_url": url_maker("inbox:pane")(conversation.pk) + query_suffix(list_query),
-        "action_urls": action_urls(conversation.pk, query_suffix(list_query)),
+        "list_suffix": suffix,
+        "pane_url": thread["newest_url"],  # this pane, keeping the list's filters
+        "action_urls": action_urls(conversation.pk, suffix),
         # Reversed once per process, not by {% url %} on every pane.
         "pane_urls": {
             "list": path("inbox:list"),
