@@ -5,6 +5,7 @@ default the embedded cluster that bin/run starts in the checkout (config/pgembed
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -181,6 +182,8 @@ BROADCAST_CHUNK_LEASE_SECONDS = float(os.environ.get("BROADCAST_CHUNK_LEASE_SECO
 BROADCAST_SWEEP_SECONDS = float(os.environ.get("BROADCAST_SWEEP_SECONDS", "15"))
 # Auto-close and the end of survey windows run this often (conversations/tasks.py).
 HOUSEKEEPING_SECONDS = float(os.environ.get("HOUSEKEEPING_SECONDS", "60"))
+# How long the database queue keeps a finished task's result (housekeeping deletes it).
+TASK_RESULTS_KEPT = timedelta(days=float(os.environ.get("TASK_RESULTS_KEPT_DAYS", "14")))
 # While conversations are snoozed, the wake task runs at least this often.
 SNOOZE_WAKE_SECONDS = float(os.environ.get("SNOOZE_WAKE_SECONDS", "300"))
 

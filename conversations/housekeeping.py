@@ -10,9 +10,17 @@ nothing twice. The database's triggers check every edge, keep the tab counters a
 publish the change to open screens (a batch of more than ``events.MANY`` rows is one
 "refresh everything"). The Python hooks are not sent: these closes cancel no flow run
 (none runs on an In progress or a Resolved conversation) and deliver nothing.
+
+Old rows are deleted the same way (:func:`delete_older`): the idempotency records past
+their lifetime, and the results of finished background tasks, which the database
+queue keeps forever otherwise.
 """
 
+from datetime import datetime
+
+from django.conf import settings
 from django.db import connection, transaction
+from django.tasks import task_backends
 from django.utils import timezone
 
 from .inbox_settings import inbox_settings
@@ -90,3 +98,48 @@ def expire_surveys(*, batch: int = BATCH) -> int:
         event=Event.SURVEY_EXPIRE,
         batch=batch,
     )
+
+
+PRUNE_BATCH = 5000
+# Table and column names only (constants of the callers); the values are parameters.
+_DELETE_OLDER = """
+    WITH gone AS (
+        DELETE FROM {table} WHERE id IN (
+            SELECT id FROM {table} WHERE {column} < %(cutoff)s
+            LIMIT %(batch)s
+            FOR UPDATE SKIP LOCKED
+        )
+        RETURNING 1
+    )
+    SELECT count(*) FROM gone
+"""
+
+
+def delete_older(table: str, column: str, cutoff: datetime, *, batch: int = PRUNE_BATCH) -> int:
+    """Delete the rows of ``table`` whose ``column`` is before ``cutoff`` (along an
+    index on it), a batch per statement and transaction so no lock is held long; a
+    row locked by someone else is left to the next run. Returns how many."""
+    sql = _DELETE_OLDER.format(table=table, column=column)
+    total = 0
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, {"cutoff": cutoff, "batch": batch})
+            (deleted,) = cursor.fetchone()
+        total += deleted
+        if deleted < batch:
+            return total
+
+
+def prune_task_results(*, batch: int = PRUNE_BATCH) -> int:
+    """Delete the results of background tasks that finished (succeeded or failed)
+    more than ``TASK_RESULTS_KEPT`` ago. Only the database queue keeps them: a row per
+    task ever run (each delivery, each housekeeping run), which would grow without end.
+    RQ expires its own results."""
+    from django_tasks_db.models import DBTaskResult
+
+    from config.tasks import DatabaseBackend
+
+    if not isinstance(task_backends["default"], DatabaseBackend):
+        return 0
+    cutoff = timezone.now() - settings.TASK_RESULTS_KEPT
+    return delete_older(DBTaskResult._meta.db_table, "finished_at", cutoff, batch=batch)

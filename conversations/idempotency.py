@@ -43,6 +43,7 @@ from django.utils import timezone
 from ninja.decorators import decorate_view
 from ninja.utils import contribute_operation_callback
 
+from . import housekeeping
 from .exceptions import ChangedMeanwhile, IdempotencyKeyInvalid, IdempotencyKeyReused
 from .locks import retrying_atomic
 from .models import IdempotencyRecord
@@ -222,32 +223,11 @@ def idempotent(view_func):
     return decorate_view(_replayable)(view_func)
 
 
-PRUNE_BATCH = 5000
-_PRUNE = """
-    WITH gone AS (
-        DELETE FROM conversations_idempotencyrecord
-        WHERE id IN (
-            SELECT id FROM conversations_idempotencyrecord
-            WHERE created_at < %(cutoff)s
-            LIMIT %(batch)s
-            FOR UPDATE SKIP LOCKED
-        )
-        RETURNING 1
-    )
-    SELECT count(*) FROM gone
-"""
-
-
-def prune_expired(*, batch: int = PRUNE_BATCH) -> int:
-    """Delete the records past ``KEY_LIFETIME`` (housekeeping), a batch per statement
-    and transaction, along the ``created_at`` index; a record being taken over by a
-    new request (locked) is left to the next run. Returns how many."""
+def prune_expired(*, batch: int = housekeeping.PRUNE_BATCH) -> int:
+    """Delete the records past ``KEY_LIFETIME`` (housekeeping), along the
+    ``created_at`` index; a record being taken over by a new request (locked) is left
+    to the next run. Returns how many."""
     cutoff = timezone.now() - KEY_LIFETIME
-    total = 0
-    while True:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(_PRUNE, {"cutoff": cutoff, "batch": batch})
-            (deleted,) = cursor.fetchone()
-        total += deleted
-        if deleted < batch:
-            return total
+    return housekeeping.delete_older(
+        IdempotencyRecord._meta.db_table, "created_at", cutoff, batch=batch
+    )

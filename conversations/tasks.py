@@ -1,5 +1,6 @@
 """Periodic background work through Django's tasks API: auto-close, the end of
-survey windows and the pruning of expired idempotency keys (``housekeeping``), every
+survey windows, the pruning of expired idempotency keys and of old task results
+(``housekeeping``), every
 ``HOUSEKEEPING_SECONDS``.
 
 Neither queue (the database, Redis) schedules periodic tasks, so the task is a chain:
@@ -51,6 +52,7 @@ def housekeeping() -> dict:
         "auto_closed": work.auto_close(),
         "surveys_ended": work.expire_surveys(),
         "idempotency_records_pruned": idempotency.prune_expired(),
+        "task_results_pruned": work.prune_task_results(),
     }
     for _, counts in hooks.housekeeping_due.send(sender=None):
         done |= counts or {}

@@ -57,6 +57,7 @@ def test_the_worker_auto_closes_idle_in_progress_conversations_as_the_system():
         "auto_closed": 1,
         "surveys_ended": 0,
         "idempotency_records_pruned": 0,
+        "task_results_pruned": 0,
         "deliveries_requeued": 0,
     }
     idle.refresh_from_db()
@@ -90,6 +91,7 @@ def test_auto_close_is_off_by_default():
         "auto_closed": 0,
         "surveys_ended": 0,
         "idempotency_records_pruned": 0,
+        "task_results_pruned": 0,
         "deliveries_requeued": 0,
     }
     assert Conversation.objects.get(pk=idle.pk).status == Status.IN_PROGRESS
@@ -108,6 +110,7 @@ def test_the_worker_ends_survey_windows_without_a_rating():
         "auto_closed": 0,
         "surveys_ended": 1,
         "idempotency_records_pruned": 0,
+        "task_results_pruned": 0,
         "deliveries_requeued": 0,
     }
 
@@ -132,6 +135,7 @@ def test_the_worker_archives_what_it_closes_when_the_setting_says_so():
         "auto_closed": 1,
         "surveys_ended": 1,
         "idempotency_records_pruned": 0,
+        "task_results_pruned": 0,
         "deliveries_requeued": 0,
     }
 

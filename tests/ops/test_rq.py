@@ -16,8 +16,9 @@ import django_rq
 import pytest
 from django.utils import timezone
 from redis import Redis
+from rq.job import JobStatus
 
-from config.tasks import RQWorker
+from config.tasks import WAITING, RQJob, RQWorker
 from conversations import snooze
 from conversations.models import Conversation, StatusChange
 from conversations.tasks import housekeeping, schedule_housekeeping, schedule_wake, wake_snoozed
@@ -73,6 +74,37 @@ def test_the_self_scheduling_chains_queue_one_run_each_on_redis(redis_queue):
     assert len(scheduled) == 3
     # RQ keeps whole seconds: rounded up, a task never runs before its time.
     assert math.ceil(at.timestamp()) in scheduled.values()
+
+
+@pytest.mark.django_db
+def test_whether_a_chain_waits_is_read_from_its_own_runs_not_the_whole_queue(
+    redis_queue, monkeypatch
+):
+    # A backlog of another task's runs, due later and due now (a queue that was down).
+    for minutes in range(300):
+        wake_snoozed.using(run_after=timezone.now() + timedelta(minutes=minutes + 1)).enqueue()
+    for _ in range(300):
+        wake_snoozed.enqueue()
+    backend = housekeeping.get_backend()
+    read = []
+    fetch_many = RQJob.fetch_many
+    monkeypatch.setattr(
+        RQJob,
+        "fetch_many",
+        classmethod(lambda cls, ids, **kw: read.append(len(ids)) or fetch_many(ids, **kw)),
+    )
+
+    assert backend.is_waiting(housekeeping) is False
+    run = housekeeping.using(run_after=timezone.now() + timedelta(minutes=1)).enqueue()
+    assert backend.is_waiting(housekeeping) is True
+    assert backend.is_waiting(housekeeping, by=timezone.now()) is False
+    assert sum(read) <= 3  # the housekeeping run, each time: none of the 600 others
+
+    # Once a worker has taken it, it no longer waits, and it is forgotten.
+    RQJob.fetch(run.id, connection=django_rq.get_connection()).set_status(JobStatus.STARTED)
+    assert backend.is_waiting(housekeeping) is False
+    assert django_rq.get_connection().zcard(WAITING + housekeeping.module_path) == 0
+    assert backend.is_waiting(wake_snoozed, by=timezone.now()) is True
 
 
 def test_two_workers_queueing_the_due_tasks_at_once_queue_each_exactly_once(redis_queue):
