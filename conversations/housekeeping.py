@@ -12,8 +12,9 @@ publish the change to open screens (a batch of more than ``events.MANY`` rows is
 (none runs on an In progress or a Resolved conversation) and deliver nothing.
 
 Old rows are deleted the same way (:func:`delete_older`): the idempotency records past
-their lifetime, and the results of finished background tasks, which the database
-queue keeps forever otherwise.
+their lifetime, the results of finished background tasks, which the database queue
+keeps forever otherwise, and expired sessions (``inbox``, through
+``hooks.housekeeping_due``).
 """
 
 from datetime import datetime
@@ -104,8 +105,8 @@ PRUNE_BATCH = 5000
 # Table and column names only (constants of the callers); the values are parameters.
 _DELETE_OLDER = """
     WITH gone AS (
-        DELETE FROM {table} WHERE id IN (
-            SELECT id FROM {table} WHERE {column} < %(cutoff)s
+        DELETE FROM {table} WHERE {key} IN (
+            SELECT {key} FROM {table} WHERE {column} < %(cutoff)s
             LIMIT %(batch)s
             FOR UPDATE SKIP LOCKED
         )
@@ -115,11 +116,14 @@ _DELETE_OLDER = """
 """
 
 
-def delete_older(table: str, column: str, cutoff: datetime, *, batch: int = PRUNE_BATCH) -> int:
-    """Delete the rows of ``table`` whose ``column`` is before ``cutoff`` (along an
-    index on it), a batch per statement and transaction so no lock is held long; a
-    row locked by someone else is left to the next run. Returns how many."""
-    sql = _DELETE_OLDER.format(table=table, column=column)
+def delete_older(
+    table: str, column: str, cutoff: datetime, *, key: str = "id", batch: int = PRUNE_BATCH
+) -> int:
+    """Delete the rows of ``table`` (primary key ``key``) whose ``column`` is before
+    ``cutoff`` (along an index on it), a batch per statement and transaction so no
+    lock is held long; a row locked by someone else is left to the next run. Returns
+    how many."""
+    sql = _DELETE_OLDER.format(table=table, column=column, key=key)
     total = 0
     while True:
         with transaction.atomic(), connection.cursor() as cursor:

@@ -20,9 +20,12 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.auth import middleware as auth_middleware
 from django.contrib.sessions.backends.db import SessionStore as DBStore
 from django.db import connection
+from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.functional import SimpleLazyObject
+
+from conversations import hooks, housekeeping
 
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
@@ -105,3 +108,12 @@ def _cached_user(request):
     if not hasattr(request, "_cached_user"):
         request._cached_user = get_user(request)
     return request._cached_user
+
+
+@receiver(hooks.housekeeping_due, dispatch_uid="inbox.delete_expired_sessions")
+def _housekeeping(sender, **kwargs) -> dict:
+    """Expired sessions are deleted (Django leaves that to ``clearsessions``, which
+    nothing would run)."""
+    table = SessionStore.get_model_class()._meta.db_table
+    expired = housekeeping.delete_older(table, "expire_date", timezone.now(), key="session_key")
+    return {"sessions_expired": expired}

@@ -59,6 +59,7 @@ def test_the_worker_auto_closes_idle_in_progress_conversations_as_the_system():
         "idempotency_records_pruned": 0,
         "task_results_pruned": 0,
         "deliveries_requeued": 0,
+        "sessions_expired": 0,
     }
     idle.refresh_from_db()
     assert idle.status == Status.CLOSED and idle.closed_at and not idle.is_archived
@@ -93,6 +94,7 @@ def test_auto_close_is_off_by_default():
         "idempotency_records_pruned": 0,
         "task_results_pruned": 0,
         "deliveries_requeued": 0,
+        "sessions_expired": 0,
     }
     assert Conversation.objects.get(pk=idle.pk).status == Status.IN_PROGRESS
 
@@ -112,6 +114,7 @@ def test_the_worker_ends_survey_windows_without_a_rating():
         "idempotency_records_pruned": 0,
         "task_results_pruned": 0,
         "deliveries_requeued": 0,
+        "sessions_expired": 0,
     }
 
     over.refresh_from_db()
@@ -137,6 +140,7 @@ def test_the_worker_archives_what_it_closes_when_the_setting_says_so():
         "idempotency_records_pruned": 0,
         "task_results_pruned": 0,
         "deliveries_requeued": 0,
+        "sessions_expired": 0,
     }
 
     for conversation in (idle, resolved):

@@ -1,12 +1,16 @@
 """Sessions that read their user with them (inbox.sessions): a page reads both in one
 query, and every check Django makes on a session's user still holds."""
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth import SESSION_KEY
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
+from django.utils import timezone
 
+from conversations.tasks import housekeeping
 from inbox.models import AgentSession
 from tests.factories import UserFactory
 
@@ -109,3 +113,21 @@ def test_another_agents_row_is_never_taken(logged_in, agent):
     response = logged_in.get("/inbox/")
     assert response.status_code == 200
     assert response.context["user"] == agent
+
+
+def test_housekeeping_deletes_expired_sessions_and_keeps_live_ones(logged_in):
+    live = AgentSession.objects.get()
+    expired = [
+        AgentSession.objects.create(
+            session_key=f"expired{n:032d}", session_data="", expire_date=timezone.now()
+        )
+        for n in range(3)
+    ]
+    AgentSession.objects.filter(pk__in=[s.pk for s in expired]).update(
+        expire_date=timezone.now() - timedelta(seconds=1)
+    )
+
+    assert housekeeping.call()["sessions_expired"] == 3
+
+    assert list(AgentSession.objects.values_list("pk", flat=True)) == [live.pk]
+    assert logged_in.get("/inbox/").status_code == 200
