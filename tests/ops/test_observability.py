@@ -11,6 +11,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.contrib.staticfiles import finders
+from django.templatetags.static import static
 from django.urls import reverse
 from django_tasks_db.models import DBTaskResult
 
@@ -217,3 +219,10 @@ def test_without_a_dsn_sentry_is_not_started():
     import sentry_sdk
 
     assert not sentry_sdk.get_client().is_active()
+
+
+def test_favicon_ico_leads_to_the_icon_for_pages_that_do_not_link_it(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301
+    assert response["Location"] == static("img/favicon.svg")
+    assert finders.find("img/favicon.svg")
