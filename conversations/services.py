@@ -652,10 +652,52 @@ ATTRIBUTE_KEY_MAX = 50
 ATTRIBUTE_VALUE_MAX = 500
 
 
+def attribute_text(value) -> str | None:
+    """An attribute's value as the contact form shows it (a flow may store a number)."""
+    return value if value is None or isinstance(value, str) else str(value)
+
+
+def _merged_edit(contact: Contact, seen: dict, name: str, attributes: dict) -> tuple[str, dict]:
+    """The editor's changes (``name``, ``attributes`` against ``seen``) applied to the
+    contact as it is now (locked); see ``contact_update``."""
+    seen_name, seen_attributes = seen.get("name", ""), seen.get("attributes", {})
+    conflicts = []
+    if name == seen_name:
+        name = contact.name
+    elif contact.name not in (seen_name, name):
+        conflicts.append(f"the name is now “{contact.name}”")
+    merged = dict(contact.attributes)
+    for key in sorted({*seen_attributes, *attributes}):
+        mine, before = attributes.get(key), seen_attributes.get(key)
+        now = attribute_text(contact.attributes.get(key))
+        if mine == before:
+            continue  # not the editor's change: whatever it is now stays
+        if now not in (before, mine):
+            conflicts.append(f"“{key}” was removed" if now is None else f"“{key}” is now “{now}”")
+        elif mine is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = mine
+    if conflicts:
+        raise ChangedMeanwhile(
+            f"Changed a moment ago: {'; '.join(conflicts)}. Nothing was saved; "
+            "save again to keep your values."
+        )
+    return name, merged
+
+
 @retrying_atomic
-def contact_update(*, contact: Contact | int, name: str, attributes: dict) -> Contact:
+def contact_update(
+    *, contact: Contact | int, name: str, attributes: dict, seen: dict | None = None
+) -> Contact:
     """Rename a contact and replace its attributes (text keys and values). Its open
-    conversation is touched, so the inboxes showing it refresh."""
+    conversation is touched, so the inboxes showing it refresh.
+
+    ``seen``: the name and attributes the editor was shown (``{"name", "attributes"}``,
+    values as text). Then only what the editor changed is applied, and what changed
+    meanwhile elsewhere stays (another agent's edit, an answer a flow stored); the
+    same field changed both ways is refused (``ChangedMeanwhile``, naming each field
+    and its value now), nothing saved. Without it the contact is replaced."""
     name = clean_text(name, field="Name", max_length=200, required=False)
     if not isinstance(attributes, dict) or len(attributes) > ATTRIBUTES_MAX:
         raise InvalidInput(f"Attributes must be at most {ATTRIBUTES_MAX} keys and values.")
@@ -666,6 +708,10 @@ def contact_update(*, contact: Contact | int, name: str, attributes: dict) -> Co
             value, field=f"“{key}”", max_length=ATTRIBUTE_VALUE_MAX, required=False
         )
     contact = lock_contact(contact)
+    if seen is not None:
+        name, cleaned = _merged_edit(contact, seen, name, cleaned)
+        if len(cleaned) > ATTRIBUTES_MAX:
+            raise InvalidInput(f"Attributes must be at most {ATTRIBUTES_MAX} keys and values.")
     contact.name, contact.attributes = name, cleaned
     contact.save(update_fields=["name", "attributes"])
     Conversation.objects.filter(contact=contact).open().update(updated_at=timezone.now())

@@ -2,8 +2,12 @@
 themselves (one wording for the UI, the API and the admin); these forms check the
 shape of the request."""
 
+import json
+
 from django import forms
 from django.contrib.auth import get_user_model
+
+from conversations.services import attribute_text
 
 from .filters import ASSIGNEE_ME, ASSIGNEE_NONE, agent_label
 
@@ -99,17 +103,37 @@ class ContactForm(forms.Form):
 
     BLANK_ROWS = 2
     name = forms.CharField(required=False, max_length=200, label="Name")
+    # What the form was drawn from (JSON): saving applies only the editor's changes
+    # to the contact as it is by then (``services.contact_update``).
+    seen = forms.CharField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, data=None, *, contact):
-        initial_rows = [
-            (k, v if isinstance(v, str) else str(v)) for k, v in contact.attributes.items()
-        ]
+        initial_rows = [(k, attribute_text(v)) for k, v in contact.attributes.items()]
         if data is None:
             self.rows = initial_rows
         else:
             keys, values = data.getlist("attr_key"), data.getlist("attr_value")
             self.rows = list(zip(keys, values + [""] * (len(keys) - len(values)), strict=False))
-        super().__init__(data, initial={"name": contact.name})
+        seen = json.dumps({"name": contact.name, "attributes": dict(initial_rows)})
+        super().__init__(data, initial={"name": contact.name, "seen": seen})
+
+    def clean_seen(self) -> dict | None:
+        raw = self.cleaned_data["seen"]
+        if not raw:
+            return None
+        try:
+            seen = json.loads(raw)
+        except ValueError:
+            seen = None
+        valid = (
+            isinstance(seen, dict)
+            and isinstance(seen.get("name"), str)
+            and isinstance(seen.get("attributes"), dict)
+            and all(isinstance(v, str) for v in seen["attributes"].values())
+        )
+        if not valid:
+            raise forms.ValidationError("This form is out of date: open it again.")
+        return seen
 
     def row_fields(self) -> list[tuple[int, str, str]]:
         """The rows to draw: the attributes, then blank rows to add new ones."""

@@ -27,7 +27,12 @@ from django_htmx.http import push_url, trigger_client_event
 from connectors.whatsapp.outbound import templates_for
 from conversations import services, snooze
 from conversations.availability import set_away
-from conversations.exceptions import IllegalTransition, InvalidInput, ParleyError
+from conversations.exceptions import (
+    ChangedMeanwhile,
+    IllegalTransition,
+    InvalidInput,
+    ParleyError,
+)
 from conversations.inbox_settings import business_timezone, inbox_settings
 from conversations.models import Contact, Conversation, Direction, Mention, StatusChange
 from conversations.reads import mark_read
@@ -752,7 +757,17 @@ def contact_edit(request, pk: int):
                 contact=conversation.contact_id,
                 name=form.cleaned_data["name"],
                 attributes=form.cleaned_data["attributes"],
+                seen=form.cleaned_data["seen"],
             )
+        except ChangedMeanwhile as exc:
+            # The editor's values stay in the form, now drawn against the contact as
+            # it is: saving again keeps them, knowingly.
+            conversation = load_conversation(pk)
+            data = data.copy()
+            data["seen"] = ContactForm(contact=conversation.contact)["seen"].initial
+            form = ContactForm(data, contact=conversation.contact)
+            form.is_valid()
+            form.add_error(None, exc.detail)
         except ParleyError as exc:
             form.add_error(None, exc.detail)
         else:

@@ -1,6 +1,7 @@
 """#15: editing a contact from the pane, the contact search page, how visitors and
 phone numbers are shown, and the inbox search by name words and phone digits."""
 
+import html
 import re
 
 import pytest
@@ -93,6 +94,97 @@ def test_the_edit_needs_the_csrf_token_and_a_login(csrf_client, client, open_con
     assert Contact.objects.get(pk=open_conversation.contact_id).name == "X"
     assert client.post(url, {"name": "Y"}).status_code == 302  # to the login page
     assert Contact.objects.get(pk=open_conversation.contact_id).name == "X"
+
+
+def _drawn_form(agent_client, conversation) -> dict:
+    """The form's fields as the pane drew them (the hidden ``seen`` included)."""
+    text = agent_client.get(edit_url(conversation), headers=hx("conversation-pane")).text
+    seen = re.search(r'name="seen" value="([^"]*)"', text).group(1)
+    return {"seen": html.unescape(seen)}
+
+
+def test_what_changed_meanwhile_elsewhere_stays_when_the_form_is_saved(
+    agent_client, open_conversation
+):
+    form = _drawn_form(agent_client, open_conversation)
+    # While the form is open, a flow stores the contact's answer, and another agent
+    # changes the plan's neighbour.
+    Contact.objects.filter(pk=open_conversation.contact_id).update(
+        attributes={"plan": "gold", "email": "dana@example.com", "vip": 1}
+    )
+    response = agent_client.post(
+        edit_url(open_conversation),
+        form
+        | {"name": "Dana Sato", "attr_key": ["plan", "city"], "attr_value": ["silver", "Kyoto"]},
+        headers=hx("conversation-pane"),
+    )
+    assert "Contact saved." in response.text
+    contact = Contact.objects.get(pk=open_conversation.contact_id)
+    assert contact.name == "Dana Sato"
+    assert contact.attributes == {
+        "plan": "silver",
+        "email": "dana@example.com",
+        "vip": 1,
+        "city": "Kyoto",
+    }
+
+
+def test_the_same_field_changed_meanwhile_is_refused_then_saved_knowingly(
+    agent_client, open_conversation
+):
+    form = _drawn_form(agent_client, open_conversation)
+    services.contact_update(
+        contact=open_conversation.contact_id, name="Dana Sato-Ito", attributes={"plan": "bronze"}
+    )
+    mine = {"name": "Dana K. Sato", "attr_key": ["plan"], "attr_value": ["platinum"]}
+
+    refused = agent_client.post(
+        edit_url(open_conversation), form | mine, headers=hx("conversation-pane")
+    )
+
+    assert refused.status_code == 200
+    assert "Changed a moment ago: the name is now “Dana Sato-Ito”; “plan” is now “bronze”." in (
+        html.unescape(refused.text)
+    )
+    assert "Save contact" in refused.text and 'value="platinum"' in refused.text  # kept
+    contact = Contact.objects.get(pk=open_conversation.contact_id)
+    assert (contact.name, contact.attributes) == ("Dana Sato-Ito", {"plan": "bronze"})
+
+    # The form now stands on the newest values: saving again keeps the editor's.
+    seen = re.search(r'name="seen" value="([^"]*)"', refused.text).group(1)
+    again = agent_client.post(
+        edit_url(open_conversation),
+        {"seen": html.unescape(seen)} | mine,
+        headers=hx("conversation-pane"),
+    )
+    assert "Contact saved." in again.text
+    contact.refresh_from_db()
+    assert (contact.name, contact.attributes) == ("Dana K. Sato", {"plan": "platinum"})
+
+
+def test_a_row_removed_by_the_editor_goes_unless_it_changed_meanwhile(
+    agent_client, open_conversation
+):
+    form = _drawn_form(agent_client, open_conversation)
+    response = agent_client.post(
+        edit_url(open_conversation),
+        form | {"name": "Dana Sato", "attr_key": [""], "attr_value": [""]},
+        headers=hx("conversation-pane"),
+    )
+    assert "Contact saved." in response.text
+    assert Contact.objects.get(pk=open_conversation.contact_id).attributes == {}
+
+
+def test_a_tampered_seen_field_is_a_sentence_and_changes_nothing(agent_client, open_conversation):
+    response = agent_client.post(
+        edit_url(open_conversation),
+        {"seen": "{not json", "name": "X", "attr_key": ["plan"], "attr_value": ["y"]},
+        headers=hx("conversation-pane"),
+    )
+    assert response.status_code == 200
+    assert "This form is out of date: open it again." in response.text
+    contact = Contact.objects.get(pk=open_conversation.contact_id)
+    assert (contact.name, contact.attributes) == ("Dana Sato", {"plan": "gold"})
 
 
 # --- naming -------------------------------------------------------------------------
