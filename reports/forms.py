@@ -18,6 +18,7 @@ PRESETS = [
     ("month", "This month"),
     ("custom", "Custom range"),
 ]
+DEFAULT_PRESET = "7d"
 MAX_DAYS = 366
 
 
@@ -43,6 +44,12 @@ class ReportForm(forms.Form):
     agent = forms.ChoiceField(required=False, label="Agent")
 
     def __init__(self, data, *, user):
+        if not data.get("range"):
+            # The range in force is shown selected (else the select shows its first
+            # choice, "Today", over a week's figures, and a change of channel then
+            # submits "Today").
+            data = data.copy()
+            data["range"] = "custom" if data.get("start") else DEFAULT_PRESET
         super().__init__(data)
         self.user = user
         self.fields["channel"].choices = [("", "All channels")] + [
@@ -60,8 +67,9 @@ class ReportForm(forms.Form):
 
     def clean(self):
         data = super().clean()
-        preset = data.get("range") or ("custom" if data.get("start") else "7d")
-        data["range"] = preset
+        preset = data.get("range")
+        if not preset:  # not one of the choices: the field says so
+            return data
         if preset != "custom":
             data["start"], data["end"] = preset_range(preset, today())
         start, end = data.get("start"), data.get("end") or today()

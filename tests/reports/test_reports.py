@@ -4,6 +4,7 @@ the rollups rebuilt from the facts."""
 
 import csv
 import io
+import re
 from datetime import timedelta
 
 import pytest
@@ -266,3 +267,21 @@ def test_per_agent_figures_are_not_split_by_tag(history, staff_client, agent):
     assert "per agent, the figures are not split by tag" in page.content.decode()
     page = staff_client.get(f"/reports/?{RANGE}&tag={billing}&agent={agent.pk}")
     assert "Choose a tag or an agent" in page.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("query", "selected"),
+    [("", "7d"), ("?channel=web", "7d"), ("?start=2025-03-03&end=2025-03-04", "custom")],
+)
+def test_the_range_in_force_is_the_one_shown_selected(staff_client, query, selected):
+    """Without a range the figures are the last 7 days: the select says so (it showed
+    its first choice, "Today", and the next Show then asked for today)."""
+    html = staff_client.get(f"/reports/{query}").content.decode()
+    select = html.split('name="range"')[1].split("</select>")[0]
+    assert re.findall(r'<option value="(\w+)"[^>]*selected', select) == [selected]
+
+
+def test_an_unknown_range_is_a_message_not_a_500(staff_client):
+    response = staff_client.get("/reports/?range=fortnight")
+    assert response.status_code == 400
+    assert "Select a valid choice" in response.content.decode()
