@@ -71,9 +71,12 @@ class Audit:
         self.failures += [describe(name, v) for v in axe_violations(self.page)]
 
     def assert_clean(self) -> None:
-        assert not self.failures, (
-            f"{len(self.failures)} serious/critical axe violations:\n" + "\n".join(self.failures)
-        )
+        if self.failures:
+            pytest.fail(
+                f"{len(self.failures)} serious/critical axe violations:\n"
+                + "\n".join(self.failures)
+            )
+        assert self.screens, "no screen was checked"
 
 
 def demo_data():
@@ -131,6 +134,11 @@ def test_agent_screens_have_no_serious_axe_violations(browser: Browser, live_ser
     expect(page.locator(".tab-needs-me")).to_have_attribute("aria-current", "page")
     expect(page.locator("#conversation-list .conv-row").first).to_be_visible()
     audit.check("inbox Needs me")
+    waiting = page.locator("#conversation-list .conv-row").filter(has=page.locator(".waiting"))
+    waiting.first.locator(".row-link").click()
+    expect(page.locator("#conversation-pane #thread")).to_be_visible()
+    audit.check("inbox, a waiting conversation opened from the list")
+    page.goto(f"{url}/inbox/")
     page.keyboard.press("?")
     expect(page.get_by_role("dialog", name="Keyboard shortcuts")).to_be_visible()
     audit.check("keyboard shortcuts dialog")
@@ -168,6 +176,19 @@ def test_agent_screens_have_no_serious_axe_violations(browser: Browser, live_ser
     pane.get_by_role("link", name="Edit contact").click()
     expect(page.get_by_label("Name", exact=True)).to_be_visible()
     audit.check("pane contact form")
+
+    page.get_by_role("button", name="Save contact").click()
+    expect(page.locator("#pane-notices")).to_contain_text("Contact saved.")
+    audit.check("pane with a notice")
+    archived = Conversation.objects.archived().first()
+    page.goto(f"{url}/inbox/c/{archived.pk}/")
+    expect(page.locator("#conversation-pane .lock-note")).to_be_visible()
+    audit.check("pane of an archived conversation")
+    page.locator(".availability button").click()
+    expect(page.locator(".availability button")).to_have_attribute("aria-pressed", "true")
+    audit.check("pane, the agent away")
+    page.locator(".availability button").click()
+    expect(page.locator(".availability button")).to_have_attribute("aria-pressed", "false")
 
     page.goto(f"{url}/inbox/mentions/")
     expect(page.locator(".mention-item").first).to_contain_text("can you call them?")
@@ -207,9 +228,30 @@ def test_staff_screens_have_no_serious_axe_violations(browser: Browser, live_ser
     audit.assert_clean()
 
 
-FOCUS_RING = """(el) => [getComputedStyle(el), getComputedStyle(el, '::after'),
-                        getComputedStyle(el, '::before')].some(s =>
-    (s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0) || s.boxShadow !== 'none')"""
+# The outline and box-shadow of an element and of its ::before and ::after (a row's
+# ring is drawn by its link's ::after, over the whole row).
+RING = """(el) => [getComputedStyle(el), getComputedStyle(el, '::before'),
+                getComputedStyle(el, '::after')]
+    .map(s => [s.outlineStyle === 'none' || parseFloat(s.outlineWidth) === 0
+                 ? 'none' : `${s.outlineStyle} ${s.outlineWidth} ${s.outlineColor}`,
+               s.boxShadow].join(' / '))"""
+STOP = """(el) => `${el.tagName.toLowerCase()}${el.className ? '.' + el.className : ''}`
+    + ` "${(el.getAttribute('aria-label') || el.textContent).trim().replace(/\\s+/g, ' ')
+          .slice(0, 30)}"`"""
+
+
+def shows_focus(page: Page) -> bool:
+    """The focused element draws an outline or a shadow that it does not draw unfocused
+    (the current tab's inset bar is there with or without the focus)."""
+    focused = page.evaluate(f"({RING})(document.activeElement)")
+    unfocused = page.evaluate(
+        f"() => {{ const el = document.activeElement; el.blur(); const ring = ({RING})(el);"
+        " el.focus(); return ring; }"
+    )
+    assert page.evaluate("() => document.activeElement.matches(':focus-visible')")
+    return focused != unfocused and any(
+        part != "none" for ring in focused for part in ring.split(" / ")
+    )
 
 
 def test_tabbing_reaches_a_row_and_every_stop_shows_its_focus(page: Page, live_server):
@@ -217,19 +259,16 @@ def test_tabbing_reaches_a_row_and_every_stop_shows_its_focus(page: Page, live_s
     page.set_viewport_size(DESKTOP)
     log_in(page, live_server.url, "alice")
     expect(page.locator("#conversation-list .conv-row").first).to_be_visible()
-    page.locator("body").click(position={"x": 1, "y": 1})
-    unmarked = []
+    stops, unmarked = [], []
     for _ in range(80):
         page.keyboard.press("Tab")
-        focused = page.locator(":focus")
-        name = focused.evaluate(
-            "el => el.tagName + (el.className ? '.' + el.className : '') + ' '"
-            " + (el.getAttribute('aria-label') || el.textContent).trim().slice(0, 40)"
-        )
-        if not focused.evaluate(FOCUS_RING):
-            unmarked.append(name)
-        if focused.evaluate("el => el.matches('.conv-row .row-link')"):
+        stop = page.evaluate(f"({STOP})(document.activeElement)")
+        stops.append(stop)
+        if not shows_focus(page):
+            unmarked.append(stop)
+        if page.evaluate("() => document.activeElement.matches('.conv-row .row-link')"):
             break
     else:
-        pytest.fail("80 presses of Tab never reached a conversation row")
+        pytest.fail(f"80 presses of Tab never reached a conversation row: {stops}")
+    assert stops[0].startswith('a.skip-link "Skip to content"'), stops
     assert unmarked == [], f"focused without a visible outline: {unmarked}"
