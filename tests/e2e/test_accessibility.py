@@ -29,8 +29,9 @@ AXE_OPTIONS = {
     "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
     "resultTypes": ["violations"],
 }
-# Moderate and minor findings are advice (best practices, redundancies); serious and
-# critical ones keep someone from using the screen.
+# Serious and critical findings keep someone from using a screen (a control without a
+# name, text too faint to read); moderate and minor ones are lesser (none are left
+# today, but they do not fail the test).
 FAILING_IMPACTS = {"serious", "critical"}
 DESKTOP = {"width": 1440, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -45,16 +46,13 @@ def axe_violations(page: Page) -> list[dict]:
 
 
 def describe(screen: str, violation: dict) -> str:
-    targets = "\n".join(
-        f"      {' '.join(map(str, node['target']))}: {node.get('failureSummary', '')}".replace(
-            "\n", " "
-        )
+    """One violation as the failure shows it: what, how bad, and each element's fix."""
+    nodes = "".join(
+        f"\n    {' '.join(map(str, node['target']))}: "
+        + " ".join(node.get("failureSummary", "").split())
         for node in violation["nodes"]
     )
-    return (
-        f"{screen}: {violation['id']} ({violation['impact']}) {violation['help']}"
-        f" [{len(violation['nodes'])} nodes]\n{targets}"
-    )
+    return f"{screen}: {violation['id']} ({violation['impact']}) {violation['help']}{nodes}"
 
 
 class Audit:
