@@ -58,9 +58,15 @@ FILTER_PARAMS = (
 
 
 def implied_view(params) -> str:
-    """The view of a URL without ``view``."""
+    """The view of a URL without ``view``. Asking for the snoozed ones asks for all of
+    them (the Snoozed view, whose count is every snoozed conversation's)."""
     archived = params.get("archived") or DEFAULTS["archived"]
-    chooses = params.getlist("status") or archived != DEFAULTS["archived"] or params.get("assignee")
+    chooses = (
+        params.getlist("status")
+        or archived != DEFAULTS["archived"]
+        or params.get("assignee")
+        or params.get("snoozed") == "yes"
+    )
     return VIEW_ALL if chooses else VIEW_NEEDS_ME
 
 

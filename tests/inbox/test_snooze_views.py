@@ -56,6 +56,21 @@ def test_a_preset_snoozes_it_out_of_the_default_view_into_snoozed(agent_client, 
     assert _listed(agent_client.get("/inbox/"), conversation)
 
 
+def test_the_snoozed_view_lists_every_snoozed_conversation_its_count_counts(
+    agent_client, agent, other_agent
+):
+    later = timezone.now() + timedelta(hours=3)
+    mine = conversation_in(Status.IN_PROGRESS, agent=agent)
+    theirs = conversation_in(Status.IN_PROGRESS, agent=other_agent)
+    for conversation in (mine, theirs):
+        snooze.conversation_snooze(conversation=conversation, until=later)
+
+    snoozed = agent_client.get("/inbox/?snoozed=yes")
+
+    assert _view_count(snoozed, "snoozed") == "2"
+    assert _listed(snoozed, mine) and _listed(snoozed, theirs)
+
+
 def test_a_chosen_time_is_read_in_the_business_time_zone(agent_client):
     conversation = conversation_in(Status.IN_PROGRESS)
     moment = timezone.localtime() + timedelta(days=2)
