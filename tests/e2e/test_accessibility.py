@@ -277,3 +277,49 @@ def test_tabbing_reaches_a_row_and_every_stop_shows_its_focus(page: Page, live_s
         pytest.fail(f"80 presses of Tab never reached a conversation row: {stops}")
     assert stops[0].startswith('a.skip-link "Skip to content"'), stops
     assert unmarked == [], f"focused without a visible outline: {unmarked}"
+
+
+# The contrast of a text box's border against what is behind it (WCAG 2.1 1.4.11,
+# non-text contrast, AA: 3:1), which axe does not check: an empty box is found by its
+# border alone. Buttons are left out (their text names them).
+BORDERS = """() => {
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map((v) => v / 255)
+      .map((v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4))
+      .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const behind = (el) => {
+    for (let node = el.parentElement; node; node = node.parentElement) {
+      const [r, g, b, a = 1] = rgb(getComputedStyle(node).backgroundColor);
+      if (a > 0) return [r, g, b];
+    }
+    return [255, 255, 255];
+  };
+  const boxes = document.querySelectorAll(
+    'input[type=text], input[type=search], input[type=password], input[type=date], ' +
+    'input:not([type]), select, textarea');
+  return [...boxes].filter((el) => el.offsetParent !== null).map((el) => {
+    const [a, b] = [lum(rgb(getComputedStyle(el).borderTopColor)), lum(behind(el))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    return [el.name || el.id, Math.round(ratio * 100) / 100];
+  });
+}"""
+
+
+def test_text_boxes_are_outlined_at_three_to_one_against_their_background(page: Page, live_server):
+    conversation = demo_data()
+    page.set_viewport_size(DESKTOP)
+    log_in(page, live_server.url, "alice")
+    expect(page.locator("#conversation-list .conv-row").first).to_be_visible()
+    measured = page.evaluate(BORDERS)
+    page.goto(f"{live_server.url}/inbox/c/{conversation.pk}/contact/")
+    measured += page.evaluate(BORDERS)
+    page.goto(f"{live_server.url}/inbox/c/{conversation.pk}/")
+    page.locator(".composer-mode label", has_text="Private note").click()
+    expect(page.get_by_label("Private note (agents only)")).to_be_visible()
+    measured += page.evaluate(BORDERS)
+    page.goto(f"{live_server.url}/chat/web/")
+    measured += page.evaluate(BORDERS)
+
+    assert len(measured) >= 8, measured  # search, reply, tag, assignee, the contact form…
+    faint = [(name, ratio) for name, ratio in measured if ratio < 3]
+    assert faint == [], f"text boxes whose border is under 3:1: {faint}"
