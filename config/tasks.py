@@ -29,7 +29,7 @@ from django.utils.functional import cached_property
 from django_tasks_db import DatabaseBackend as _DatabaseBackend
 from django_tasks_rq import Job as _RQJob
 from django_tasks_rq import RQBackend as _RQBackend
-from redis import Redis, WatchError
+from redis import Redis, RedisError, WatchError
 from rq import SimpleWorker
 from rq.job import JobStatus
 from rq.utils import as_text, current_timestamp
@@ -139,12 +139,15 @@ class RQBackend(_RQBackend):
             task = task.using(run_after=datetime.fromtimestamp(later, tz=UTC))
         result = super().enqueue(task, args, kwargs)
         at = task.run_after.timestamp() if task.run_after is not None else time.time()
-        connection = django_rq.get_connection(task.queue_name)
-        with connection.pipeline() as pipe:
-            key = WAITING + task.module_path
-            pipe.zadd(key, {result.id: at})
-            pipe.zremrangebyrank(key, 0, -WAITING_KEPT - 1)
-            pipe.execute()
+        try:
+            with django_rq.get_connection(task.queue_name).pipeline() as pipe:
+                key = WAITING + task.module_path
+                pipe.zadd(key, {result.id: at})
+                pipe.zremrangebyrank(key, 0, -WAITING_KEPT - 1)
+                pipe.execute()
+        except RedisError:
+            # The task is queued; unrecorded, a chain may queue one duplicate run.
+            logger.warning("could not record the waiting run of %s", task.module_path)
         return result
 
     @cached_property
