@@ -136,11 +136,9 @@ class Target:
     # ``None`` while nothing was applied or when the event kept the status.
     from_status: str | None = None
     # Write-behind (``defer=True``): the conversation's columns not yet written, the
-    # status its row has meanwhile, whether the row is still to be inserted, and the
-    # hooks to send once it is written.
+    # status its row has meanwhile, and the hooks to send once it is written.
     pending: dict = field(default_factory=dict)
     pending_from: str | None = None
-    pending_insert: bool = False
     pending_hooks: list = field(default_factory=list)
 
 
@@ -168,22 +166,9 @@ def lock_targets(contact_ids: Iterable[int]) -> list[Target]:
 
 
 def flush(targets: Sequence[Target]) -> None:
-    """Write the conversation columns the deferred calls left pending — one INSERT
-    for new rows, one UPDATE per set of equal values (the database's edge trigger
-    checks each row's status change) — then send their hooks, in order."""
-    inserts = [t for t in targets if t.pending_insert]
-    if inserts:
-        insert_rows(
-            Conversation,
-            count=len(inserts),
-            each={
-                f.attname: [getattr(t.conversation, f.attname) for t in inserts]
-                for f in Conversation._meta.concrete_fields
-            },
-        )
-        for target in inserts:
-            target.pending_insert = False
-            target.pending = {}
+    """Write the conversation columns the deferred calls left pending — one UPDATE
+    per set of equal values (the database's edge trigger checks each row's status
+    change) — then send their hooks, in order."""
     groups: dict[tuple, list[Target]] = defaultdict(list)
     for target in targets:
         if target.pending:
@@ -230,9 +215,10 @@ def apply_event(
     its open conversation, or opens a new one where the rule says so. Returns the
     targets it applied to; the refused ones get ``refusal`` and keep their state.
 
-    With ``defer`` the conversation rows are written (and the hooks sent) by
-    :func:`flush`, together with what later deferred calls change, so that a status
-    change and the message that follows it cost one row version, not two."""
+    With ``defer`` the changes of existing conversation rows are written (and the
+    hooks sent) by :func:`flush`, together with what later deferred calls change, so
+    that a status change and the message that follows it cost one row version, not
+    two. A new conversation's row is inserted at once."""
     event = Event(event)
     now = timezone.now()
     applied: list[tuple[Target, Move]] = []
@@ -248,8 +234,9 @@ def apply_event(
             target.refusal = exc
             continue
         applied.append((target, move))
-    # A row gets one pending status change at a time, so the trigger sees each edge.
-    flush([t for t, m in applied if m.changes_status and (t.pending_insert or t.pending_from)])
+    # A row gets one pending status change at a time, so the trigger sees each edge,
+    # and what is pending is written (and its hooks sent) before its status changes.
+    flush([t for t, m in applied if m.changes_status and (t.pending or t.pending_hooks)])
     archive = inbox_settings().archive_on_close
     ending = [t for t, m in applied if m.rule.closes_resolved]
     if ending:  # their survey was awaited: closed without a rating first
@@ -260,22 +247,20 @@ def apply_event(
         if move.opens_new:
             opened[move.target].append(target)
     for status, group in opened.items():
+        # Written now, deferred or not: its history lines and messages follow it (the
+        # reports' triggers count a line under its conversation's channel and tags).
         values = {"status": status, "last_activity_at": now, "created_at": now, "updated_at": now}
-        if defer:
-            ids = _next_ids(Conversation, len(group))  # the row is inserted by flush()
-        else:
-            ids = insert_rows(
-                Conversation,
-                count=len(group),
-                same=values,
-                each={"contact_id": [t.contact.pk for t in group]},
-            )
+        ids = insert_rows(
+            Conversation,
+            count=len(group),
+            same=values,
+            each={"contact_id": [t.contact.pk for t in group]},
+        )
         for target, pk in zip(group, ids, strict=True):
             conversation = Conversation(pk=pk, contact=target.contact, **values)
             conversation._loaded_status = status
             target.conversation = conversation
             target.from_status = ""
-            target.pending_insert = defer
 
     # Status changes of existing rows: one UPDATE per (source, target) pair, now or
     # at flush(); the database guard checks every row's edge again.
@@ -396,17 +381,6 @@ def _close_resolved(targets, event, *, source, actor, note, archive: bool) -> No
         _record_archived(ending, source=source, actor=actor, now=now, defer=False)
 
 
-def _next_ids(model, count: int) -> list[int]:
-    """Reserve ``count`` primary keys of ``model`` (PostgreSQL sequences)."""
-    table, column = model._meta.db_table, model._meta.pk.column
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-            [table, column, count],
-        )
-        return [row[0] for row in cursor.fetchall()]
-
-
 def send_automated(
     targets: Sequence[Target],
     texts: Sequence[str],
@@ -484,7 +458,6 @@ def tag_add(
         raise TagsLocked(
             "Tags are locked: the conversation is closed, so its tags can no longer change."
         )
-    flush([t for t in targets if t.pending_insert])  # the links need their rows
     now = timezone.now()
     links = insert_rows(
         ConversationTag,

@@ -13,10 +13,15 @@ from django.test.utils import CaptureQueriesContext
 
 from connectors.tokens import token_create
 from conversations.models import Conversation
+from conversations.transitions import Status
+from flows.broadcasts import broadcast_create, broadcast_execute
+from flows.models import Segment
 from reports import rollup, selectors
 from reports.models import ALL_CHANNELS, ANY_TAG
 from reports.selectors import Params
 from tests.api.conftest import ApiClient
+from tests.factories import conversation_in
+from tests.flows.conftest import make_flow
 
 from .history import D1, D2, make
 
@@ -285,3 +290,28 @@ def test_an_unknown_range_is_a_message_not_a_500(staff_client):
     response = staff_client.get("/reports/?range=fortnight")
     assert response.status_code == 400
     assert "Select a valid choice" in response.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_broadcasts_new_conversations_are_counted_as_they_are_rebuilt():
+    """A broadcast writes its new conversations behind their history lines: they are
+    opened and In a flow in the rollups as in a rebuild (they were missing)."""
+    for _ in range(3):  # contacts whose last conversation is over: a new one opens
+        conversation_in(Status.CLOSED)
+    flow = make_flow(("ask", "Your order number?", "order"))
+    rollup.compact()
+    before = _rollups()
+    broadcast = broadcast_create(flow=flow, segment=Segment.ALL, enqueue=False)
+    broadcast_execute(broadcast_id=broadcast.pk)
+    assert Conversation.objects.filter(status=Status.IN_FLOW).count() == 3
+
+    rollup.compact()
+    incremental = _rollups()
+
+    def total(rows, metric):
+        return sum(row[-1] for row in rows if row[2:6] == ("*", -1, 0, metric))
+
+    assert total(incremental, "opened") - total(before, "opened") == 3
+    assert total(incremental, "status:in_flow") == 3
+    rollup.rebuild("UTC")
+    assert _rollups() == incremental
