@@ -25,7 +25,7 @@ from conversations.models import (
 )
 from conversations.reads import unread_column
 from conversations.selectors import status_counts
-from conversations.transitions import OPEN, Status
+from conversations.transitions import Status
 
 from . import choices
 from .filters import (
@@ -360,10 +360,22 @@ class Elsewhere:
     open: int  # open, outside the view (assigned to another agent)
     query: QueryDict  # the list that shows them
     capped: bool = False
+    resolved: int = 0  # its survey awaited
 
     @property
     def total(self) -> int:
-        return self.closed + self.archived + self.open
+        return self.closed + self.resolved + self.archived + self.open
+
+    @property
+    def parts(self) -> list[str]:
+        """ "2 archived", "1 resolved"…: each kind found, in this order."""
+        kinds = (
+            ("archived", self.archived),
+            ("closed", self.closed),
+            ("resolved", self.resolved),
+            ("open", self.open),
+        )
+        return [f"{count} {name}" for name, count in kinds if count]
 
 
 def elsewhere(query: QueryDict, request) -> Elsewhere | None:
@@ -381,11 +393,13 @@ def elsewhere(query: QueryDict, request) -> Elsewhere | None:
         return None
     capped, found = len(found) > ELSEWHERE_CAP, found[:ELSEWHERE_CAP]
     archived = sum(1 for _, at in found if at is not None)
-    closed = sum(1 for status, at in found if at is None and status not in OPEN)
+    closed = sum(1 for status, at in found if at is None and status == Status.CLOSED)
+    resolved = sum(1 for status, at in found if at is None and status == Status.RESOLVED)
     return Elsewhere(
         closed=closed,
+        resolved=resolved,
         archived=archived,
-        open=len(found) - closed - archived,
+        open=len(found) - closed - resolved - archived,
         query=canonical_query(wider),
         capped=capped,
     )
