@@ -34,7 +34,16 @@ from conversations.exceptions import (
     ParleyError,
 )
 from conversations.inbox_settings import business_timezone, inbox_settings
-from conversations.models import Contact, Conversation, Direction, Mention, StatusChange
+from conversations.models import (
+    Contact,
+    Conversation,
+    ConversationTag,
+    Direction,
+    Mention,
+    StatusChange,
+    Tag,
+    tag_key,
+)
 from conversations.reads import mark_read
 from conversations.selectors import TABS, contact_history, status_counts
 from conversations.transitions import OPEN, STATUS_LABELS, Event, Status, allowed
@@ -720,11 +729,20 @@ def assign(request, pk: int):
 @agent_required
 def tag_add(request, pk: int):
     name = request.POST.get("name", "")
+
+    def add() -> tuple[Tag, bool]:
+        had = ConversationTag.objects.filter(conversation_id=pk, tag__key=tag_key(name)).exists()
+        return services.conversation_tag_add(conversation=pk, tag=name, actor=request.user), had
+
     return pane_action(
         request,
         pk,
-        lambda: services.conversation_tag_add(conversation=pk, tag=name, actor=request.user),
-        success=lambda tag: f"Tag “{tag.name}” added.",
+        add,
+        success=lambda added: (
+            f"Tag “{added[0].name}” is already on it."
+            if added[1]
+            else f"Tag “{added[0].name}” added."
+        ),
     )
 
 

@@ -249,6 +249,8 @@ def test_tags_add_and_remove_while_open(agent_client):
     assert list(refresh(conversation).tags.values_list("name", flat=True)) == ["Billing"]
     assert notice(response) == "success: Tag “Billing” added."
     assert 'style="--tag: #b45309"' in response.text
+    again = agent_client.post(pane_url(conversation, "tags/add"), {"name": "BILLING"}, headers=PANE)
+    assert notice(again) == "success: Tag “Billing” is already on it."
 
     response = agent_client.post(
         pane_url(conversation, "tags/add"), {"name": "new-one"}, headers=PANE
