@@ -9,10 +9,12 @@ import pytest
 from django.core.management import call_command
 from playwright.sync_api import Page, expect
 
+from conversations import services
 from conversations.management.commands.seed_demo import DEMO_PASSWORD
 from conversations.models import Contact, Conversation
 from conversations.transitions import Status
 from flows.models import Broadcast
+from tests.factories import UserFactory, conversation_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -88,3 +90,36 @@ def test_every_page_fits_a_390px_screen(page: Page, live_server):
     check(page, "flows")
     page.goto(f"{url}/flows/broadcasts/{Broadcast.objects.first().pk}/")
     check(page, "broadcast")
+
+
+def test_a_long_tag_is_cut_short_in_the_row_and_the_pane(page: Page, live_server):
+    """A 50-letter tag (the longest allowed) keeps the row's assignee in view and the
+    phone's page from scrolling sideways; its full name is in the title."""
+    long_name = "x" * 50
+    conversation = conversation_in(Status.IN_PROGRESS)
+    services.conversation_tag_add(conversation=conversation, tag=long_name)
+    agent = UserFactory(username="dana")
+    agent.set_password(DEMO_PASSWORD)
+    agent.save()
+    url = live_server.url
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{url}/login/")
+    page.get_by_label("Username").fill("dana")
+    page.get_by_label("Password").fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    for path in ("/inbox/?view=all", f"/inbox/c/{conversation.pk}/", "/contacts/"):
+        page.goto(f"{url}{path}")
+        page.wait_for_load_state("networkidle")
+        scroll_width, width = page.evaluate(OVERFLOW)
+        assert scroll_width <= width, f"{path}: {scroll_width}px wide in a {width}px screen"
+
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(f"{url}/inbox/?view=all")
+    row = page.locator(f'#conversation-list .conv-row[data-id="{conversation.pk}"]')
+    tag = row.locator(".tag")
+    expect(tag).to_have_attribute("title", long_name)
+    row_box, tag_box = row.bounding_box(), tag.bounding_box()
+    assert tag_box["x"] + tag_box["width"] <= row_box["x"] + row_box["width"]
+    expect(row.locator(".row-assignee")).to_be_in_viewport()
+    assignee = row.locator(".row-assignee").bounding_box()
+    assert assignee["x"] + assignee["width"] <= row_box["x"] + row_box["width"]
