@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
-from conversations.models import Contact, Conversation, Tag
+from conversations.models import Contact, Conversation, Message, Tag
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,6 +99,9 @@ def test_demo_data_covers_every_status_and_is_idempotent(capsys):
     # Some contacts have several conversations in their history.
     assert contacts < conversations
     assert set(Contact.objects.values_list("channel", flat=True)) == {"web", "whatsapp", "email"}
+    # Nothing happened in the future (a long thread started recently ends by now).
+    assert not Conversation.objects.filter(last_activity_at__gt=timezone.now()).exists()
+    assert not Message.objects.filter(created_at__gt=timezone.now()).exists()
 
     call_command("seed_demo")
     assert (Contact.objects.count(), Conversation.objects.count()) == (contacts, conversations)

@@ -108,13 +108,15 @@ FOLLOW_UPS = ["Thanks!", "That worked, thank you.", "Great, appreciate the quick
 
 
 class Clock:
-    """A movable 'now' for the services while seeding."""
+    """A movable 'now' for the services while seeding, never past the real now (a
+    long thread that started recently ends now, not in the future)."""
 
-    def __init__(self, start):
-        self.now = start
+    def __init__(self, start, *, ceiling):
+        self.ceiling = ceiling
+        self.now = min(start, ceiling)
 
     def advance(self, **kwargs) -> None:
-        self.now += timedelta(**kwargs)
+        self.now = min(self.now + timedelta(**kwargs), self.ceiling)
 
     def __call__(self):
         return self.now
@@ -204,7 +206,10 @@ class Command(BaseCommand):
                 hours=rng.randint(0, 2 if outcome == "resolved" else 72),
                 minutes=rng.randint(0, 59),
             )
-            clock = Clock(now - age - timedelta(days=8 if outcome.startswith("history") else 0))
+            clock = Clock(
+                now - age - timedelta(days=8 if outcome.startswith("history") else 0),
+                ceiling=now - timedelta(minutes=1),
+            )
             with mock.patch("django.utils.timezone.now", clock):
                 contact = services.contact_create(
                     channel=channel, external_id=external_id, name=name, source=Source.ADMIN
