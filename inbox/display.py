@@ -153,6 +153,7 @@ class RowView(NamedTuple):
     channel: str
     waiting_since: str  # "" when nobody waits
     waiting_ago: str
+    snoozed_until: str  # "" unless snoozed: when it comes back
     tags: tuple  # inbox.choices.TagChoice, by name
     assignee: str  # "" when unassigned
     initial: str  # the assignee's, for the avatar
@@ -200,6 +201,7 @@ def list_rows(rows: list[ListRow], list_suffix: str, tags_by_id: dict) -> Markup
                 channel=row.channel,
                 waiting_since=clock.short(waiting)[1] if waiting else "",
                 waiting_ago=clock.ago(waiting) if waiting else "",
+                snoozed_until=clock.short(row.snoozed_until)[1] if row.snoozed_until else "",
                 tags=row_tags,
                 assignee=assignee,
                 initial=assignee[:1].upper(),

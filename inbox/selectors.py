@@ -226,6 +226,7 @@ class ListRow(NamedTuple):
     archived_at: datetime | None
     last_activity_at: datetime
     waiting_since: datetime | None
+    snoozed_until: datetime | None
     last_message_preview: str
     contact_id: int
     contact_name: str
@@ -254,6 +255,7 @@ ROW_VALUES = (
     "archived_at",
     "last_activity_at",
     "waiting_since",
+    "snoozed_until",
     "last_message_preview",
     "contact_id",
     "contact__name",

@@ -47,9 +47,11 @@ def test_a_tag_made_elsewhere_on_a_row_reloads_the_tags(agent_client):
     ConversationTag.objects.bulk_create([ConversationTag(conversation=conversation, tag=elsewhere)])
 
     page = agent_client.get("/inbox/")
-    assert '<span class="tag" style="--tag: #123456">elsewhere</span>' in page.text
+    assert (
+        '<span class="tag" style="--tag: #123456" title="elsewhere">elsewhere</span>' in page.text
+    )
     pane = agent_client.get(f"/inbox/c/{conversation.pk}/", headers=hx(target="conversation-pane"))
-    assert '<span class="tag-name">elsewhere</span>' in pane.text
+    assert '<span class="tag-name" title="elsewhere">elsewhere</span>' in pane.text
 
 
 def test_a_filter_on_a_value_made_elsewhere_is_not_refused(agent_client):

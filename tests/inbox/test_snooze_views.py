@@ -69,6 +69,11 @@ def test_the_snoozed_view_lists_every_snoozed_conversation_its_count_counts(
 
     assert _view_count(snoozed, "snoozed") == "2"
     assert _listed(snoozed, mine) and _listed(snoozed, theirs)
+    # Each row says when it comes back.
+    back = timezone.localtime(later)
+    expected = f"snoozed until {back.day} {back:%b}, {back:%H:%M}"
+    assert snoozed.text.count(f'<span class="snoozed-until">{expected}</span>') == 2
+    assert "snoozed-until" not in agent_client.get("/inbox/?view=all").text
 
 
 def test_a_chosen_time_is_read_in_the_business_time_zone(agent_client):
