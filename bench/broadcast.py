@@ -90,6 +90,21 @@ def seed(n: int, prefix: str = "bench") -> None:
         to_close = [conv.pk for i, conv in enumerate(conversations) if i % 10 == 2]
         Conversation.objects.filter(pk__in=to_close).update(status=Status.NEW)
         Conversation.objects.filter(pk__in=to_close).update(status=Status.CLOSED, closed_at=now)
+        # Their history as the database guard asks (the newest line names the status).
+        StatusChange.objects.bulk_create(
+            StatusChange(
+                conversation_id=pk,
+                from_status=before,
+                to_status=after,
+                event=event,
+                source=Source.SYSTEM,
+            )
+            for pk in to_close
+            for before, after, event in (
+                (Status.NOT_CONTACTED, Status.NEW, Event.CONTACT_WRITES),
+                (Status.NEW, Status.CLOSED, Event.CLOSE),
+            )
+        )
 
 
 def wait_for_connections(count: int) -> None:
