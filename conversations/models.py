@@ -69,7 +69,8 @@ class ContactQuerySet(models.QuerySet):
         finds "Dana Sato"), whose external id is ``term`` (any case), or whose external
         id's digits contain the term's digits when the term is a phone number or part
         of one (only digits, spaces and ``+-().``; its name match is then the whole
-        term). Every branch has an index."""
+        term), or whose external id contains the term when it is one word with an ``@``
+        or a ``.`` (part of an email address). Every branch has an index."""
         term = term.strip()
         words = term.split()
         if not words:
@@ -82,6 +83,9 @@ class ContactQuerySet(models.QuerySet):
             found |= Q(external_digits__contains=digits)
             return self.alias(external_digits=external_id_digits()).filter(found)
         found = Q(external_id__iexact=term) | reduce(and_, (Q(name__icontains=w) for w in words))
+        if len(words) == 1 and len(term) >= 3 and ("@" in term or "." in term):
+            # Part of an email address ("nadia.59", "@example.com", "example.com").
+            found |= Q(external_id__icontains=term)
         return self.filter(found)
 
 
@@ -110,6 +114,10 @@ class Contact(models.Model):
             models.Index(Upper("external_id"), name="contact_external_id_upper"),
             # The inbox search: ``icontains`` is ``UPPER(col) LIKE UPPER('%term%')``.
             GinIndex(OpClass(Upper("name"), name="gin_trgm_ops"), name="contact_name_trgm"),
+            # Part of an email address or a domain in the external id (``icontains``).
+            GinIndex(
+                OpClass(Upper("external_id"), name="gin_trgm_ops"), name="contact_external_id_trgm"
+            ),
             # Part of a phone number: the external ids' digits, ``LIKE '%digits%'``.
             GinIndex(
                 OpClass(external_id_digits(), name="gin_trgm_ops"), name="contact_digits_trgm"

@@ -280,3 +280,16 @@ def test_the_inbox_search_matches_name_words_in_any_order_and_phone_digits(
     assert found == [conversations[phone.pk]]
     # Digits mixed with words are text, not a phone number.
     assert ids_in(agent_client.get("/inbox/", {"q": "room 1234"})) == []
+
+
+def test_part_of_an_email_address_finds_its_contact_in_both_searches(agent_client, people):
+    nadia = ContactFactory(channel="email", external_id="Nadia.59@Example.com", name="Nadia K")
+    other = ContactFactory(channel="email", external_id="sam@elsewhere.org", name="Sam")
+    conversation = conversation_in(Status.NEW, contact=nadia)
+    for term in ("nadia.59", "@example.com", "EXAMPLE.COM", "nadia.59@example.com"):
+        found = agent_client.get("/contacts/", {"q": term}).text
+        assert f'href="/contacts/{nadia.pk}/"' in found, term
+        assert f'href="/contacts/{other.pk}/"' not in found, term
+        assert ids_in(agent_client.get("/inbox/", {"q": term})) == [conversation.pk], term
+    # A plain word is still a name (or message) search, not a part of every id.
+    assert f'href="/contacts/{nadia.pk}/"' not in agent_client.get("/contacts/", {"q": "59"}).text
