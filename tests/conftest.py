@@ -3,8 +3,18 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests import flush
 from tests.concurrency import REDIS_SERVER, redis_server
 from tests.factories import StaffFactory, UserFactory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flush_only_the_tables_a_test_filled():
+    """Transactional tests end with the database emptied as Django's flush empties
+    it, without truncating the empty tables (tests/flush.py)."""
+    flush.install()
+    yield
+    flush.uninstall()
 
 
 @pytest.fixture(autouse=True)

@@ -179,6 +179,10 @@
     if (event.key !== "Enter") return;
     if ((event.ctrlKey || event.metaKey) && target.matches("textarea[data-submit-on-ctrl-enter]")) {
       event.preventDefault();
+      // A pane swapped in a moment ago: htmx takes its forms over only when the swap
+      // settles (20 ms, more on a busy page); submitted before that, the reply would
+      // go as a plain page load. process() does it now (once: it skips a done form).
+      htmx.process(target.form);
       target.form.requestSubmit();
     } else if (target.matches("input[data-enter-clicks]")) {
       event.preventDefault();

@@ -34,6 +34,16 @@
     return document.querySelector('[data-shortcut="' + name + '"]');
   }
 
+  // Presses a button of the pane. A pane swapped in a moment ago is htmx's only when
+  // the swap settles (20 ms, more on a busy page); pressed before that, the form would
+  // go as a plain page load: process() takes it over now (once: it skips a done form).
+  function press(name) {
+    const button = control(name);
+    if (!button) return;
+    htmx.process(button.form || button);
+    button.click();
+  }
+
   function write(mode) {
     const radio = control(mode + "-mode");
     if (radio) radio.checked = true;
@@ -55,8 +65,8 @@
     k: () => move(-1), ArrowUp: () => move(-1),
     r: () => write("reply"),
     n: () => write("note"),
-    e: () => control("close")?.click(),
-    i: () => control("assign-me")?.click(),
+    e: () => press("close"),
+    i: () => press("assign-me"),
     a: () => control("assign")?.focus(),
     t: () => control("tag")?.focus(),
     s: () => { const el = control("snooze"); if (el) { el.focus(); el.click(); } },

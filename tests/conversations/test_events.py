@@ -3,7 +3,6 @@ conversation is an event row and a NOTIFY; a rolled-back one is neither; a
 reconnecting client gets what it missed."""
 
 import json
-import select
 
 import psycopg
 import pytest
@@ -17,6 +16,10 @@ from tests.factories import UserFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+# The test's own channel: a mark notified after what a test waits for.
+MARK = "parley_test_mark"
+
+
 @pytest.fixture
 def listener():
     """A LISTEN connection of its own, like a web process's bus."""
@@ -24,16 +27,26 @@ def listener():
     with psycopg.connect(**params, autocommit=True) as conn:
         conn.execute(f"LISTEN {events.CHANNEL}")
         conn.execute(f"LISTEN {events.PRESENCE}")
+        conn.execute(f"LISTEN {MARK}")
         yield conn
 
 
 def received(conn) -> list[tuple[str, str]]:
-    """The notifications delivered so far (bounded wait for the first, none after)."""
+    """Every notification of the transactions committed so far, and nothing else.
+
+    PostgreSQL delivers the notifications of different transactions in the order
+    they committed, and a rolled-back transaction's never: so a mark notified now, in
+    a transaction of its own, arrives after all of them. Read until the mark
+    (bounded), not for a while."""
+    assert not connection.in_atomic_block, "the mark must commit now"
+    with connection.cursor() as cursor:
+        cursor.execute(f"NOTIFY {MARK}")
     got = []
-    select.select([conn.fileno()], [], [], 2)  # a bounded wait, not a timing
-    for notify in conn.notifies(timeout=0.2):
+    for notify in conn.notifies(timeout=30):
+        if notify.channel == MARK:
+            return got
         got.append((notify.channel, notify.payload))
-    return got
+    raise AssertionError("the mark was not delivered within 30 s")
 
 
 def test_a_committed_message_is_an_event_and_a_notify(listener):

@@ -22,6 +22,9 @@ def log_in(page: Page, live_server, username: str = "alice") -> None:
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(f"{live_server.url}/inbox/")
+    # htmx takes the page's links and fields over when it has loaded; before, a click
+    # or a search typed is a plain page load or nothing.
+    page.wait_for_load_state("load")
 
 
 def tab(page: Page, key: str):

@@ -26,6 +26,9 @@ def test_an_ended_session_sends_the_whole_page_to_the_login(page: Page, live_ser
     page.goto(f"{live_server.url}/login/?next=/inbox/%3Fstatus%3Dnew")
     _log_in(page)
     expect(page.locator("#conversation-list .conv-row")).to_have_count(1)
+    # The rows are drawn before the page's scripts run: until htmx has taken the links
+    # over (it does when the page has loaded), a click is a plain page load.
+    page.wait_for_load_state("load")
 
     page.context.clear_cookies()  # the session ends (logged out elsewhere, expired)
     if what == "a tab":

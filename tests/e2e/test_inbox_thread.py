@@ -43,6 +43,7 @@ def test_earlier_messages_load_and_stay(page: Page, live_server, long_thread):
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(f"{live_server.url}/inbox/")
+    page.wait_for_load_state("load")  # htmx has taken the links over
 
     page.locator("#conversation-list .conv-row", has_text="Dana Scully").locator(
         ".row-link"

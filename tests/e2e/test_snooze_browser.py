@@ -18,6 +18,7 @@ def test_snooze_from_the_pane_and_find_it_in_snoozed(page: Page, live_server):
     page.get_by_label("Username").fill("alice")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{live_server.url}/inbox/")  # loaded: htmx has taken the links over
 
     rows = page.locator("#conversation-list .conv-row")
     rows.filter(has_text="Fox Mulder").locator(".row-link").click()

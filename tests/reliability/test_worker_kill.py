@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from django.db import connection
 
 from conversations.models import Contact, Message, SenderKind
 from flows import selectors
@@ -78,6 +79,16 @@ def _wait_for(condition, timeout=90):
     raise AssertionError("timed out")
 
 
+def _blocked_by(lock: psycopg.Connection) -> bool:
+    """Whether another session waits for a lock that ``lock`` holds."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+            [lock.info.backend_pid],
+        )
+        return cursor.fetchone() is not None
+
+
 def test_a_sigkilled_worker_s_chunk_is_picked_up_by_another_worker_exactly_once(queue, settings):
     from flows.models import FlowStep, StepKind
 
@@ -85,11 +96,11 @@ def test_a_sigkilled_worker_s_chunk_is_picked_up_by_another_worker_exactly_once(
     settings.BROADCAST_SWEEP_SECONDS = short_lease_settings.BROADCAST_SWEEP_SECONDS
     size = short_lease_settings.BROADCAST_CHUNK_SIZE  # the workers plan the chunks
 
-    total = size * 2 + 50  # three chunks
+    total = size * 2 + size // 2  # three chunks
     contacts = [ContactFactory() for _ in range(total)]
     flow = Flow.objects.create(name="Announcement")
     FlowStep.objects.create(flow=flow, position=1, kind=StepKind.SEND_MESSAGE, text="We moved!")
-    blocker = contacts[size + 10]  # inside the second chunk
+    blocker = contacts[size + size // 2]  # inside the second chunk
 
     # Hold the contact's row from another connection (the worker locks it too).
     lock = psycopg.connect(_database_url().replace("postgres://", "postgresql://"))
@@ -99,7 +110,8 @@ def test_a_sigkilled_worker_s_chunk_is_picked_up_by_another_worker_exactly_once(
     worker = _worker(queue)
     try:
         _wait_for(lambda: BroadcastChunk.objects.filter(done_at__isnull=False).count() == 1)
-        time.sleep(1.0)  # the worker is now waiting for the lock, inside chunk 2
+        _wait_for(lambda: _blocked_by(lock))  # the worker waits for the lock, inside chunk 2
+        assert BroadcastChunk.objects.filter(done_at__isnull=False).count() == 1
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=30)
     finally:
