@@ -544,10 +544,13 @@ def note(request, pk: int):
 @require_POST
 @agent_required
 def mentions_read(request, pk: int):
-    """The pane showed the notes mentioning the agent: they are read."""
-    Mention.objects.filter(agent=request.user, conversation_id=pk, read_at__isnull=True).update(
-        read_at=timezone.now()
-    )
+    """The pane showed the notes mentioning the agent: they are read; when some were
+    not, the page refreshes its counts (stream.js), the Mentions count among them."""
+    read = Mention.objects.filter(
+        agent=request.user, conversation_id=pk, read_at__isnull=True
+    ).update(read_at=timezone.now())
+    if not read:
+        return HttpResponse(status=204)
     return trigger_client_event(HttpResponse(), "mentionsRead", {"id": pk})
 
 

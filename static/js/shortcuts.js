@@ -50,6 +50,14 @@
     if (box) { box.click(); }
   }
 
+  // The snooze menu opens with the focus on its first choice.
+  function snooze() {
+    const summary = control("snooze");
+    if (!summary) return;
+    summary.parentElement.open = true;
+    (summary.parentElement.querySelector("form button") || summary).focus();
+  }
+
   const ACTIONS = {
     j: () => move(1), ArrowDown: () => move(1),
     k: () => move(-1), ArrowUp: () => move(-1),
@@ -59,7 +67,7 @@
     i: () => control("assign-me")?.click(),
     a: () => control("assign")?.focus(),
     t: () => control("tag")?.focus(),
-    s: () => { const el = control("snooze"); if (el) { el.focus(); el.click(); } },
+    s: snooze,
     "/": () => document.getElementById("id_q")?.focus(),
     x: select,
     "?": () => document.getElementById("shortcuts-help")?.showModal(),
