@@ -155,6 +155,13 @@ def test_a_live_refresh_of_the_list_keeps_the_agents_place(live_server, browser)
     new_top, new_offset = alice.evaluate(place, anchor_id)
     assert abs(new_offset - offset) <= 2 and new_top > top
 
+    # At the top, the list stays at the top: the newcomer shows there.
+    alice.evaluate("document.querySelector('#conversation-list').scrollTop = 0")
+    inbound("Otto Other", "+3398")
+    refreshed(alice, LIST, "liveChanged")
+    expect(rows.first).to_contain_text("Otto Other")
+    assert alice.evaluate("document.querySelector('#conversation-list').scrollTop") == 0
+
 
 def test_reading_a_mention_updates_the_mentions_count(live_server, browser):
     alice = UserFactory(username="alice", first_name="Alice", last_name="")
