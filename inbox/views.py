@@ -150,6 +150,10 @@ def view_url(assignee: str) -> str:
 SNOOZED_URL_QUERY = QueryDict("snoozed=yes")
 
 
+def view_count_label(count: int) -> str:
+    return f"{VIEW_COUNT_CAP}+" if count > VIEW_COUNT_CAP else str(count)
+
+
 def build_views(page: InboxPage, heads: Heads, counts: dict[str, int]) -> list[dict]:
     statuses = sorted(page.query.getlist("status"))
     others = [name for name in page.query if name not in ("assignee", "status")]
@@ -172,7 +176,7 @@ def build_views(page: InboxPage, heads: Heads, counts: dict[str, int]) -> list[d
             and statuses == sorted(OPEN_STATUSES)
             and not others
         )
-        shown = f"{VIEW_COUNT_CAP}+" if count > VIEW_COUNT_CAP else str(count)
+        shown = view_count_label(count)
         url = view_url(assignee) if assignee else path("inbox:mentions")
         if not assignee:  # a page of its own, not a filter of the list
             active = False
@@ -545,13 +549,14 @@ def note(request, pk: int):
 @agent_required
 def mentions_read(request, pk: int):
     """The pane showed the notes mentioning the agent: they are read; when some were
-    not, the page refreshes its counts (stream.js), the Mentions count among them."""
-    read = Mention.objects.filter(
-        agent=request.user, conversation_id=pk, read_at__isnull=True
-    ).update(read_at=timezone.now())
-    if not read:
+    not, the page's Mentions count takes the new one (stream.js)."""
+    unread = Mention.objects.filter(agent=request.user, read_at__isnull=True)
+    if not unread.filter(conversation_id=pk).update(read_at=timezone.now()):
         return HttpResponse(status=204)
-    return trigger_client_event(HttpResponse(), "mentionsRead", {"id": pk})
+    count = unread[: VIEW_COUNT_CAP + 1].count()
+    return trigger_client_event(
+        HttpResponse(), "mentionsRead", {"id": pk, "unread": view_count_label(count)}
+    )
 
 
 MENTIONS_PAGE = 50

@@ -326,9 +326,11 @@
     row.querySelector(".unread-count")?.remove();
   });
 
-  // The pane marked the notes mentioning the agent read: the list's answer brings
-  // the counts, the Mentions count among them.
-  document.body.addEventListener("mentionsRead", () => refreshList());
+  // The pane marked the notes mentioning the agent read: the Mentions count drops.
+  document.body.addEventListener("mentionsRead", (event) => {
+    const count = document.querySelector('[data-view-count="mentions"]');
+    if (count && count.firstChild && event.detail.unread !== undefined) count.firstChild.nodeValue = event.detail.unread;
+  });
 
   window.addEventListener("pagehide", () => { if (shownConversation) say("left", shownConversation); });
 })();
