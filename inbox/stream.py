@@ -7,7 +7,8 @@ htmx for the fragments it needs, so rendering stays in the ordinary views
 - ``changed``: ``{"ids": [conversation ids]}`` or ``{"all": true}``, with the event
   id; a reconnecting browser sends ``Last-Event-ID`` and gets what it missed;
 - ``presence``: ``{"conversation", "agent", "name", "state"}`` (viewing, typing,
-  left), ephemeral, not replayed; the agent's own are not sent back.
+  idle: viewing, no longer typing, e.g. the reply was sent; left), ephemeral, not
+  replayed; the agent's own are not sent back.
 
 An idle stream holds no database connection (the checks run in a thread that gives
 its connection back) and uses no CPU: a queue on the process's event bus
@@ -45,7 +46,7 @@ from .filters import agent_label
 # before commit, so one may commit (and arrive) just after a newer one. Repeating a
 # "changed" is harmless (the page refreshes once more).
 REPLAY_SLACK = 50
-PRESENCE_STATES = ("viewing", "typing", "left")
+PRESENCE_STATES = ("viewing", "typing", "idle", "left")
 
 
 def change_message(change: Change, high: int) -> str:
@@ -130,8 +131,9 @@ async def stream(request):
 @require_POST
 @agent_required
 def presence(request, pk: int):
-    """The pane says "I am viewing" (every few seconds) or "I am typing"; everyone
-    else's stream hears it. Nothing is stored."""
+    """The pane says "I am viewing" (every few seconds), "I am typing" or "I stopped
+    typing" (idle: the reply was sent); everyone else's stream hears it. Nothing is
+    stored."""
     state = request.POST.get("state", "viewing")
     if state not in PRESENCE_STATES or not Conversation.objects.filter(pk=pk).exists():
         return HttpResponse(status=204)

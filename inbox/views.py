@@ -159,6 +159,10 @@ def view_url(assignee: str) -> str:
 SNOOZED_URL_QUERY = QueryDict("snoozed=yes")
 
 
+def view_count_label(count: int) -> str:
+    return f"{VIEW_COUNT_CAP}+" if count > VIEW_COUNT_CAP else str(count)
+
+
 def build_views(page: InboxPage, heads: Heads, counts: dict[str, int]) -> list[dict]:
     statuses = sorted(page.query.getlist("status"))
     others = [name for name in page.query if name not in ("assignee", "status")]
@@ -181,7 +185,7 @@ def build_views(page: InboxPage, heads: Heads, counts: dict[str, int]) -> list[d
             and statuses == sorted(OPEN_STATUSES)
             and not others
         )
-        shown = f"{VIEW_COUNT_CAP}+" if count > VIEW_COUNT_CAP else str(count)
+        shown = view_count_label(count)
         url = view_url(assignee) if assignee else path("inbox:mentions")
         if not assignee:  # a page of its own, not a filter of the list
             active = False
@@ -553,11 +557,15 @@ def note(request, pk: int):
 @require_POST
 @agent_required
 def mentions_read(request, pk: int):
-    """The pane showed the notes mentioning the agent: they are read."""
-    Mention.objects.filter(agent=request.user, conversation_id=pk, read_at__isnull=True).update(
-        read_at=timezone.now()
+    """The pane showed the notes mentioning the agent: they are read; when some were
+    not, the page's Mentions count takes the new one (stream.js)."""
+    unread = Mention.objects.filter(agent=request.user, read_at__isnull=True)
+    if not unread.filter(conversation_id=pk).update(read_at=timezone.now()):
+        return HttpResponse(status=204)
+    count = unread[: VIEW_COUNT_CAP + 1].count()
+    return trigger_client_event(
+        HttpResponse(), "mentionsRead", {"id": pk, "unread": view_count_label(count)}
     )
-    return trigger_client_event(HttpResponse(), "mentionsRead", {"id": pk})
 
 
 MENTIONS_PAGE = 50

@@ -127,6 +127,35 @@
     keepFocus = null;
   });
 
+  // A live refresh (the list asking for itself, not a tab or a filter) keeps the
+  // agent's place: the first row in view stays where it was, even when rows came
+  // or went above it; else the list keeps its scroll offset. At the top, it stays
+  // at the top (new conversations show there).
+  let keepPlace = null;
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    const list = event.detail.target;
+    if (!list || list.id !== LIST || event.detail.elt !== list || !event.detail.shouldSwap) return;
+    const top = Math.max(list.getBoundingClientRect().top, 0);
+    const row = Array.from(rows()).find((r) => r.getBoundingClientRect().bottom > top);
+    keepPlace = {
+      scroll: list.scrollTop, atTop: !list.scrollTop && !window.scrollY,
+      id: row && row.dataset.id, at: row ? row.getBoundingClientRect().top : 0,
+    };
+  });
+  document.addEventListener("htmx:afterSwap", () => {
+    const list = document.getElementById(LIST);
+    if (!keepPlace || !list || !list.isConnected) return;
+    const place = keepPlace;
+    keepPlace = null;
+    list.scrollTop = place.scroll;
+    if (place.atTop) return;
+    const row = place.id && list.querySelector('.conv-row[data-id="' + CSS.escape(place.id) + '"]');
+    if (!row) return;
+    list.scrollTop += row.getBoundingClientRect().top - place.at;
+    const still = row.getBoundingClientRect().top - place.at; // a list that does not scroll (narrow screens)
+    if (Math.abs(still) > 1) window.scrollBy(0, still);
+  });
+
   document.addEventListener("htmx:afterSettle", () => {
     if (keep) {
       document.querySelectorAll("#" + LIST + " input[name=ids]").forEach((box) => {

@@ -60,6 +60,14 @@
     if (box) { box.click(); }
   }
 
+  // The snooze menu opens with the focus on its first choice.
+  function snooze() {
+    const summary = control("snooze");
+    if (!summary) return;
+    summary.parentElement.open = true;
+    (summary.parentElement.querySelector("form button") || summary).focus();
+  }
+
   const ACTIONS = {
     j: () => move(1), ArrowDown: () => move(1),
     k: () => move(-1), ArrowUp: () => move(-1),
@@ -69,7 +77,7 @@
     i: () => press("assign-me"),
     a: () => control("assign")?.focus(),
     t: () => control("tag")?.focus(),
-    s: () => { const el = control("snooze"); if (el) { el.focus(); el.click(); } },
+    s: snooze,
     "/": () => document.getElementById("id_q")?.focus(),
     x: select,
     "?": () => document.getElementById("shortcuts-help")?.showModal(),

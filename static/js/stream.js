@@ -6,7 +6,8 @@
  *  - "hello": the stream is open (again): the heartbeat (#poller) stands down; after
  *    a reconnect everything refreshes once (the server also replays by Last-Event-ID);
  *  - "presence": who else views or types in the open conversation (#pane-presence);
- *    this page says so too: "viewing" every few seconds, "typing" while typing.
+ *    this page says so too: "viewing" every few seconds, "typing" while typing,
+ *    "idle" when the reply is sent.
  * If the stream cannot be opened, the heartbeat goes on as before.
  */
 (function () {
@@ -105,6 +106,8 @@
       if (who.conversation !== id) return;
       (who.typingUntil > now ? typing : viewing).push(who.name);
     });
+    // A closed conversation has no reply box: nobody is typing a reply there.
+    if (!document.querySelector("#" + PANE + " textarea[name=text]")) viewing.push(...typing.splice(0));
     const parts = [];
     if (typing.length) parts.push(typing.join(", ") + (typing.length > 1 ? " are" : " is") + " typing a reply…");
     if (viewing.length) parts.push("Also viewing: " + viewing.join(", "));
@@ -123,12 +126,13 @@
       const known = others.get(agent);
       const fresh = !known || known.conversation !== conversation;
       const now = Date.now();
-      // Typing is viewing too; when the typing stops, the viewing stays.
+      // Typing is viewing too; when the typing stops (or the reply is sent: "idle"),
+      // the viewing stays.
       others.set(agent, {
         name: data.name,
         conversation,
         viewingUntil: now + VIEWING_TTL,
-        typingUntil: data.state === "typing" ? now + TYPING_TTL : (fresh ? 0 : known.typingUntil),
+        typingUntil: data.state === "typing" ? now + TYPING_TTL : (fresh || data.state === "idle" ? 0 : known.typingUntil),
       });
       if (data.state === "typing") setTimeout(showPresence, TYPING_TTL + 100);
       // Someone just opened the conversation I am viewing: tell them at once.
@@ -159,6 +163,13 @@
     if (now - lastTyping < TYPING_EVERY) return;
     lastTyping = now;
     say("typing");
+  });
+
+  // Sending the reply ends the typing at once (not when its announcement expires).
+  document.addEventListener("htmx:beforeRequest", (event) => {
+    if (event.defaultPrevented || !event.detail.elt.matches("#" + PANE + " .reply-form")) return;
+    lastTyping = 0;
+    say("idle");
   });
 
   // --- the stream -------------------------------------------------------------------
@@ -201,14 +212,17 @@
     else if (!document.getElementById(PANE)) paneChanged();
   });
 
-  // A reply being typed survives a refresh that takes the reply box away (someone
-  // closed the conversation meanwhile): it goes into the pane's #kept-draft.
+  // A reply being typed survives a refresh that takes the reply box away (the agent
+  // or someone else closed the conversation): it goes into the pane's #kept-draft,
+  // and stays there through the refreshes that follow (the close's own echo).
   let typed = null;
   document.addEventListener("htmx:beforeSwap", (event) => {
     const target = event.detail.target;
     if (!target || target.id !== PANE) return;
     const box = target.querySelector("textarea[name=text]");
-    typed = box && box.value.trim() ? { id: target.dataset.conversation, text: box.value } : null;
+    const kept = target.querySelector("#kept-draft:not([hidden]) textarea");
+    const text = [box, kept].map((area) => (area ? area.value : "")).find((value) => value.trim());
+    typed = text ? { id: target.dataset.conversation, text } : null;
   });
   document.addEventListener("htmx:afterSwap", (event) => {
     const target = event.detail.target;
@@ -243,12 +257,79 @@
     notices = null;
   });
 
+  // A refresh of the same conversation (a live one, or the answer to another action)
+  // keeps what the agent is filling in: the open contact form, a changed field (a
+  // tag being typed, an assignee picked, a snooze time), an open menu. Their
+  // counterparts in the answer are marked hx-preserve, so htmx keeps the elements
+  // as they are, the hidden values they were drawn with too: the server refuses
+  // what changed meanwhile ("Changed a moment ago by …"). What made the request is
+  // not kept (its answer replaces it). Kept boxes take the new placeholder ("Reply
+  // to <new name>…").
+  function changedField(field) {
+    if (field.type === "hidden" || field.readOnly || field.name === "composer-mode") return false;
+    if (field.type === "checkbox" || field.type === "radio") return field.checked !== field.defaultChecked;
+    if (field.tagName === "SELECT") {
+      const initial = Array.from(field.options).findLastIndex((option) => option.defaultSelected);
+      return field.selectedIndex !== Math.max(initial, 0);
+    }
+    return field.value !== field.defaultValue;
+  }
+
+  function unsaved(pane, source) {
+    const keep = [];
+    const card = pane.querySelector("#contact-card");
+    if (card && card.querySelector(".contact-form")) keep.push(card);
+    pane.querySelectorAll("input, select, textarea").forEach((field) => {
+      if (field.hasAttribute("hx-preserve") || !changedField(field)) return;
+      const element = field.form && field.form.id ? field.form : field.closest("[id]");
+      if (!element || element === pane || keep.some((kept) => kept.contains(element) || element.contains(kept))) return;
+      keep.push(element);
+    });
+    return keep.filter((element) => !(source && element.contains(source)));
+  }
+
+  let placeholders = [];
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    const target = event.detail.target;
+    placeholders = [];
+    if (!target || target.id !== PANE || !event.detail.shouldSwap) return;
+    if (typeof event.detail.serverResponse !== "string") return;
+    const answer = document.createElement("template");
+    answer.innerHTML = event.detail.serverResponse;
+    const next = answer.content.getElementById(PANE);
+    if (!next || next.dataset.conversation !== target.dataset.conversation) return;
+    const source = event.detail.elt;
+    let marked = false;
+    unsaved(target, source).forEach((element) => {
+      const counterpart = answer.content.getElementById(element.id);
+      if (counterpart) { counterpart.setAttribute("hx-preserve", ""); marked = true; }
+    });
+    target.querySelectorAll("details[open]").forEach((menu) => {
+      const counterpart = menu.classList[0] && next.querySelector("details." + CSS.escape(menu.classList[0]));
+      if (counterpart && !(source && menu.contains(source))) { counterpart.open = true; marked = true; }
+    });
+    placeholders = Array.from(next.querySelectorAll("[hx-preserve][placeholder]"), (box) => [box.id, box.placeholder]);
+    if (marked) event.detail.serverResponse = answer.innerHTML;
+  });
+  document.addEventListener("htmx:afterSwap", (event) => {
+    const target = event.detail.target;
+    if (!target || target.id !== PANE) return;
+    placeholders.forEach(([id, text]) => document.getElementById(id)?.setAttribute("placeholder", text));
+    placeholders = [];
+  });
+
   // The pane marked its conversation read: its row is no longer bold.
   document.body.addEventListener("conversationRead", (event) => {
     const row = document.querySelector("#" + LIST + ' .conv-row[data-id="' + String(event.detail.id) + '"]');
     if (!row) return;
     delete row.dataset.unread;
     row.querySelector(".unread-count")?.remove();
+  });
+
+  // The pane marked the notes mentioning the agent read: the Mentions count drops.
+  document.body.addEventListener("mentionsRead", (event) => {
+    const count = document.querySelector('[data-view-count="mentions"]');
+    if (count && count.firstChild && event.detail.unread !== undefined) count.firstChild.nodeValue = event.detail.unread;
   });
 
   window.addEventListener("pagehide", () => { if (shownConversation) say("left", shownConversation); });

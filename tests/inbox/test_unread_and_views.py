@@ -1,6 +1,7 @@
 """Unread markers per agent (conversations/reads.py) and the Mine / Unassigned
 views with their counts; Mine is where an agent with assigned conversations lands."""
 
+import json
 import re
 from urllib.parse import parse_qs, urlsplit
 
@@ -111,3 +112,16 @@ def test_reading_is_a_post_behind_the_login(agent_client):
     assert Client().post(url).status_code == 302
     services.conversation_close(conversation=conversation)
     assert not ReadMark.objects.exists()
+
+
+def test_reading_mentions_gives_the_page_the_new_count(agent_client, agent, other_agent):
+    first, second = conversation_in(Status.NEW), conversation_in(Status.NEW)
+    for conversation in (first, second):
+        services.note_add(conversation=conversation, author=other_agent, text="@alice look")
+    url = f"/inbox/c/{first.pk}/mentions/read/"
+    response = agent_client.post(url)
+    assert response.status_code == 200
+    trigger = json.loads(response["HX-Trigger"])
+    assert trigger == {"mentionsRead": {"id": first.pk, "unread": "1"}}
+    # Read already: nothing to say.
+    assert agent_client.post(url).status_code == 204
