@@ -6,14 +6,18 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0021_task_queue_indexes'),
+        ("conversations", "0021_task_queue_indexes"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='contact',
-            index=django.contrib.postgres.indexes.GinIndex(django.contrib.postgres.indexes.OpClass(django.db.models.functions.text.Upper('external_id'), name='gin_trgm_ops'), name='contact_external_id_trgm'),
+            model_name="contact",
+            index=django.contrib.postgres.indexes.GinIndex(
+                django.contrib.postgres.indexes.OpClass(
+                    django.db.models.functions.text.Upper("external_id"), name="gin_trgm_ops"
+                ),
+                name="contact_external_id_trgm",
+            ),
         ),
     ]
