@@ -97,6 +97,13 @@ class BulkActionForm(forms.Form):
         self.user = user
 
 
+def contact_seen(contact) -> str:
+    """What a contact form is drawn from (its hidden ``seen``): the name and the
+    attributes as the form shows them."""
+    attributes = {key: attribute_text(value) for key, value in contact.attributes.items()}
+    return json.dumps({"name": contact.name, "attributes": attributes})
+
+
 class ContactForm(forms.Form):
     """A contact's name and its attributes as rows of (name, value) inputs
     (``attr_key`` and ``attr_value``, repeated); a row left empty is dropped."""
@@ -114,8 +121,7 @@ class ContactForm(forms.Form):
         else:
             keys, values = data.getlist("attr_key"), data.getlist("attr_value")
             self.rows = list(zip(keys, values + [""] * (len(keys) - len(values)), strict=False))
-        seen = json.dumps({"name": contact.name, "attributes": dict(initial_rows)})
-        super().__init__(data, initial={"name": contact.name, "seen": seen})
+        super().__init__(data, initial={"name": contact.name, "seen": contact_seen(contact)})
 
     def clean_seen(self) -> dict | None:
         raw = self.cleaned_data["seen"]

@@ -53,7 +53,7 @@ from . import choices
 from .choices import user_labels
 from .display import agent_options, list_rows, note_html, path, thread_html, url_maker
 from .filters import ASSIGNEE_ME, ASSIGNEE_NONE, VIEW_ALL, agent_label
-from .forms import BULK_LIMIT, AssignForm, BulkActionForm, ContactForm
+from .forms import BULK_LIMIT, AssignForm, BulkActionForm, ContactForm, contact_seen
 from .selectors import (
     VIEW_COUNT_CAP,
     BadCursor,
@@ -790,7 +790,7 @@ def contact_edit(request, pk: int):
             # it is: saving again keeps them, knowingly.
             conversation = load_conversation(pk)
             data = data.copy()
-            data["seen"] = ContactForm(contact=conversation.contact)["seen"].initial
+            data["seen"] = contact_seen(conversation.contact)
             form = ContactForm(data, contact=conversation.contact)
             form.is_valid()
             form.add_error(None, exc.detail)

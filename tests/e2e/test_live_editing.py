@@ -12,7 +12,7 @@ from conversations import services
 from conversations.models import Contact, Conversation, Mention
 from tests.factories import UserFactory
 
-from .test_realtime import log_in, wait_live
+from .test_realtime import log_in, open_live
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -84,9 +84,7 @@ def test_a_live_refresh_keeps_the_open_contact_form_and_half_filled_fields(asgi_
     UserFactory(username="alice", first_name="Alice", last_name="")
     bob = UserFactory(username="bob", first_name="Bob", last_name="")
     conversation = inbound("Zed Old", "+3304", "first")
-    alice = log_in(browser, asgi_server, "alice")
-    alice.goto(f"{asgi_server}/inbox/c/{conversation.pk}/")
-    wait_live(alice)
+    alice = open_live(browser, asgi_server, "alice", f"{asgi_server}/inbox/c/{conversation.pk}/")
     pane = alice.locator(PANE)
     reply = pane.locator("textarea[name=text]")
     reply.fill("A reply in progress")
@@ -193,12 +191,8 @@ def test_typing_presence_ends_when_the_reply_is_sent_or_the_conversation_closed(
     UserFactory(username="bob", first_name="Bob", last_name="")
     conversation = inbound("Tia Typing", "+3307", "hello?")
     url = f"{asgi_server}/inbox/c/{conversation.pk}/"
-    alice = log_in(browser, asgi_server, "alice")
-    alice.goto(url)
-    wait_live(alice)
-    bobs = log_in(browser, asgi_server, "bob")
-    bobs.goto(url)
-    wait_live(bobs)
+    alice = open_live(browser, asgi_server, "alice", url)
+    bobs = open_live(browser, asgi_server, "bob", url)
     presence = alice.locator("#pane-presence")
     expect(presence).to_contain_text("Also viewing: Bob", timeout=5_000)
     box = bobs.locator("textarea[name=text]")

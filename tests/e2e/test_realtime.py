@@ -70,6 +70,14 @@ def wait_live(page):
     expect(page.locator("body")).to_have_attribute("data-live", "on", timeout=10_000)
 
 
+def open_live(browser, base: str, username: str, url: str):
+    """``username`` logged in, on ``url``, its stream open."""
+    page = log_in(browser, base, username)
+    page.goto(url)
+    wait_live(page)
+    return page
+
+
 def post_inbound(base: str, token: str, external_id: str, text: str) -> float:
     body = {"channel": "sms", "external_id": external_id, "text": text}
     request = urllib.request.Request(  # noqa: S310 - http://127.0.0.1 only
@@ -147,12 +155,8 @@ def test_two_agents_see_each_other_and_nothing_is_silently_lost(asgi_server, bro
     conversation = Conversation.objects.get(contact__name="Yves Two")
     url = f"{asgi_server}/inbox/c/{conversation.pk}/"
 
-    alice = log_in(browser, asgi_server, "alice")
-    alice.goto(url)
-    wait_live(alice)
-    bobs = log_in(browser, asgi_server, "bob")
-    bobs.goto(url)
-    wait_live(bobs)
+    alice = open_live(browser, asgi_server, "alice", url)
+    bobs = open_live(browser, asgi_server, "bob", url)
 
     # Alice sees Bob open the conversation, then type in it (and the reverse).
     presence = alice.locator("#pane-presence")
@@ -199,9 +203,7 @@ def test_a_draft_survives_a_close_pushed_to_the_pane(asgi_server, browser):
     services.message_receive(channel="sms", external_id="+333", text="hi", name="Xena Three")
     conversation = Conversation.objects.get(contact__name="Xena Three")
 
-    alice = log_in(browser, asgi_server, "alice")
-    alice.goto(f"{asgi_server}/inbox/c/{conversation.pk}/")
-    wait_live(alice)
+    alice = open_live(browser, asgi_server, "alice", f"{asgi_server}/inbox/c/{conversation.pk}/")
     alice.locator("textarea[name=text]").fill("Typed before the close")
     services.conversation_close(conversation=conversation.pk, actor=bob)
     # The pushed refresh shows the closed conversation, and keeps the text.
